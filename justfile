@@ -1,0 +1,52 @@
+# hkd: every recipe a researcher or CI needs. `just --list` shows them.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Show the recipes
+default:
+    @just --list
+
+# Run every test (the command CI runs). Builds the binaries first: the grid and
+# end-to-end tests drive the real hkd-train / hkd-eval / hkd-analyze executables.
+test:
+    cargo build --workspace --bins
+    cargo test --workspace --no-fail-fast
+
+# Formatting and lints, as required before every commit
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks (release build): data pipeline, networks, grid rendering, analysis
+bench:
+    cargo run --release -p hkd-datasets --example pipeline_bench
+    cargo run --release -p hkd-arch --example arch_bench
+    cargo run --release -p hkd-slurm --example render_bench
+    cargo run --release -p hkd-analysis --example analyze_bench
+
+# Build the release binaries used by grids
+build:
+    cargo build --release -p hkd-train -p hkd-eval -p hkd-analyze -p hkd-grid -p hkd-data
+
+# Run a grid: `just grid train|evaluate|analyze|pipeline [hkd-grid flags]`
+grid kind *args: build
+    target/release/hkd-grid {{ if kind == "pipeline" { "pipeline configs/pipeline.toml" } else { "configs/" + kind + ".toml" } }} {{args}}
+
+# One real training run on the embedded fixtures (resnet8, human labels, 3 epochs)
+demo: build
+    target/release/hkd-train --data fixtures/cifar10h-mini --student resnet8 --teacher human --lambda 1.0 --epochs 3 --out runs/demo --overwrite
+
+# Rebuild fixtures/cifar10h-mini from ../shared/data
+fixtures:
+    scripts/build-fixtures.sh
+
+# Build the full real data set from ../shared/data into data/cifar10h-real
+data-real:
+    scripts/data-real.sh
+
+# Start a real one-node Slurm on this host (installs Debian's slurm packages; needs root)
+slurm-up:
+    scripts/local-slurm.sh start
+
+# Stop the local Slurm started by slurm-up
+slurm-down:
+    scripts/local-slurm.sh stop
