@@ -1,0 +1,126 @@
+//! The building blocks of the objective as plain functions on candle tensors.
+//!
+//! They do no validation beyond what candle does; [`DistillationLoss`](crate::DistillationLoss)
+//! checks shapes, dtypes and devices before calling them. Everything stays on the input's
+//! device and dtype.
+
+use candle_core::{D, DType, Device, Tensor};
+
+use crate::config::{DistilFn, KlReduction};
+use crate::error::{LossError, Result};
+
+/// Numerically stable `log_softmax` over the last dimension.
+///
+/// Computed as `x − m − log Σ exp(x − m)` with `m` the (detached) row maximum, so no
+/// `exp` overflows and no `log(0)` occurs for finite inputs. Gradients flow through `x`.
+pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
+    let row_max = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&row_max)?;
+    let log_sum_exp = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    Ok(shifted.broadcast_sub(&log_sum_exp)?)
+}
+
+/// Mean cross-entropy of logits `[N, C]` against integer class labels `[N]`
+/// (`u8`, `u32` or `i64`).
+///
+/// Labels must lie in `0..C`; the CPU backend reports an out-of-range label as an error,
+/// other backends may not.
+pub fn hard_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let log_probs = log_softmax(logits)?;
+    let index = labels.unsqueeze(1)?.contiguous()?;
+    Ok(log_probs.gather(&index, 1)?.mean_all()?.neg()?)
+}
+
+/// `log ĥ` for human label distributions `[N, C]`, with `ĥ = (h + ε) / (1 + C·ε)`.
+///
+/// With `ε = 0` this is `log h`, which is `-inf` wherever `h` is 0: the caller must make
+/// sure that does not happen (as [`DistillationLoss`](crate::DistillationLoss) does).
+pub fn smoothed_human_log_probs(human: &Tensor, smoothing: f64) -> Result<Tensor> {
+    let classes = human.dim(D::Minus1)? as f64;
+    let scale = 1.0 / (1.0 + classes * smoothing);
+    Ok(human.affine(scale, smoothing * scale)?.log()?)
+}
+
+/// The temperature-scaled soft term `T²·D(s/T, z/T)` for student logits `s` and target
+/// logits `z` (teacher logits, or `log ĥ`), both `[N, C]`.
+///
+/// The target distribution is `softmax(z/T)` and carries no gradient. `D` is
+/// [`DistilFn::Kl`] (`Σ p·(log p − log_softmax(s/T))`, reduced by `reduction`) or
+/// [`DistilFn::Ce`] (`−Σ p·log_softmax(s/T)`, summed over classes and averaged over the
+/// batch). The factor `T²` keeps the gradient's size roughly independent of `T`.
+pub fn soft_distillation_term(
+    student_logits: &Tensor,
+    target_logits: &Tensor,
+    temperature: f64,
+    distil_fn: DistilFn,
+    reduction: KlReduction,
+) -> Result<Tensor> {
+    let (batch, classes) = student_logits.dims2()?;
+    let inverse_temperature = 1.0 / temperature;
+    let target_log_probs = log_softmax(&target_logits.affine(inverse_temperature, 0.0)?)?.detach();
+    let student_log_probs = log_softmax(&student_logits.affine(inverse_temperature, 0.0)?)?;
+    let target_probs = target_log_probs.exp()?;
+    let (elementwise, divisor) = match distil_fn {
+        DistilFn::Kl => {
+            let divisor = match reduction {
+                KlReduction::BatchMean => batch,
+                KlReduction::ElementwiseMean => batch * classes,
+            };
+            let log_ratio = (target_log_probs - &student_log_probs)?;
+            ((target_probs * log_ratio)?, divisor)
+        }
+        DistilFn::Ce => ((target_probs * &student_log_probs)?.neg()?, batch),
+    };
+    let scale = temperature * temperature / divisor as f64;
+    Ok(elementwise.sum_all()?.affine(scale, 0.0)?)
+}
+
+/// Checks, on the host, that every row of `human` (`[N, C]`, any float dtype, any device)
+/// is a probability distribution: finite, non-negative entries summing to 1 within
+/// `tolerance`.
+///
+/// This copies the tensor to the host, so call it once when the labels are loaded, not
+/// per training step.
+pub fn check_human_distributions(human: &Tensor, tolerance: f64) -> Result<()> {
+    let dims = human.dims().to_vec();
+    if dims.len() != 2 {
+        return Err(LossError::ShapeMismatch {
+            input: "human",
+            found: dims,
+            expected: "a rank-2 tensor [N, C]".to_owned(),
+        });
+    }
+    if !human.dtype().is_float() {
+        return Err(LossError::UnsupportedDType {
+            input: "human",
+            found: human.dtype(),
+            expected: "a float dtype (f16, bf16, f32 or f64)",
+        });
+    }
+    let rows = human
+        .to_device(&Device::Cpu)?
+        .to_dtype(DType::F64)?
+        .to_vec2::<f64>()?;
+    for (row_index, row) in rows.iter().enumerate() {
+        if let Some((column, value)) = row
+            .iter()
+            .enumerate()
+            .find(|(_, value)| !(value.is_finite() && **value >= 0.0))
+        {
+            return Err(LossError::InvalidHumanRow {
+                row: row_index,
+                problem: format!("entry {column} is {value}"),
+                tolerance,
+            });
+        }
+        let sum: f64 = row.iter().sum();
+        if (sum - 1.0).abs() > tolerance {
+            return Err(LossError::InvalidHumanRow {
+                row: row_index,
+                problem: format!("its entries sum to {sum}"),
+                tolerance,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,314 @@
+//! Properties of the objective on random inputs: KL ≥ 0, KL = 0 at the target, soft CE =
+//! KL + target entropy, T²-scaling of the gradient, finiteness for extreme logits.
+
+use candle_core::{DType, Device, Tensor, Var};
+use hkd_losses::{
+    DistilFn, DistillationConfig, DistillationLoss, DistillationMode, KlReduction, LossValues,
+};
+use proptest::prelude::*;
+
+/// A random batch: student logits, teacher logits, human rows (some with zeros), labels.
+#[derive(Debug, Clone)]
+struct Batch {
+    batch: usize,
+    classes: usize,
+    student: Vec<f64>,
+    teacher: Vec<f64>,
+    human: Vec<f64>,
+    labels: Vec<u32>,
+}
+
+impl Batch {
+    fn tensors(&self) -> (Tensor, Tensor, Tensor, Tensor) {
+        let shape = (self.batch, self.classes);
+        let cpu = &Device::Cpu;
+        (
+            Tensor::from_vec(self.student.clone(), shape, cpu).unwrap(),
+            Tensor::from_vec(self.teacher.clone(), shape, cpu).unwrap(),
+            Tensor::from_vec(self.human.clone(), shape, cpu).unwrap(),
+            Tensor::from_vec(self.labels.clone(), self.batch, cpu).unwrap(),
+        )
+    }
+}
+
+fn batch_strategy(logit_range: f64) -> impl Strategy<Value = Batch> {
+    (1usize..6, 2usize..8).prop_flat_map(move |(batch, classes)| {
+        let cells = batch * classes;
+        (
+            prop::collection::vec(-logit_range..logit_range, cells),
+            prop::collection::vec(-logit_range..logit_range, cells),
+            // Weights with exact zeros about a third of the time; one positive per row.
+            prop::collection::vec(prop_oneof![Just(0.0), 0.0..1.0f64, 0.0..1.0f64], cells),
+            prop::collection::vec(0..classes as u32, batch),
+        )
+            .prop_map(move |(student, teacher, mut human, labels)| {
+                for row in human.chunks_mut(classes) {
+                    row[0] += 1e-3;
+                    let sum: f64 = row.iter().sum();
+                    row.iter_mut().for_each(|value| *value /= sum);
+                }
+                Batch {
+                    batch,
+                    classes,
+                    student,
+                    teacher,
+                    human,
+                    labels,
+                }
+            })
+    })
+}
+
+fn reduction_strategy() -> impl Strategy<Value = KlReduction> {
+    prop_oneof![
+        Just(KlReduction::BatchMean),
+        Just(KlReduction::ElementwiseMean)
+    ]
+}
+
+fn values(config: DistillationConfig, batch: &Batch) -> LossValues {
+    let (student, teacher, human, labels) = batch.tensors();
+    let teacher = (config.mode == DistillationMode::Student).then_some(&teacher);
+    DistillationLoss::new(config)
+        .unwrap()
+        .compute(&student, &labels, Some(&human), teacher)
+        .unwrap()
+        .to_f64()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn kl_soft_parts_are_never_negative(
+        batch in batch_strategy(20.0),
+        reduction in reduction_strategy(),
+        lambda in 0.0..=1.0f64,
+        gamma in 0.0..=1.0f64,
+        temperature_teacher in 0.25..10.0f64,
+        temperature_human in 0.25..10.0f64,
+        human_smoothing in 1e-4..0.1f64,
+    ) {
+        let config = DistillationConfig {
+            mode: DistillationMode::Student,
+            lambda,
+            gamma,
+            temperature_teacher,
+            temperature_human,
+            distil_fn: DistilFn::Kl,
+            kl_reduction: reduction,
+            human_smoothing,
+        };
+        let student = values(config, &batch);
+        let human = values(DistillationConfig { mode: DistillationMode::Human, ..config }, &batch);
+        for value in [
+            student.kd.unwrap(),
+            student.teacher_term.unwrap(),
+            student.human_term.unwrap(),
+            human.kd.unwrap(),
+        ] {
+            prop_assert!(value >= -1e-12, "a KL part is negative: {value}");
+        }
+        prop_assert!(student.total.is_finite() && student.total >= 0.0);
+        // The human term alone (γ = 1) equals human mode's kd.
+        let only_human = values(DistillationConfig { gamma: 1.0, ..config }, &batch);
+        prop_assert!((only_human.kd.unwrap() - human.kd.unwrap()).abs() <= 1e-12 * (1.0 + human.kd.unwrap()));
+    }
+
+    #[test]
+    fn kl_is_zero_when_the_student_equals_the_teacher(
+        batch in batch_strategy(20.0),
+        reduction in reduction_strategy(),
+        temperature in 0.25..10.0f64,
+        shift in -5.0..5.0f64,
+    ) {
+        // A constant shift per batch does not change softmax.
+        let student = Batch {
+            student: batch.teacher.iter().map(|logit| logit + shift).collect(),
+            ..batch.clone()
+        };
+        let config = DistillationConfig {
+            mode: DistillationMode::Student,
+            gamma: 0.0,
+            temperature_teacher: temperature,
+            distil_fn: DistilFn::Kl,
+            kl_reduction: reduction,
+            ..DistillationConfig::default()
+        };
+        let at_target = values(config, &student);
+        prop_assert!(at_target.teacher_term.unwrap().abs() <= 1e-12, "{at_target:?}");
+        prop_assert!(at_target.kd.unwrap().abs() <= 1e-12, "{at_target:?}");
+        // And it is not zero elsewhere: the unmodified random student differs.
+        let elsewhere = values(config, &batch);
+        let distinct = batch.student.iter().zip(&batch.teacher).any(|(s, t)| (s - t).abs() > 1.0);
+        if distinct && batch.classes > 1 {
+            prop_assert!(elsewhere.kd.unwrap() > 0.0);
+        }
+    }
+
+    #[test]
+    fn kl_is_zero_when_the_student_equals_the_smoothed_human_target(
+        batch in batch_strategy(20.0),
+        reduction in reduction_strategy(),
+        temperature in 0.25..10.0f64,
+        human_smoothing in 1e-4..0.1f64,
+    ) {
+        let classes = batch.classes as f64;
+        let student = Batch {
+            student: batch
+                .human
+                .iter()
+                .map(|h| ((h + human_smoothing) / (1.0 + classes * human_smoothing)).ln())
+                .collect(),
+            ..batch.clone()
+        };
+        let config = DistillationConfig {
+            mode: DistillationMode::Human,
+            temperature_human: temperature,
+            distil_fn: DistilFn::Kl,
+            kl_reduction: reduction,
+            human_smoothing,
+            ..DistillationConfig::default()
+        };
+        let at_target = values(config, &student);
+        prop_assert!(at_target.kd.unwrap().abs() <= 1e-12, "{at_target:?}");
+    }
+
+    #[test]
+    fn soft_ce_is_kl_plus_the_target_entropy(
+        batch in batch_strategy(10.0),
+        temperature in 0.25..10.0f64,
+    ) {
+        let config = DistillationConfig {
+            mode: DistillationMode::Student,
+            gamma: 0.0,
+            temperature_teacher: temperature,
+            kl_reduction: KlReduction::BatchMean,
+            ..DistillationConfig::default()
+        };
+        let kl = values(DistillationConfig { distil_fn: DistilFn::Kl, ..config }, &batch);
+        let ce = values(DistillationConfig { distil_fn: DistilFn::Ce, ..config }, &batch);
+        let mut entropy = 0.0;
+        for row in batch.teacher.chunks(batch.classes) {
+            let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let weights: Vec<f64> = row.iter().map(|t| ((t - max) / temperature).exp()).collect();
+            let sum: f64 = weights.iter().sum();
+            entropy -= weights.iter().map(|w| w / sum).filter(|p| *p > 0.0).map(|p| p * p.ln()).sum::<f64>();
+        }
+        let expected = kl.kd.unwrap() + temperature * temperature * entropy / batch.batch as f64;
+        prop_assert!((ce.kd.unwrap() - expected).abs() <= 1e-9 * (1.0 + expected.abs()),
+            "CE {} vs KL + T²·H {}", ce.kd.unwrap(), expected);
+    }
+
+    #[test]
+    fn t_squared_keeps_the_gradient_size_across_temperatures(batch in batch_strategy(0.5)) {
+        let norms = teacher_gradient_norms(&batch);
+        prop_assume!(norms[0] > 1e-6);
+        for (temperature, norm) in TEMPERATURES.iter().zip(&norms) {
+            let ratio = norm / norms[0];
+            // Without the T² factor the ratio would be about 1/T² (1/64 at T = 8).
+            prop_assert!((0.75..=1.34).contains(&ratio),
+                "gradient norm at T = {temperature} is {ratio} times that at T = 1 ({norms:?})");
+        }
+    }
+}
+
+const TEMPERATURES: [f64; 4] = [1.0, 2.0, 4.0, 8.0];
+
+/// ‖∂L/∂s‖ for the teacher term alone (λ = 1, γ = 0) at each of [`TEMPERATURES`].
+fn teacher_gradient_norms(batch: &Batch) -> Vec<f64> {
+    let (student, teacher, human, labels) = batch.tensors();
+    let student = Var::from_tensor(&student).unwrap();
+    TEMPERATURES
+        .iter()
+        .map(|&temperature| {
+            let loss = DistillationLoss::new(DistillationConfig {
+                mode: DistillationMode::Student,
+                lambda: 1.0,
+                gamma: 0.0,
+                temperature_teacher: temperature,
+                ..DistillationConfig::default()
+            })
+            .unwrap();
+            let parts = loss
+                .compute(student.as_tensor(), &labels, Some(&human), Some(&teacher))
+                .unwrap();
+            let grads = parts.total.backward().unwrap();
+            let gradient = grads.get(student.as_tensor()).unwrap();
+            gradient
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+                .sqrt()
+        })
+        .collect()
+}
+
+#[test]
+fn t_squared_scaling_on_a_fixed_batch() {
+    let batch = Batch {
+        batch: 2,
+        classes: 4,
+        student: vec![0.3, -0.2, 0.1, 0.0, -0.4, 0.25, 0.05, 0.1],
+        teacher: vec![-0.1, 0.2, 0.4, -0.3, 0.2, -0.1, 0.0, 0.3],
+        human: vec![0.25; 8],
+        labels: vec![0, 3],
+    };
+    let norms = teacher_gradient_norms(&batch);
+    for norm in &norms {
+        let ratio = norm / norms[0];
+        assert!((0.9..=1.1).contains(&ratio), "gradient norms {norms:?}");
+    }
+}
+
+#[test]
+fn extreme_logits_stay_finite_in_f32() {
+    let cpu = &Device::Cpu;
+    let student = Tensor::new(&[[1e4f32, -1e4, 0.0], [-3e4, 3e4, 1e3]], cpu).unwrap();
+    let teacher = Tensor::new(&[[-2e4f32, 2e4, 5.0], [8e3, -8e3, 0.0]], cpu).unwrap();
+    let human = Tensor::new(&[[0.0f32, 1.0, 0.0], [1.0, 0.0, 0.0]], cpu).unwrap();
+    let labels = Tensor::new(&[2u32, 0], cpu).unwrap();
+    for distil_fn in [DistilFn::Kl, DistilFn::Ce] {
+        let loss = DistillationLoss::new(DistillationConfig {
+            mode: DistillationMode::Student,
+            distil_fn,
+            temperature_teacher: 0.5,
+            ..DistillationConfig::default()
+        })
+        .unwrap();
+        let student = Var::from_tensor(&student).unwrap();
+        let parts = loss
+            .compute(student.as_tensor(), &labels, Some(&human), Some(&teacher))
+            .unwrap();
+        let values = parts.to_f64().unwrap();
+        for value in [
+            values.hard_ce,
+            values.kd.unwrap(),
+            values.teacher_term.unwrap(),
+            values.human_term.unwrap(),
+            values.total,
+        ] {
+            assert!(value.is_finite() && value > 1e3, "{distil_fn}: {values:?}");
+        }
+        let gradient = parts.total.backward().unwrap();
+        let gradient = gradient.get(student.as_tensor()).unwrap();
+        let finite = gradient
+            .to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()
+            .iter()
+            .all(|value| value.is_finite());
+        assert!(finite, "{distil_fn}: gradient has non-finite entries");
+    }
+}
