@@ -1,0 +1,732 @@
+//! Figures with plotters, each written as SVG and PNG.
+//!
+//! Text is drawn with DejaVu Sans embedded in this crate (plotters' `ab_glyph` feature), so
+//! no system font, fontconfig or freetype is needed on the machine that draws.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use hkd_rundir::EpochMetrics;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+
+use crate::aggregate::GroupSummary;
+use crate::error::{AnalysisError, Result};
+use crate::load::RunRecord;
+use crate::table::EvalSetColumns;
+
+/// DejaVu Sans (a Latin/Greek subset; see `assets/fonts/LICENSE-DejaVu.txt`).
+static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans-subset.ttf");
+
+/// Registers the embedded font for every family plotters may ask for. Idempotent.
+pub fn ensure_font() -> Result<(), String> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        for family in ["sans-serif", "serif", "monospace"] {
+            for style in [
+                FontStyle::Normal,
+                FontStyle::Bold,
+                FontStyle::Italic,
+                FontStyle::Oblique,
+            ] {
+                register_font(family, style, FONT)
+                    .map_err(|_| "the embedded DejaVu Sans font is not a valid font".to_string())?;
+            }
+        }
+        Ok(())
+    })
+    .clone()
+}
+
+/// One figure written as `<stem>.svg` and `<stem>.png`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FigureFiles {
+    /// What the figure shows, one line.
+    pub caption: String,
+    pub svg: PathBuf,
+    pub png: PathBuf,
+}
+
+type DrawResult = std::result::Result<(), String>;
+
+/// Something that can draw itself on any plotters backend.
+trait Figure {
+    fn size(&self) -> (u32, u32);
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult;
+}
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Draws `fig` to `<dir>/<name>.svg` and `<dir>/<name>.png` (atomic writes). (`name` may
+/// contain dots, as in `l0.5`, so it is not a path whose extension could be replaced.)
+fn render(fig: &impl Figure, dir: &Path, name: &str, caption: String) -> Result<FigureFiles> {
+    let svg_path = dir.join(format!("{name}.svg"));
+    let png_path = dir.join(format!("{name}.png"));
+    ensure_font().map_err(|message| AnalysisError::Plot {
+        path: svg_path.clone(),
+        message,
+    })?;
+    let (w, h) = fig.size();
+    let plot_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |message: String| AnalysisError::Plot { path, message }
+    };
+
+    let mut svg = String::new();
+    {
+        let area = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+        fig.draw(&area).map_err(plot_err(&svg_path))?;
+        area.present().map_err(err).map_err(plot_err(&svg_path))?;
+    }
+    hkd_rundir::write_atomic(&svg_path, svg.as_bytes())
+        .map_err(|e| AnalysisError::write(&svg_path, e))?;
+
+    let mut rgb = vec![0u8; (w * h * 3) as usize];
+    {
+        let area = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        fig.draw(&area).map_err(plot_err(&png_path))?;
+        area.present().map_err(err).map_err(plot_err(&png_path))?;
+    }
+    let image = image::RgbImage::from_raw(w, h, rgb).ok_or_else(|| AnalysisError::Plot {
+        path: png_path.clone(),
+        message: "bitmap buffer has the wrong size".into(),
+    })?;
+    let mut png = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| AnalysisError::Plot {
+            path: png_path.clone(),
+            message: format!("PNG encoding failed: {e}"),
+        })?;
+    hkd_rundir::write_atomic(&png_path, png.get_ref())
+        .map_err(|e| AnalysisError::write(&png_path, e))?;
+    Ok(FigureFiles {
+        caption,
+        svg: svg_path,
+        png: png_path,
+    })
+}
+
+/// A padded axis range covering `values` (at least `min_span` wide).
+fn padded(values: impl IntoIterator<Item = f64>, min_span: f64) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values.into_iter().filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    if hi - lo < min_span {
+        let mid = (lo + hi) / 2.0;
+        lo = mid - min_span / 2.0;
+        hi = mid + min_span / 2.0;
+    }
+    let pad = (hi - lo) * 0.08;
+    (lo - pad, hi + pad)
+}
+
+fn color(i: usize) -> RGBColor {
+    // Okabe–Ito-like colour-blind-safe palette, then plotters' Palette99.
+    const BASE: [RGBColor; 8] = [
+        RGBColor(0, 114, 178),
+        RGBColor(213, 94, 0),
+        RGBColor(0, 158, 115),
+        RGBColor(204, 121, 167),
+        RGBColor(230, 159, 0),
+        RGBColor(86, 180, 233),
+        RGBColor(0, 0, 0),
+        RGBColor(240, 228, 66),
+    ];
+    if i < BASE.len() {
+        BASE[i]
+    } else {
+        let c = Palette99::pick(i).to_rgba();
+        RGBColor(c.0, c.1, c.2)
+    }
+}
+
+/// Which metric a λ figure shows.
+#[derive(Clone, Copy)]
+enum LambdaMetric {
+    Acc,
+    Ce,
+}
+
+/// (λ, mean, std) of one group.
+type LambdaPoint = (f64, f64, Option<f64>);
+
+struct Series {
+    label: String,
+    points: Vec<LambdaPoint>,
+}
+
+struct Panel {
+    title: String,
+    series: Vec<Series>,
+}
+
+/// Validation accuracy or CE against λ: a panel per student, a line per remaining
+/// configuration, error bars ±1 sample std over repeats.
+struct LambdaFigure {
+    title: String,
+    /// Second title line: the keys that are the same for every series.
+    subtitle: String,
+    y_label: String,
+    panels: Vec<Panel>,
+}
+
+fn panel_grid(n: usize) -> (usize, usize) {
+    let cols = n.clamp(1, 3);
+    (n.div_ceil(cols), cols)
+}
+
+fn lambda_figure(
+    groups: &[GroupSummary],
+    keys: &[String],
+    metric: LambdaMetric,
+) -> Option<LambdaFigure> {
+    if !keys.iter().any(|k| k == "lambda") || groups.is_empty() {
+        return None;
+    }
+    let panel_key = keys.iter().any(|k| k == "student").then_some("student");
+    let series_keys: Vec<&str> = keys
+        .iter()
+        .map(String::as_str)
+        .filter(|k| *k != "lambda" && Some(*k) != panel_key)
+        .collect();
+    // Only keys that differ between series go into labels; the rest into the title.
+    let varying: Vec<&str> = series_keys
+        .iter()
+        .copied()
+        .filter(|k| {
+            groups
+                .iter()
+                .map(|g| g.key(k).unwrap_or(""))
+                .collect::<BTreeSet<_>>()
+                .len()
+                > 1
+        })
+        .collect();
+    let constant: Vec<&str> = series_keys
+        .iter()
+        .copied()
+        .filter(|k| !varying.contains(k))
+        .collect();
+    let mut panels: BTreeMap<String, BTreeMap<String, Vec<LambdaPoint>>> = BTreeMap::new();
+    for g in groups {
+        let Some(l) = g.lambda else { continue };
+        let panel = panel_key
+            .and_then(|k| g.key(k))
+            .unwrap_or("all runs")
+            .to_string();
+        let label = if varying.is_empty() {
+            "mean ± std".to_string()
+        } else {
+            g.label(&varying)
+        };
+        let (m, s) = match metric {
+            LambdaMetric::Acc => (g.val_acc_mean, g.val_acc_std),
+            LambdaMetric::Ce => (g.val_loss_mean, g.val_loss_std),
+        };
+        panels
+            .entry(panel)
+            .or_default()
+            .entry(label)
+            .or_default()
+            .push((l, m, s));
+    }
+    let constant_text = groups
+        .first()
+        .map(|g| g.label(&constant))
+        .unwrap_or_default();
+    let (what, y_label) = match metric {
+        LambdaMetric::Acc => ("validation accuracy", "validation accuracy (best epoch)"),
+        LambdaMetric::Ce => (
+            "validation cross-entropy",
+            "validation CE, nats (best epoch)",
+        ),
+    };
+    Some(LambdaFigure {
+        title: format!("{what} vs λ"),
+        subtitle: if constant_text.is_empty() {
+            "mean ± sample std over repeats".to_string()
+        } else {
+            format!("mean ± sample std over repeats; {constant_text}")
+        },
+        y_label: y_label.to_string(),
+        panels: panels
+            .into_iter()
+            .map(|(title, series)| Panel {
+                title,
+                series: series
+                    .into_iter()
+                    .map(|(label, mut points)| {
+                        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                        Series { label, points }
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
+impl Figure for LambdaFigure {
+    fn size(&self) -> (u32, u32) {
+        let (rows, cols) = panel_grid(self.panels.len());
+        (640 * cols as u32 + 40, 460 * rows as u32 + 80)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
+        area.fill(&WHITE).map_err(err)?;
+        let area = area
+            .titled(&self.title, ("sans-serif", 20))
+            .map_err(err)?
+            .titled(&self.subtitle, ("sans-serif", 14))
+            .map_err(err)?;
+        let (rows, cols) = panel_grid(self.panels.len());
+        for (panel, cell) in self.panels.iter().zip(area.split_evenly((rows, cols))) {
+            let all = || panel.series.iter().flat_map(|s| s.points.iter());
+            let (x0, x1) = padded(all().map(|p| p.0), 0.2);
+            let (y0, y1) = padded(
+                all().flat_map(|p| {
+                    let s = p.2.unwrap_or(0.0);
+                    [p.1 - s, p.1 + s]
+                }),
+                1e-3,
+            );
+            let mut chart = ChartBuilder::on(&cell)
+                .caption(&panel.title, ("sans-serif", 17))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(64)
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc("λ")
+                .y_desc(&self.y_label)
+                .label_style(("sans-serif", 13))
+                .axis_desc_style(("sans-serif", 14))
+                .light_line_style(WHITE.mix(0.0))
+                .draw()
+                .map_err(err)?;
+            let n = panel.series.len();
+            let dodge = (x1 - x0) * 0.008;
+            for (i, s) in panel.series.iter().enumerate() {
+                let c = color(i);
+                let off = (i as f64 - (n as f64 - 1.0) / 2.0) * dodge;
+                let pts: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0 + off, p.1)).collect();
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                    .map_err(err)?
+                    .label(&s.label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                    });
+                chart
+                    .draw_series(s.points.iter().filter_map(|p| {
+                        p.2.map(|sd| {
+                            ErrorBar::new_vertical(p.0 + off, p.1 - sd, p.1, p.1 + sd, c, 8)
+                        })
+                    }))
+                    .map_err(err)?;
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                    .map_err(err)?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .label_font(("sans-serif", 12))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.4))
+                .draw()
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+/// Training curves of one run: loss parts, accuracies, validation CE and learning rate.
+struct CurvesFigure {
+    title: String,
+    metrics: Vec<EpochMetrics>,
+    best_epoch: u32,
+}
+
+impl Figure for CurvesFigure {
+    fn size(&self) -> (u32, u32) {
+        (1100, 760)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
+        area.fill(&WHITE).map_err(err)?;
+        let area = area.titled(&self.title, ("sans-serif", 18)).map_err(err)?;
+        let cells = area.split_evenly((2, 2));
+        let m = &self.metrics;
+        let first = m.iter().map(|e| e.epoch).min().unwrap_or(1);
+        let last = m.iter().map(|e| e.epoch).max().unwrap_or(1).max(first + 1);
+        type Getter = fn(&EpochMetrics) -> Option<f64>;
+        /// Title, y axis, lines, legend position.
+        type CurvePanel<'a> = (
+            &'a str,
+            &'a str,
+            Vec<(&'a str, Getter)>,
+            SeriesLabelPosition,
+        );
+        let panels: [CurvePanel; 4] = [
+            (
+                "training loss parts",
+                "loss (epoch mean)",
+                vec![
+                    ("total", |e| Some(e.train_total)),
+                    ("hard CE", |e| Some(e.train_hard)),
+                    ("soft (KD)", |e| e.train_kd),
+                    ("teacher term", |e| e.train_teacher),
+                    ("human term", |e| e.train_human),
+                ],
+                SeriesLabelPosition::UpperRight,
+            ),
+            (
+                "accuracy",
+                "top-1 accuracy",
+                vec![
+                    ("validation", |e| Some(e.val_acc)),
+                    ("training (augmented)", |e| Some(e.train_acc)),
+                ],
+                SeriesLabelPosition::LowerRight,
+            ),
+            (
+                "validation cross-entropy",
+                "CE, nats",
+                vec![("validation", |e| Some(e.val_loss))],
+                SeriesLabelPosition::UpperRight,
+            ),
+            (
+                "learning rate",
+                "lr",
+                vec![("lr", |e| Some(e.lr))],
+                SeriesLabelPosition::UpperRight,
+            ),
+        ];
+        for ((title, y_desc, lines, legend_at), cell) in panels.iter().zip(cells.iter()) {
+            let present: Vec<&(&str, Getter)> = lines
+                .iter()
+                .filter(|(_, g)| m.iter().any(|e| g(e).is_some()))
+                .collect();
+            let (y0, y1) = padded(
+                present.iter().flat_map(|(_, g)| m.iter().filter_map(g)),
+                1e-4,
+            );
+            let mut chart = ChartBuilder::on(cell)
+                .caption(*title, ("sans-serif", 16))
+                .margin(10)
+                .x_label_area_size(36)
+                .y_label_area_size(64)
+                .build_cartesian_2d(first..last, y0..y1)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_labels(((last - first + 1) as usize).min(12))
+                .x_desc("epoch")
+                .y_desc(*y_desc)
+                .label_style(("sans-serif", 12))
+                .axis_desc_style(("sans-serif", 13))
+                .light_line_style(WHITE.mix(0.0))
+                .draw()
+                .map_err(err)?;
+            for (i, (label, g)) in present.iter().enumerate() {
+                let c = color(i);
+                let pts: Vec<(u32, f64)> = m
+                    .iter()
+                    .filter_map(|e| g(e).map(|v| (e.epoch, v)))
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+                    .map_err(err)?
+                    .label(*label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                    });
+            }
+            if *title == "accuracy"
+                && let Some(b) = m.iter().find(|e| e.epoch == self.best_epoch)
+            {
+                chart
+                    .draw_series(std::iter::once(Circle::new(
+                        (b.epoch, b.val_acc),
+                        5,
+                        color(0).filled(),
+                    )))
+                    .map_err(err)?
+                    .label(format!("best epoch {}", b.epoch))
+                    .legend(move |(x, y)| Circle::new((x + 9, y), 4, color(0).filled()));
+            }
+            if present.len() > 1 || *title == "accuracy" {
+                chart
+                    .configure_series_labels()
+                    .position(legend_at.clone())
+                    .label_font(("sans-serif", 12))
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK.mix(0.4))
+                    .draw()
+                    .map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Accuracy against CE (hard-label CE, or CE to the human labels) per evaluation set: one
+/// point per group, error bars ±1 std both ways, colour per teacher.
+struct PlaneFigure {
+    title: String,
+    x_label: String,
+    /// (set, points: (colour key, λ label, ce mean, ce std, acc mean, acc std))
+    panels: Vec<(String, Vec<PlanePoint>)>,
+    legend: Vec<String>,
+}
+
+struct PlanePoint {
+    colour: usize,
+    x: f64,
+    x_sd: Option<f64>,
+    y: f64,
+    y_sd: Option<f64>,
+}
+
+#[derive(Clone, Copy)]
+enum PlaneX {
+    Ce,
+    HumanCe,
+}
+
+fn plane_figure(
+    groups: &[GroupSummary],
+    keys: &[String],
+    sets: &[EvalSetColumns],
+    x: PlaneX,
+) -> Option<PlaneFigure> {
+    // Colour by teacher (baseline / human / a teacher run) and, when it varies, distil_fn.
+    let colour_keys: Vec<&str> = ["teacher", "distil_fn"]
+        .into_iter()
+        .filter(|k| keys.iter().any(|x| x == k))
+        .filter(|k| {
+            groups
+                .iter()
+                .map(|g| g.key(k).unwrap_or(""))
+                .collect::<BTreeSet<_>>()
+                .len()
+                > 1
+                || *k == "teacher"
+        })
+        .collect();
+    let mut legend: Vec<String> = Vec::new();
+    let mut panels = Vec::new();
+    for set in sets {
+        if matches!(x, PlaneX::HumanCe) && !set.human {
+            continue;
+        }
+        let mut points = Vec::new();
+        for g in groups {
+            let Some(e) = g.eval.get(&set.set) else {
+                continue;
+            };
+            let (xm, xs) = match x {
+                PlaneX::Ce => (e.ce_mean, e.ce_std),
+                PlaneX::HumanCe => (e.human_ce_mean, e.human_ce_std),
+            };
+            let (Some(xm), Some(ym)) = (xm, e.acc_mean) else {
+                continue;
+            };
+            let key = if colour_keys.is_empty() {
+                "all".to_string()
+            } else {
+                g.label(&colour_keys)
+            };
+            let colour = match legend.iter().position(|l| *l == key) {
+                Some(i) => i,
+                None => {
+                    legend.push(key);
+                    legend.len() - 1
+                }
+            };
+            points.push(PlanePoint {
+                colour,
+                x: xm,
+                x_sd: xs,
+                y: ym,
+                y_sd: e.acc_std,
+            });
+        }
+        if !points.is_empty() {
+            panels.push((set.set.clone(), points));
+        }
+    }
+    if panels.is_empty() {
+        return None;
+    }
+    let (title, x_label) = match x {
+        PlaneX::Ce => (
+            "accuracy vs cross-entropy per evaluation set (one point per configuration, mean ± std; upper left is better)",
+            "CE with the true labels, nats (mean per image)",
+        ),
+        PlaneX::HumanCe => (
+            "accuracy vs cross-entropy to the human label distribution (mean ± std)",
+            "CE to human labels, nats (mean per image)",
+        ),
+    };
+    Some(PlaneFigure {
+        title: title.to_string(),
+        x_label: x_label.to_string(),
+        panels,
+        legend,
+    })
+}
+
+impl Figure for PlaneFigure {
+    fn size(&self) -> (u32, u32) {
+        let (rows, cols) = panel_grid(self.panels.len());
+        (560 * cols as u32 + 40, 460 * rows as u32 + 60)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
+        area.fill(&WHITE).map_err(err)?;
+        let area = area.titled(&self.title, ("sans-serif", 16)).map_err(err)?;
+        let (rows, cols) = panel_grid(self.panels.len());
+        for ((set, points), cell) in self.panels.iter().zip(area.split_evenly((rows, cols))) {
+            let (x0, x1) = padded(
+                points.iter().flat_map(|p| {
+                    let s = p.x_sd.unwrap_or(0.0);
+                    [p.x - s, p.x + s]
+                }),
+                1e-3,
+            );
+            let (y0, y1) = padded(
+                points.iter().flat_map(|p| {
+                    let s = p.y_sd.unwrap_or(0.0);
+                    [p.y - s, p.y + s]
+                }),
+                1e-3,
+            );
+            let mut chart = ChartBuilder::on(&cell)
+                .caption(set, ("sans-serif", 17))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(64)
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc(&self.x_label)
+                .y_desc("top-1 accuracy")
+                .label_style(("sans-serif", 13))
+                .axis_desc_style(("sans-serif", 14))
+                .light_line_style(WHITE.mix(0.0))
+                .draw()
+                .map_err(err)?;
+            for (ci, label) in self.legend.iter().enumerate() {
+                let c = color(ci);
+                let mine: Vec<&PlanePoint> = points.iter().filter(|p| p.colour == ci).collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                chart
+                    .draw_series(mine.iter().filter_map(|p| {
+                        p.y_sd
+                            .map(|s| ErrorBar::new_vertical(p.x, p.y - s, p.y, p.y + s, c, 6))
+                    }))
+                    .map_err(err)?;
+                chart
+                    .draw_series(mine.iter().filter_map(|p| {
+                        p.x_sd
+                            .map(|s| ErrorBar::new_horizontal(p.y, p.x - s, p.x, p.x + s, c, 6))
+                    }))
+                    .map_err(err)?;
+                chart
+                    .draw_series(mine.iter().map(|p| Circle::new((p.x, p.y), 5, c.filled())))
+                    .map_err(err)?
+                    .label(label)
+                    .legend(move |(x, y)| Circle::new((x + 9, y), 5, c.filled()));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerLeft)
+                .label_font(("sans-serif", 12))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.4))
+                .draw()
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+/// Draws every figure into `fig_dir` (created): `acc_vs_lambda`, `ce_vs_lambda` (when λ is
+/// a key), `curves/<group>` for the best run of each group, and with evaluation data
+/// `acc_ce_plane` and `acc_human_ce_plane`. Returns the files in that order.
+pub fn draw_figures(
+    fig_dir: &Path,
+    groups: &[GroupSummary],
+    keys: &[String],
+    eval_sets: &[EvalSetColumns],
+    runs: &[RunRecord],
+) -> Result<Vec<FigureFiles>> {
+    std::fs::create_dir_all(fig_dir).map_err(|e| AnalysisError::write(fig_dir, e))?;
+    let mut out = Vec::new();
+    for (metric, stem) in [
+        (LambdaMetric::Acc, "acc_vs_lambda"),
+        (LambdaMetric::Ce, "ce_vs_lambda"),
+    ] {
+        if let Some(fig) = lambda_figure(groups, keys, metric) {
+            let caption = format!("{} ({})", fig.title, fig.subtitle);
+            out.push(render(&fig, fig_dir, stem, caption)?);
+        }
+    }
+    for (x, stem) in [
+        (PlaneX::Ce, "acc_ce_plane"),
+        (PlaneX::HumanCe, "acc_human_ce_plane"),
+    ] {
+        if let Some(fig) = plane_figure(groups, keys, eval_sets, x) {
+            let caption = fig.title.clone();
+            out.push(render(&fig, fig_dir, stem, caption)?);
+        }
+    }
+    let by_dir: BTreeMap<&str, &RunRecord> = runs.iter().map(|r| (r.rel_dir.as_str(), r)).collect();
+    let curves_dir = fig_dir.join("curves");
+    let all_keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let jobs: Vec<(&GroupSummary, &RunRecord)> = groups
+        .iter()
+        .filter_map(|g| by_dir.get(g.best_run_dir.as_str()).map(|r| (g, *r)))
+        .collect();
+    if !jobs.is_empty() {
+        std::fs::create_dir_all(&curves_dir).map_err(|e| AnalysisError::write(&curves_dir, e))?;
+    }
+    use rayon::prelude::*;
+    let curves: Vec<Result<FigureFiles>> = jobs
+        .par_iter()
+        .map(|(g, r)| {
+            let fig = CurvesFigure {
+                title: format!(
+                    "{} — best of {} run(s): iter {}",
+                    g.label(&all_keys),
+                    g.runs,
+                    r.config.iter
+                ),
+                metrics: r.metrics.clone(),
+                best_epoch: r.best.epoch,
+            };
+            let caption = format!("training curves, {}", g.label(&all_keys));
+            render(&fig, &curves_dir, &g.slug(), caption)
+        })
+        .collect();
+    for c in curves {
+        out.push(c?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,526 @@
+//! hkd-analysis on run directories with known numbers.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use hkd_analysis::*;
+use hkd_rundir::{GridBest, RunDir, TeacherSpec, best_run_under};
+
+fn tables_only(root: &Path) -> AnalyzeOptions {
+    AnalyzeOptions {
+        figures: false,
+        ..AnalyzeOptions::new(root)
+    }
+}
+
+const KL05: [(&str, &str); 3] = [("teacher", "human"), ("distil_fn", "KL"), ("lambda", "0.5")];
+const CE05: [(&str, &str); 3] = [("teacher", "human"), ("distil_fn", "CE"), ("lambda", "0.5")];
+const KL10: [(&str, &str); 3] = [("teacher", "human"), ("distil_fn", "KL"), ("lambda", "1.0")];
+const BASE: [(&str, &str); 1] = [("teacher", "baseline")];
+
+#[test]
+fn averages_over_repeats_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    write_grid(dir.path());
+    let report = analyze(&tables_only(dir.path())).unwrap();
+    assert_eq!((report.runs, report.groups), (8, 4));
+    assert!(report.skipped.is_empty());
+    assert_eq!(
+        report.grouping.keys,
+        DEFAULT_GROUP_KEYS.map(String::from).to_vec(),
+        "nothing else varies, so the default keys are used as they are"
+    );
+
+    let avg = Csv::read(&report.out_dir.join("average_results.csv"));
+    // sorted by the keys: baseline < human; CE < KL; λ ascending
+    let order: Vec<(&str, &str, &str)> = avg
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                avg.s(r, "teacher"),
+                avg.s(r, "distil_fn"),
+                avg.s(r, "lambda"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("baseline", "KL", "0.0"),
+            ("human", "CE", "0.5"),
+            ("human", "KL", "0.5"),
+            ("human", "KL", "1.0")
+        ]
+    );
+
+    let r = avg.row(&KL05);
+    assert_eq!(avg.f(r, "runs"), 3.0);
+    assert_eq!(avg.f(r, "val_acc_mean"), 0.5);
+    assert_eq!(avg.f(r, "val_acc_std"), 0.25, "sample std, ddof = 1");
+    assert_eq!(avg.f(r, "val_loss_mean"), 1.5);
+    assert_eq!(avg.f(r, "val_loss_std"), 0.5);
+    assert_eq!(avg.f(r, "val_acc_max"), 0.75);
+    assert_eq!(avg.f(r, "best_iter"), 1.0);
+    assert_eq!(
+        avg.s(r, "best_run_dir"),
+        "human/resnet8/student_resnet8_distil_fn_KL_temperature_h_1.0_temperature_t_1.0_lambda_0.5_gamma_0.0_iter_1"
+    );
+    assert_eq!(avg.f(r, "best_epoch_mean"), 3.0);
+    assert_eq!(avg.f(r, "train_seconds_mean"), 8.0);
+    // the original's names and units: percent, same loss
+    assert_eq!(avg.f(r, "val_acc"), 50.0);
+    assert_eq!(avg.f(r, "max_acc"), 75.0);
+    assert_eq!(avg.f(r, "val_loss"), 1.5);
+    assert_eq!(avg.f(r, "temperature_h"), 1.0);
+    assert_eq!(avg.f(r, "temperature_t"), 1.0);
+
+    // tie on accuracy: the lower validation loss wins
+    let r = avg.row(&CE05);
+    assert_eq!(avg.f(r, "val_acc_mean"), 0.5);
+    assert_eq!(avg.f(r, "val_acc_std"), 0.0);
+    assert_eq!(avg.f(r, "val_loss_mean"), 1.0);
+    assert_eq!(avg.f(r, "val_loss_std"), 0.125f64.sqrt());
+    assert_eq!(avg.f(r, "best_iter"), 1.0);
+
+    // one run: no std (empty cell, as pandas' NaN)
+    let r = avg.row(&BASE);
+    assert_eq!(avg.f(r, "runs"), 1.0);
+    assert_eq!(avg.f(r, "val_acc_mean"), 0.625);
+    assert_eq!(avg.s(r, "val_acc_std"), "");
+    assert_eq!(avg.s(r, "val_loss_std"), "");
+    assert_eq!(avg.f(r, "best_iter"), 0.0);
+
+    let r = avg.row(&KL10);
+    assert_eq!(avg.f(r, "val_acc_mean"), 0.75);
+    assert_eq!(avg.f(r, "val_acc_std"), 0.03125f64.sqrt());
+    assert_eq!(avg.f(r, "best_iter"), 0.0);
+}
+
+#[test]
+fn evaluation_columns_average_over_the_runs_that_have_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write_grid(dir.path());
+    let report = analyze(&tables_only(dir.path())).unwrap();
+
+    let runs = Csv::read(&report.out_dir.join("runs.csv"));
+    assert_eq!(runs.rows.len(), 8);
+    for c in [
+        "eval_cinic_acc",
+        "eval_cinic_ce",
+        "eval_cinic_ce_sum_batch_means",
+        "eval_cinic_human_ce",
+        "eval_cinic_human_kl",
+        "eval_cinic_human_majority_agreement",
+        "eval_cinic_fgsm_eps2_255_acc",
+        "eval_cinic_pgd_eps8_255_ce",
+        "eval_imagenet_far_acc",
+        "eval_imagenet_far_ece",
+    ] {
+        assert!(runs.has(c), "runs.csv lacks {c}");
+    }
+    assert!(
+        !runs.has("eval_imagenet_far_human_ce"),
+        "no run has human labels on imagenet_far"
+    );
+    let evaluated = runs
+        .rows
+        .iter()
+        .filter(|r| !runs.s(r, "eval_cinic_acc").is_empty())
+        .count();
+    assert_eq!(evaluated, 2);
+
+    let avg = Csv::read(&report.out_dir.join("average_results.csv"));
+    let r = avg.row(&KL05);
+    assert_eq!(avg.f(r, "eval_cinic_runs"), 2.0);
+    assert_eq!(avg.f(r, "eval_cinic_acc_mean"), 0.625);
+    assert_eq!(avg.f(r, "eval_cinic_acc_std"), 0.03125f64.sqrt());
+    assert_eq!(avg.f(r, "eval_cinic_ce_mean"), 0.75);
+    assert_eq!(avg.f(r, "eval_cinic_human_ce_mean"), 1.25);
+    assert_eq!(avg.f(r, "eval_cinic_ece_mean"), 0.125);
+    assert_eq!(avg.f(r, "eval_cinic_ece_std"), 0.0);
+    assert_eq!(avg.f(r, "eval_cinic_fgsm_eps2_255_acc_mean"), 0.3125);
+    assert_eq!(avg.f(r, "eval_cinic_pgd_eps8_255_acc_mean"), 0.15625);
+    assert_eq!(avg.f(r, "eval_imagenet_far_acc_mean"), 0.375);
+    // the original's generalisation columns
+    assert_eq!(avg.f(r, "val_acc_cin"), 62.5);
+    assert_eq!(
+        avg.f(r, "val_loss_cin"),
+        6.0,
+        "mean of the sums of batch means"
+    );
+    assert_eq!(avg.f(r, "max_acc_cin"), 75.0);
+    assert_eq!(avg.f(r, "best_iter_cin"), 1.0);
+    assert_eq!(avg.f(r, "val_acc_im"), 37.5);
+    assert_eq!(avg.f(r, "val_loss_im"), 14.0);
+    assert_eq!(avg.f(r, "max_acc_im"), 50.0);
+    assert_eq!(avg.f(r, "best_iter_im"), 1.0);
+
+    // a group without evaluation: zero evaluated runs and empty cells, not zeros
+    let r = avg.row(&CE05);
+    assert_eq!(avg.f(r, "eval_cinic_runs"), 0.0);
+    for c in [
+        "eval_cinic_acc_mean",
+        "val_acc_cin",
+        "val_loss_cin",
+        "max_acc_cin",
+        "best_iter_cin",
+        "val_acc_im",
+    ] {
+        assert_eq!(avg.s(r, c), "", "{c} should be empty");
+    }
+}
+
+#[test]
+fn grid_best_json_names_the_best_group_and_its_best_run() {
+    let dir = tempfile::tempdir().unwrap();
+    write_grid(dir.path());
+    let report = analyze(&tables_only(dir.path())).unwrap();
+    let (path, best) = report.grid_best.clone().unwrap();
+    assert_eq!(path, dir.path().join("best.json"));
+    let on_disk: GridBest = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(on_disk, best);
+    assert_eq!(best.mean_val_acc, 0.75);
+    assert_eq!(best.std_val_acc, 0.03125f64.sqrt());
+    assert_eq!(best.runs, 2);
+    assert_eq!(best.group["teacher"], "human");
+    assert_eq!(best.group["distil_fn"], "KL");
+    assert_eq!(best.group["lambda"], "1.0");
+    assert_eq!(best.group.len(), 7);
+    assert_eq!(
+        best.run_dir,
+        Path::new(
+            "human/resnet8/student_resnet8_distil_fn_KL_temperature_h_1.0_temperature_t_1.0_lambda_1.0_gamma_0.0_iter_0"
+        )
+    );
+    // what `hkd-train --teacher best:<grid>` resolves
+    let (run, record) = best_run_under(dir.path()).unwrap();
+    assert_eq!(run.path(), dir.path().join(&best.run_dir));
+    assert_eq!(record.val_acc, 0.875);
+}
+
+#[test]
+fn best_group_ties_on_accuracy_go_to_the_lower_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = || TeacherSpec::Human;
+    // both groups average 0.5; λ=1 has the lower mean loss; one-run group has std 0 in best.json
+    write_run(dir.path(), &Spec::new(h(), 0.5, 0, 0.25, 1.0));
+    write_run(dir.path(), &Spec::new(h(), 0.5, 1, 0.75, 1.0));
+    write_run(dir.path(), &Spec::new(h(), 1.0, 0, 0.5, 0.5));
+    let report = analyze(&tables_only(dir.path())).unwrap();
+    let (_, best) = report.grid_best.unwrap();
+    assert_eq!(best.group["lambda"], "1.0");
+    assert_eq!(best.runs, 1);
+    assert_eq!(best.std_val_acc, 0.0);
+}
+
+#[test]
+fn varying_hyperparameters_join_the_default_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = || TeacherSpec::Human;
+    write_run(dir.path(), &Spec::new(h(), 0.5, 0, 0.5, 1.0));
+    write_run(dir.path(), &Spec::new(h(), 0.5, 1, 0.75, 1.0));
+    // (run names do not include lr: the trainer's grid puts such runs in another output dir)
+    write_run(
+        &dir.path().join("lr0.05"),
+        &Spec::new(h(), 0.5, 0, 0.25, 2.0).lr(0.05),
+    );
+    write_run(
+        dir.path(),
+        &Spec::new(h(), 0.5, 0, 0.125, 2.0).student("resnet20"),
+    );
+    let report = analyze(&tables_only(dir.path())).unwrap();
+    assert_eq!(report.grouping.added, ["lr"]);
+    assert_eq!(report.groups, 3);
+    let avg = Csv::read(&report.out_dir.join("average_results.csv"));
+    let r = avg.row(&[("student", "resnet8"), ("lr", "0.1")]);
+    assert_eq!(avg.f(r, "val_acc_mean"), 0.625);
+    let r = avg.row(&[("student", "resnet8"), ("lr", "0.05")]);
+    assert_eq!(avg.f(r, "val_acc_mean"), 0.25);
+    let r = avg.row(&[("student", "resnet20")]);
+    assert_eq!(avg.f(r, "val_acc_mean"), 0.125);
+    assert!(
+        report.grouping.warnings.is_empty(),
+        "{:?}",
+        report.grouping.warnings
+    );
+}
+
+#[test]
+fn group_by_overrides_the_keys_and_warns_about_what_it_averages_over() {
+    let dir = tempfile::tempdir().unwrap();
+    write_grid(dir.path());
+    let opts = AnalyzeOptions {
+        group_by: Some(vec!["teacher".into()]),
+        ..tables_only(dir.path())
+    };
+    let report = analyze(&opts).unwrap();
+    assert_eq!(report.grouping.keys, ["teacher"]);
+    let avg = Csv::read(&report.out_dir.join("average_results.csv"));
+    assert_eq!(
+        avg.header[..3],
+        ["teacher", "runs", "val_acc_mean"].map(String::from)
+    );
+    assert!(
+        !avg.has("temperature_h"),
+        "legacy key aliases only for key columns"
+    );
+    let r = avg.row(&[("teacher", "human")]);
+    assert_eq!(avg.f(r, "runs"), 7.0);
+    // 0.25 + 0.75 + 0.5 + 0.5 + 0.5 + 0.875 + 0.625 = 4
+    assert!((avg.f(r, "val_acc_mean") - 4.0 / 7.0).abs() < 1e-15);
+    assert_eq!(avg.f(r, "val_acc_max"), 0.875);
+    assert_eq!(avg.f(r, "best_iter"), 0.0);
+    let warned = report.grouping.warnings.join("\n");
+    assert!(
+        warned.contains("`distil_fn`") && warned.contains("`lambda`"),
+        "{warned}"
+    );
+    assert!(
+        warned.contains("same configuration with the same iter"),
+        "repeats with equal iter inside a group are reported: {warned}"
+    );
+
+    let bad = AnalyzeOptions {
+        group_by: Some(vec!["teacher".into(), "learning_rate".into()]),
+        ..tables_only(dir.path())
+    };
+    let e = analyze(&bad).unwrap_err().to_string();
+    assert!(e.contains("learning_rate") && e.contains("lambda"), "{e}");
+}
+
+#[test]
+fn half_written_and_corrupt_runs_are_left_out_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let h = || TeacherSpec::Human;
+    write_run(root, &Spec::new(h(), 0.5, 0, 0.5, 1.0));
+    write_run(root, &Spec::new(h(), 0.5, 1, 0.75, 1.0));
+
+    // config.toml only: the trainer just started
+    let s = Spec::new(h(), 0.5, 2, 0.0, 0.0);
+    let c = s.config();
+    let started = RunDir::in_output(root, "human", "resnet8", &c.run_name);
+    started.create().unwrap();
+    started.write_config(&c).unwrap();
+    // stopped after 2 of 4 epochs
+    let unfinished = write_run(root, &Spec::new(h(), 0.5, 3, 0.875, 0.5));
+    let mut state = unfinished.read_state().unwrap();
+    state.finished = false;
+    state.epochs_completed = 2;
+    unfinished.write_state(&state).unwrap();
+    // finished, but a metrics line is corrupt
+    let corrupt_metrics = write_run(root, &Spec::new(h(), 0.5, 4, 0.875, 0.5));
+    let text = std::fs::read_to_string(corrupt_metrics.file(RunDir::METRICS)).unwrap();
+    std::fs::write(
+        corrupt_metrics.file(RunDir::METRICS),
+        text.replacen("{\"epoch\":2", "{\"epoch\":2,,", 1),
+    )
+    .unwrap();
+    // finished, without best.json
+    let no_best = write_run(root, &Spec::new(h(), 0.5, 5, 0.875, 0.5));
+    std::fs::remove_file(no_best.file(RunDir::BEST)).unwrap();
+    // unparsable config
+    let bad_config = write_run(root, &Spec::new(h(), 0.5, 6, 0.875, 0.5));
+    std::fs::write(bad_config.file(RunDir::CONFIG), "student = [").unwrap();
+    // truncated last.json
+    let bad_state = write_run(root, &Spec::new(h(), 0.5, 7, 0.875, 0.5));
+    std::fs::write(bad_state.file(RunDir::LAST), "{\"epochs_comp").unwrap();
+    // corrupt eval.json: the run stays, without evaluation data
+    let bad_eval = write_run(
+        root,
+        &Spec::new(h(), 0.5, 8, 0.25, 2.0).eval_set("cinic", 0.5, 1.0, 8.0, None),
+    );
+    std::fs::write(bad_eval.file(RunDir::EVAL), "{").unwrap();
+
+    let report = analyze(&tables_only(root)).unwrap();
+    assert_eq!(report.runs, 3);
+    let reasons: Vec<(String, &str)> = report
+        .skipped
+        .iter()
+        .map(|s| {
+            let name = s.dir.file_name().unwrap().to_string_lossy();
+            (name[name.len() - 6..].to_string(), s.reason.as_str())
+        })
+        .collect();
+    assert_eq!(reasons.len(), 6, "{reasons:#?}");
+    let reason = |iter: &str| {
+        reasons
+            .iter()
+            .find(|(n, _)| n.ends_with(iter))
+            .map(|(_, r)| *r)
+            .unwrap()
+    };
+    assert_eq!(reason("iter_2"), "unfinished (no last.json yet)");
+    assert_eq!(reason("iter_3"), "unfinished (2 of 4 epochs done)");
+    assert!(
+        reason("iter_4").contains("metrics.jsonl") && reason("iter_4").contains("line 2"),
+        "{}",
+        reason("iter_4")
+    );
+    assert!(
+        reason("iter_5").contains("best.json"),
+        "{}",
+        reason("iter_5")
+    );
+    assert!(
+        reason("iter_6").contains("config.toml"),
+        "{}",
+        reason("iter_6")
+    );
+    assert!(
+        reason("iter_7").starts_with("unfinished (last.json unreadable"),
+        "{}",
+        reason("iter_7")
+    );
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("eval.json"),
+        "{}",
+        report.warnings[0]
+    );
+
+    let avg = Csv::read(&report.out_dir.join("average_results.csv"));
+    assert_eq!(avg.rows.len(), 1);
+    let r = &avg.rows[0];
+    assert_eq!(avg.f(r, "runs"), 3.0);
+    assert_eq!(avg.f(r, "val_acc_mean"), 0.5);
+    assert!(
+        !avg.has("eval_cinic_runs"),
+        "the only eval.json was unreadable"
+    );
+
+    let summary = std::fs::read_to_string(&report.summary).unwrap();
+    assert!(summary.contains("6 run directories left out"), "{summary}");
+    assert!(summary.contains("no last.json yet"));
+}
+
+#[test]
+fn a_grid_of_only_unfinished_runs_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = write_run(dir.path(), &Spec::new(TeacherSpec::Human, 0.5, 0, 0.5, 1.0));
+    std::fs::remove_file(run.file(RunDir::LAST)).unwrap();
+    let e = analyze(&tables_only(dir.path())).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            AnalysisError::NoRuns {
+                found: 1,
+                skipped: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&dir.path().display().to_string()));
+    let e = analyze(&tables_only(&dir.path().join("missing"))).unwrap_err();
+    assert!(e.to_string().contains("missing"), "{e}");
+}
+
+#[test]
+fn a_single_run_directory_gets_tables_but_keeps_its_own_best_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = write_run(dir.path(), &Spec::new(TeacherSpec::Human, 0.5, 0, 0.5, 1.0));
+    let before = std::fs::read_to_string(run.file(RunDir::BEST)).unwrap();
+    let report = analyze(&tables_only(run.path())).unwrap();
+    assert_eq!(report.runs, 1);
+    assert!(report.grid_best.is_none());
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("itself a run directory"))
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.file(RunDir::BEST)).unwrap(),
+        before
+    );
+    let runs = Csv::read(&report.out_dir.join("runs.csv"));
+    assert_eq!(runs.s(&runs.rows[0], "run_dir"), ".");
+}
+
+#[test]
+fn parquet_holds_the_same_tables() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    write_grid(dir.path());
+    let opts = AnalyzeOptions {
+        parquet: true,
+        ..tables_only(dir.path())
+    };
+    let report = analyze(&opts).unwrap();
+    let names: Vec<String> = report
+        .tables
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "runs.csv",
+            "runs.parquet",
+            "average_results.csv",
+            "average_results.parquet"
+        ]
+    );
+    let file = std::fs::File::open(report.out_dir.join("average_results.parquet")).unwrap();
+    let df = ParquetReader::new(file).finish().unwrap();
+    let grid = load_grid(dir.path()).unwrap();
+    let analysis = analyze_loaded(&grid, None).unwrap();
+    assert!(df.equals_missing(&analysis.averages));
+    let file = std::fs::File::open(report.out_dir.join("runs.parquet")).unwrap();
+    let df = ParquetReader::new(file).finish().unwrap();
+    assert_eq!(df.height(), 8);
+    assert!(df.equals_missing(&analysis.table.frame));
+}
+
+#[test]
+fn runs_table_has_every_hyperparameter_and_training_result() {
+    let dir = tempfile::tempdir().unwrap();
+    write_run(
+        dir.path(),
+        &Spec::new(
+            teacher_run("human-resnet20-KL-th1.0-tt1.0-l1.0-g0.0-i0"),
+            0.5,
+            3,
+            0.5,
+            1.0,
+        ),
+    );
+    let grid = load_grid(dir.path()).unwrap();
+    let table = runs_table(&grid.runs).unwrap();
+    let df = &table.frame;
+    assert_eq!(df.height(), 1);
+    let get = |c: &str| any_value_string(&df.column(c).unwrap().get(0).unwrap());
+    assert_eq!(get("teacher"), "human-resnet20-KL-th1.0-tt1.0-l1.0-g0.0-i0");
+    assert_eq!(get("mode"), "student");
+    assert_eq!(get("teacher_arch"), "resnet20");
+    assert_eq!(get("iter"), "3");
+    assert_eq!(get("seed"), "103");
+    assert_eq!(get("lambda"), "0.5");
+    assert_eq!(get("weight_decay"), "0.0005");
+    assert_eq!(get("kl_reduction"), "batchmean");
+    assert_eq!(get("scheduler"), "plateau");
+    assert_eq!(get("epochs_recorded"), "4");
+    assert_eq!(get("best_epoch"), "3");
+    assert_eq!(get("val_acc"), "0.5");
+    assert_eq!(get("final_val_acc"), "0.49");
+    assert_eq!(get("final_val_loss"), "1.1");
+    assert_eq!(get("train_seconds"), "8.0");
+    assert_eq!(get("images_per_s"), "500.0");
+    assert_eq!(get("final_lr"), hkd_rundir::py_float(0.1 * 0.9f64.powi(3)));
+    assert!(table.eval_sets.is_empty());
+    for k in groupable_columns() {
+        assert!(df.column(k).is_ok(), "group key {k} is not a column");
+    }
+}
+
+#[test]
+fn attack_tags_name_eps_in_255ths() {
+    assert_eq!(attack_tag("fgsm", 2.0 / 255.0), "fgsm_eps2_255");
+    assert_eq!(attack_tag("pgd", 8.0 / 255.0), "pgd_eps8_255");
+    assert_eq!(attack_tag("pgd", 0.01), "pgd_eps0p01");
+    assert_eq!(attack_tag("fgsm", 0.0), "fgsm_eps0p0");
+}

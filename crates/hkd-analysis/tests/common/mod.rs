@@ -1,0 +1,358 @@
+//! Run directories with known numbers, written through hkd_rundir (not by training).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hkd_rundir::*;
+
+/// Evaluation numbers of one set: (accuracy, ce_mean, ce_sum_batch_means, human CE).
+pub type SetNumbers = (f64, f64, f64, Option<f64>);
+
+/// What a synthetic run records.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub teacher: TeacherSpec,
+    pub student: String,
+    pub distil_fn: DistilFn,
+    pub lambda: f64,
+    pub gamma: f64,
+    pub temperature_teacher: f64,
+    pub temperature_human: f64,
+    pub lr: f64,
+    pub iter: u32,
+    /// Best validation accuracy / loss (best.json).
+    pub best_acc: f64,
+    pub best_loss: f64,
+    pub epochs: u32,
+    /// Per evaluation set.
+    pub eval: Option<BTreeMap<String, SetNumbers>>,
+}
+
+impl Spec {
+    pub fn new(
+        teacher: TeacherSpec,
+        lambda: f64,
+        iter: u32,
+        best_acc: f64,
+        best_loss: f64,
+    ) -> Self {
+        Self {
+            teacher,
+            student: "resnet8".into(),
+            distil_fn: DistilFn::KL,
+            lambda,
+            gamma: 0.0,
+            temperature_teacher: 1.0,
+            temperature_human: 1.0,
+            lr: 0.1,
+            iter,
+            best_acc,
+            best_loss,
+            epochs: 4,
+            eval: None,
+        }
+    }
+
+    pub fn distil(mut self, d: DistilFn) -> Self {
+        self.distil_fn = d;
+        self
+    }
+
+    pub fn lr(mut self, lr: f64) -> Self {
+        self.lr = lr;
+        self
+    }
+
+    pub fn student(mut self, s: &str) -> Self {
+        self.student = s.into();
+        self
+    }
+
+    pub fn eval_set(
+        mut self,
+        set: &str,
+        acc: f64,
+        ce: f64,
+        ce_sum: f64,
+        human: Option<f64>,
+    ) -> Self {
+        self.eval
+            .get_or_insert_with(BTreeMap::new)
+            .insert(set.into(), (acc, ce, ce_sum, human));
+        self
+    }
+
+    pub fn config(&self) -> RunConfig {
+        RunConfig {
+            hkd_version: HKD_VERSION.to_string(),
+            run_name: run_name(
+                &self.student,
+                self.distil_fn,
+                self.temperature_human,
+                self.temperature_teacher,
+                self.lambda,
+                self.gamma,
+                self.iter,
+            ),
+            student: self.student.clone(),
+            classes: 10,
+            seed: 100 + self.iter as u64,
+            iter: self.iter,
+            teacher: self.teacher.clone(),
+            distillation: DistillationSettings {
+                lambda: self.lambda,
+                gamma: self.gamma,
+                temperature_teacher: self.temperature_teacher,
+                temperature_human: self.temperature_human,
+                distil_fn: self.distil_fn,
+                kl_reduction: KlReduction::Batchmean,
+                human_smoothing: 0.0,
+            },
+            optimizer: OptimizerSettings {
+                epochs: self.epochs,
+                batch_size: 128,
+                lr: self.lr,
+                momentum: 0.9,
+                weight_decay: 5e-4,
+                scheduler: SchedulerKind::Plateau,
+            },
+            data: DataSettings {
+                dir: "/data/hkd".into(),
+                manifest_hash: "feedbeef".into(),
+                train_split: "train".into(),
+                val_split: "val".into(),
+            },
+            device: "cpu".into(),
+        }
+    }
+
+    /// The epochs of `metrics.jsonl`: accuracy rising to `best_acc` at the second-to-last
+    /// epoch (the best epoch), then slightly lower.
+    pub fn metrics(&self) -> Vec<EpochMetrics> {
+        let best_epoch = self.epochs.saturating_sub(1).max(1);
+        (1..=self.epochs)
+            .map(|e| {
+                let val_acc = if e == best_epoch {
+                    self.best_acc
+                } else if e < best_epoch {
+                    self.best_acc * e as f64 / best_epoch as f64
+                } else {
+                    self.best_acc - 0.01
+                };
+                let val_loss = if e == best_epoch {
+                    self.best_loss
+                } else {
+                    self.best_loss + 0.1 * (e as f64 - best_epoch as f64).abs()
+                };
+                let soft = self.lambda > 0.0;
+                EpochMetrics {
+                    epoch: e,
+                    lr: self.lr * 0.9f64.powi(e as i32 - 1),
+                    train_hard: 2.0 / e as f64,
+                    train_kd: soft.then(|| 1.0 / e as f64),
+                    train_teacher: None,
+                    train_human: soft.then(|| 1.0 / e as f64),
+                    train_total: 1.5 / e as f64,
+                    train_acc: 0.2 * e as f64 / self.epochs as f64 + 0.5,
+                    val_acc,
+                    val_loss,
+                    seconds: 2.0,
+                    images_per_s: 500.0,
+                }
+            })
+            .collect()
+    }
+
+    pub fn best_epoch(&self) -> u32 {
+        self.epochs.saturating_sub(1).max(1)
+    }
+
+    pub fn report(&self) -> Option<EvalReport> {
+        let sets = self.eval.as_ref()?;
+        Some(EvalReport {
+            hkd_version: HKD_VERSION.to_string(),
+            settings_hash: "h".into(),
+            weights: "best.safetensors".into(),
+            sets: sets
+                .iter()
+                .map(|(name, &(acc, ce, ce_sum, human))| {
+                    (
+                        name.clone(),
+                        SetMetrics {
+                            source: format!("/data/{name}:test"),
+                            images: 1000,
+                            accuracy: acc,
+                            ce_mean: ce,
+                            ce_sum_batch_means: ce_sum,
+                            ce_batch_size: 128,
+                            ece: 0.125,
+                            brier: 0.25,
+                            human: human.map(|h| HumanAgreement {
+                                ce: h,
+                                kl: h - 0.5,
+                                majority_agreement: 0.75,
+                            }),
+                            attacks: vec![
+                                AttackMetrics {
+                                    attack: "fgsm".into(),
+                                    eps: 2.0 / 255.0,
+                                    steps: 1,
+                                    samples: 100,
+                                    accuracy: acc / 2.0,
+                                    ce_mean: ce * 2.0,
+                                },
+                                AttackMetrics {
+                                    attack: "pgd".into(),
+                                    eps: 8.0 / 255.0,
+                                    steps: 10,
+                                    samples: 100,
+                                    accuracy: acc / 4.0,
+                                    ce_mean: ce * 4.0,
+                                },
+                            ],
+                        },
+                    )
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Writes a finished run under `root` (the trainer's layout) and returns it.
+pub fn write_run(root: &Path, spec: &Spec) -> RunDir {
+    let c = spec.config();
+    let run = RunDir::in_output(root, c.teacher.slug(), &c.student, &c.run_name);
+    run.create().unwrap();
+    run.write_config(&c).unwrap();
+    run.write_metrics(&spec.metrics()).unwrap();
+    run.write_best(&BestRecord {
+        epoch: spec.best_epoch(),
+        val_acc: spec.best_acc,
+        val_loss: spec.best_loss,
+    })
+    .unwrap();
+    run.write_state(&RunState {
+        epochs_completed: spec.epochs,
+        batches_into_epoch: 0,
+        epochs: spec.epochs,
+        finished: true,
+        trainer: serde_json::Value::Null,
+    })
+    .unwrap();
+    if let Some(r) = spec.report() {
+        run.write_eval(&r).unwrap();
+    }
+    run
+}
+
+/// The grid of most tests (numbers chosen so that every aggregate is exact in binary):
+///
+/// | group | iter: (best acc, best loss) | eval |
+/// |---|---|---|
+/// | human KL λ=0.5 | 0: (0.25, 2.0), 1: (0.75, 1.0), 2: (0.5, 1.5) | iters 0, 1: cinic + imagenet_far |
+/// | human CE λ=0.5 | 0: (0.5, 1.25), 1: (0.5, 0.75) | none |
+/// | baseline λ=0 | 0: (0.625, 1.125) | none |
+/// | human KL λ=1 | 0: (0.875, 0.5), 1: (0.625, 0.75) | none |
+pub fn write_grid(root: &Path) {
+    let h = || TeacherSpec::Human;
+    write_run(
+        root,
+        &Spec::new(h(), 0.5, 0, 0.25, 2.0)
+            .eval_set("cinic", 0.5, 1.0, 8.0, Some(1.5))
+            .eval_set("imagenet_far", 0.25, 2.0, 16.0, None),
+    );
+    write_run(
+        root,
+        &Spec::new(h(), 0.5, 1, 0.75, 1.0)
+            .eval_set("cinic", 0.75, 0.5, 4.0, Some(1.0))
+            .eval_set("imagenet_far", 0.5, 1.5, 12.0, None),
+    );
+    write_run(root, &Spec::new(h(), 0.5, 2, 0.5, 1.5));
+    write_run(
+        root,
+        &Spec::new(h(), 0.5, 0, 0.5, 1.25).distil(DistilFn::CE),
+    );
+    write_run(
+        root,
+        &Spec::new(h(), 0.5, 1, 0.5, 0.75).distil(DistilFn::CE),
+    );
+    write_run(
+        root,
+        &Spec::new(TeacherSpec::Baseline, 0.0, 0, 0.625, 1.125),
+    );
+    write_run(root, &Spec::new(h(), 1.0, 0, 0.875, 0.5));
+    write_run(root, &Spec::new(h(), 1.0, 1, 0.625, 0.75));
+}
+
+/// A teacher run spec for student runs (`TeacherSpec::Run`).
+pub fn teacher_run(slug: &str) -> TeacherSpec {
+    TeacherSpec::Run {
+        dir: "/grid/human/resnet20/x".into(),
+        arch: "resnet20".into(),
+        slug: slug.into(),
+    }
+}
+
+/// A parsed CSV: header and rows of cells (no quoting needed for these tables).
+pub struct Csv {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Csv {
+    pub fn read(path: &Path) -> Csv {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut lines = text.lines();
+        let header = lines
+            .next()
+            .unwrap()
+            .split(',')
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        let rows = lines
+            .map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>())
+            .collect::<Vec<_>>();
+        for r in &rows {
+            assert_eq!(
+                r.len(),
+                header.len(),
+                "ragged CSV row in {}",
+                path.display()
+            );
+        }
+        Csv { header, rows }
+    }
+
+    pub fn col(&self, name: &str) -> usize {
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name} in {:?}", self.header))
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.header.iter().any(|h| h == name)
+    }
+
+    /// The row whose `key` columns equal `values`.
+    pub fn row(&self, keys: &[(&str, &str)]) -> &Vec<String> {
+        let found: Vec<&Vec<String>> = self
+            .rows
+            .iter()
+            .filter(|r| keys.iter().all(|(k, v)| r[self.col(k)] == *v))
+            .collect();
+        assert_eq!(found.len(), 1, "rows matching {keys:?}: {}", found.len());
+        found[0]
+    }
+
+    pub fn f(&self, row: &[String], name: &str) -> f64 {
+        let cell = &row[self.col(name)];
+        cell.parse()
+            .unwrap_or_else(|_| panic!("column {name}: `{cell}` is not a number"))
+    }
+
+    pub fn s<'a>(&self, row: &'a [String], name: &str) -> &'a str {
+        &row[self.col(name)]
+    }
+}

@@ -1,0 +1,54 @@
+//! Grid expansion and Slurm job generation for hkd (no candle: builds fast, runs on login
+//! nodes).
+//!
+//! A grid config (`configs/train.toml`) names a binary (`hkd-train`, `hkd-eval`,
+//! `hkd-analyze`), a `[grid]` of its flags and how to run it (`[slurm]`, `[local]`). This
+//! crate
+//! - parses it, refusing unknown keys ([`GridConfig`]);
+//! - asks the binary for its flags (`--help`) and expands the grid into tasks, checking
+//!   each key against them ([`BinaryInfo`], [`expand`]);
+//! - writes the grid directory `grids/<timestamp>-<name>/` with `tasks.txt` and
+//!   `manifest.json` ([`GridDir`], [`Manifest`], [`prepare`]);
+//! - renders sbatch jobs in `array`, `multiprog` or `wrap` mode and submits them, or runs
+//!   the tasks locally with a worker pool ([`render_jobs`], [`launch`]);
+//! - runs each task through a runner that skips finished runs, resumes checkpointed ones,
+//!   forwards Slurm's checkpoint signal and requeues ([`run_task`]);
+//! - reports per-task status and resubmits failed tasks ([`grid_status`],
+//!   [`failed_tasks`]);
+//! - chains grids into pipelines with `afterok` dependencies ([`Pipeline`],
+//!   [`run_pipeline`]).
+//!
+//! Grid values never pass through a shell: tasks get them as argv elements from the
+//! manifest; where a path or command is written into a script it is quoted
+//! ([`quote`](quote::quote)). See `docs/grid.md`.
+
+pub mod binary;
+pub mod config;
+mod error;
+pub mod grid;
+pub mod local;
+pub mod manifest;
+pub mod ops;
+pub mod pipeline;
+pub mod plan;
+pub mod quote;
+pub mod render;
+pub mod runner;
+pub mod slurm;
+pub mod status;
+
+pub use binary::{BinaryInfo, FlagInfo, locate, parse_help};
+pub use config::{BinaryName, ExecutorChoice, GridConfig, JobMode, LocalSettings, SlurmSettings};
+pub use error::{GridError, Result};
+pub use grid::{Task, expand};
+pub use local::{LocalEvent, default_jobs, run_local};
+pub use manifest::{ExecutorKind, GridDir, JobRecord, Manifest, Submission, TaskState};
+pub use ops::{
+    Executor, LaunchOptions, LaunchReport, choose_executor, create_and_prepare, failed_tasks,
+    launch, prepare, resubmit_executor, tasks_txt,
+};
+pub use pipeline::{Pipeline, PipelineOptions, PipelineRecord, PipelineRun, run_pipeline};
+pub use plan::{TaskAction, TaskPlan, plan_task, train_run_dir};
+pub use render::{RenderContext, RenderedJob, render_jobs};
+pub use runner::{RunOptions, TaskOutcome, run_task};
+pub use status::{SchedulerView, StatusKind, TaskStatus, grid_status};

@@ -1,0 +1,315 @@
+//! The operations behind `hkd-grid`: prepare a grid directory, launch it (Slurm or
+//! local), resubmit failed tasks.
+
+use std::path::{Path, PathBuf};
+
+use crate::binary::BinaryInfo;
+use crate::config::{ExecutorChoice, GridConfig, absolute};
+use crate::error::{GridError, Result};
+use crate::grid::expand;
+use crate::local::{LocalEvent, default_jobs, run_local};
+use crate::manifest::{ExecutorKind, GridDir, JobRecord, Manifest, Submission, TASKS_TXT, now};
+use crate::quote::push_quoted;
+use crate::render::{RenderContext, RenderedJob, render_jobs};
+use crate::runner::TaskOutcome;
+use crate::status::{SchedulerView, StatusKind, grid_status};
+
+/// Slurm's default `MaxArraySize`, used when the cluster cannot be asked.
+pub const DEFAULT_MAX_ARRAY_SIZE: usize = 1001;
+
+/// The executor chosen for a launch, and why (printed to the user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executor {
+    pub kind: ExecutorKind,
+    pub reason: String,
+}
+
+/// Resolves `auto`: Slurm when `sbatch` is on `PATH`, else local. An explicit `slurm`
+/// without `sbatch` is an error unless `dry_run`.
+pub fn choose_executor(choice: ExecutorChoice, dry_run: bool) -> Result<Executor> {
+    let sbatch = crate::slurm::sbatch_path();
+    match (choice, sbatch) {
+        (ExecutorChoice::Local, _) => Ok(Executor {
+            kind: ExecutorKind::Local,
+            reason: "local (chosen)".into(),
+        }),
+        (ExecutorChoice::Slurm, Some(p)) => Ok(Executor {
+            kind: ExecutorKind::Slurm,
+            reason: format!("slurm (chosen; sbatch at {})", p.display()),
+        }),
+        (ExecutorChoice::Slurm, None) if dry_run => Ok(Executor {
+            kind: ExecutorKind::Slurm,
+            reason: "slurm (chosen; no sbatch on PATH, dry run only)".into(),
+        }),
+        (ExecutorChoice::Slurm, None) => Err(GridError::Scheduler {
+            command: "sbatch".into(),
+            script: None,
+            message: "executor = \"slurm\" but sbatch is not on PATH: run on a login node, start \
+                      the local cluster (scripts/local-slurm.sh), or use --executor local"
+                .into(),
+        }),
+        (ExecutorChoice::Auto, Some(p)) => Ok(Executor {
+            kind: ExecutorKind::Slurm,
+            reason: format!("slurm (auto: sbatch found at {})", p.display()),
+        }),
+        (ExecutorChoice::Auto, None) => Ok(Executor {
+            kind: ExecutorKind::Local,
+            reason: "local (auto: no sbatch on PATH)".into(),
+        }),
+    }
+}
+
+/// `tasks.txt`: one shell-quoted command line per task.
+pub fn tasks_txt(manifest: &Manifest) -> String {
+    let exe = crate::quote::quote(&manifest.binary.path.to_string_lossy());
+    let mut out = String::with_capacity(manifest.tasks.len() * (exe.len() + 160));
+    for task in &manifest.tasks {
+        out.push_str(&exe);
+        for arg in &task.args {
+            out.push(' ');
+            push_quoted(&mut out, arg);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Expands the grid and writes `tasks.txt` and `manifest.json` into `dir`.
+pub fn prepare(
+    config: GridConfig,
+    config_path: &Path,
+    binary: BinaryInfo,
+    dir: &GridDir,
+    workdir: &Path,
+) -> Result<Manifest> {
+    let tasks = expand(&config, &binary, config_path)?;
+    write_prepared(config, config_path, binary, tasks, dir, workdir)
+}
+
+/// Expands the grid, then (only if that succeeded) creates
+/// `<grids_root>/<timestamp>-<name>/` and writes `tasks.txt` and `manifest.json` there.
+pub fn create_and_prepare(
+    config: GridConfig,
+    config_path: &Path,
+    binary: BinaryInfo,
+    grids_root: &Path,
+    workdir: &Path,
+) -> Result<(GridDir, Manifest)> {
+    let tasks = expand(&config, &binary, config_path)?;
+    let dir = GridDir::create(grids_root, config.name())?;
+    let manifest = write_prepared(config, config_path, binary, tasks, &dir, workdir)?;
+    Ok((dir, manifest))
+}
+
+fn write_prepared(
+    config: GridConfig,
+    config_path: &Path,
+    binary: BinaryInfo,
+    tasks: Vec<crate::grid::Task>,
+    dir: &GridDir,
+    workdir: &Path,
+) -> Result<Manifest> {
+    let manifest = Manifest {
+        hkd_version: env!("CARGO_PKG_VERSION").into(),
+        name: config.name().to_string(),
+        config_path: absolute(config_path),
+        config_hash: config.hash(),
+        config,
+        created: now(),
+        workdir: absolute(workdir),
+        binary,
+        tasks,
+        submissions: Vec::new(),
+    };
+    dir.write_file(TASKS_TXT, tasks_txt(&manifest).as_bytes(), false)?;
+    dir.write_manifest(&manifest)?;
+    Ok(manifest)
+}
+
+/// How to launch.
+#[derive(Clone)]
+pub struct LaunchOptions<'a> {
+    pub dry_run: bool,
+    /// `--dependency` value (e.g. `afterok:12:13`).
+    pub dependency: Option<String>,
+    /// Local workers (default [`default_jobs`]).
+    pub jobs: Option<usize>,
+    /// The `hkd-grid` executable that Slurm jobs call to run tasks.
+    pub runner: PathBuf,
+    pub on_local_event: &'a (dyn Fn(LocalEvent<'_>) + Sync),
+}
+
+/// What a launch did.
+#[derive(Debug, Clone)]
+pub struct LaunchReport {
+    pub submission: Submission,
+    /// Local executor: each task's outcome.
+    pub outcomes: Vec<TaskOutcome>,
+    /// Slurm: the rendered jobs (for printing in a dry run).
+    pub rendered: Vec<RenderedJob>,
+}
+
+impl LaunchReport {
+    /// Slurm job ids submitted.
+    pub fn job_ids(&self) -> Vec<String> {
+        self.submission
+            .jobs
+            .iter()
+            .filter_map(|j| j.job_id.clone())
+            .collect()
+    }
+
+    /// Local tasks that did not exit 0.
+    pub fn failed_local(&self) -> Vec<&TaskOutcome> {
+        self.outcomes.iter().filter(|o| o.exit_code != 0).collect()
+    }
+}
+
+/// The cluster's `MaxArraySize`: the config's, else `scontrol`'s, else Slurm's default.
+pub fn cluster_max_array_size(config: &GridConfig) -> usize {
+    config
+        .slurm
+        .max_array_size
+        .or_else(crate::slurm::max_array_size)
+        .unwrap_or(DEFAULT_MAX_ARRAY_SIZE)
+}
+
+/// Renders (and unless dry-run, submits or runs) `tasks` of the grid, and records the
+/// submission in the manifest, also when a submission fails half-way.
+pub fn launch(
+    dir: &GridDir,
+    manifest: &mut Manifest,
+    executor: &Executor,
+    tasks: &[usize],
+    options: &LaunchOptions<'_>,
+) -> Result<LaunchReport> {
+    let number = manifest.submissions.len();
+    let mut submission = Submission {
+        number,
+        created: now(),
+        executor: executor.kind,
+        dependency: options.dependency.clone(),
+        dry_run: options.dry_run,
+        jobs: Vec::new(),
+    };
+    match executor.kind {
+        ExecutorKind::Local => {
+            submission.jobs.push(JobRecord {
+                job_id: None,
+                script: None,
+                sbatch_args: Vec::new(),
+                tasks: tasks.to_vec(),
+                array_offset: None,
+            });
+            manifest.submissions.push(submission.clone());
+            dir.write_manifest(manifest)?;
+            let outcomes = if options.dry_run {
+                Vec::new()
+            } else {
+                let jobs = options
+                    .jobs
+                    .unwrap_or_else(|| default_jobs(&manifest.config));
+                run_local(dir, manifest, tasks, jobs, options.on_local_event)?
+            };
+            Ok(LaunchReport {
+                submission,
+                outcomes,
+                rendered: Vec::new(),
+            })
+        }
+        ExecutorKind::Slurm => {
+            let runner = absolute(&options.runner);
+            let ctx = RenderContext {
+                name: &manifest.name,
+                slurm: &manifest.config.slurm,
+                grid_dir: dir.path(),
+                workdir: &manifest.workdir,
+                runner: &runner,
+                submission: number,
+                max_array_size: cluster_max_array_size(&manifest.config),
+            };
+            let rendered = render_jobs(&ctx, tasks);
+            let mut written = std::collections::HashSet::new();
+            for job in &rendered {
+                if let Some((name, contents)) = &job.script {
+                    dir.write_file(name, contents.as_bytes(), true)?;
+                }
+                for f in &job.extra_files {
+                    // task.sh is shared by every multiprog job
+                    if written.insert(f.name.as_str()) {
+                        dir.write_file(&f.name, f.contents.as_bytes(), f.executable)?;
+                    }
+                }
+            }
+            let mut result = Ok(());
+            for job in &rendered {
+                let mut record = JobRecord {
+                    job_id: None,
+                    script: job.script.as_ref().map(|(n, _)| n.clone()),
+                    sbatch_args: job.sbatch_args.clone(),
+                    tasks: job.tasks.clone(),
+                    array_offset: job.array_offset,
+                };
+                if !options.dry_run && result.is_ok() {
+                    let script = record.script.as_ref().map(|n| dir.file(n));
+                    match crate::slurm::submit(
+                        dir.path(),
+                        &job.sbatch_args,
+                        options.dependency.as_deref(),
+                        script.as_deref(),
+                    ) {
+                        Ok(id) => record.job_id = Some(id),
+                        Err(e) => result = Err(e),
+                    }
+                }
+                submission.jobs.push(record);
+            }
+            if result.is_err() {
+                // keep only what the scheduler accepted
+                submission.jobs.retain(|j| j.job_id.is_some());
+            }
+            if !submission.jobs.is_empty() || options.dry_run {
+                manifest.submissions.push(submission.clone());
+            }
+            dir.write_manifest(manifest)?;
+            result?;
+            Ok(LaunchReport {
+                submission,
+                outcomes: Vec::new(),
+                rendered,
+            })
+        }
+    }
+}
+
+/// The tasks `resubmit --failed` would run again.
+pub fn failed_tasks(dir: &GridDir, manifest: &Manifest) -> Vec<usize> {
+    let view = SchedulerView::query(manifest);
+    grid_status(dir, manifest, &view)
+        .into_iter()
+        .filter(|s| s.kind == StatusKind::Failed)
+        .map(|s| s.index)
+        .collect()
+}
+
+/// The executor of a resubmission: the given one, else the last real submission's, else
+/// the config's.
+pub fn resubmit_executor(
+    manifest: &Manifest,
+    choice: Option<ExecutorChoice>,
+    dry_run: bool,
+) -> Result<Executor> {
+    if let Some(c) = choice {
+        return choose_executor(c, dry_run);
+    }
+    match manifest.submissions.iter().rev().find(|s| !s.dry_run) {
+        Some(s) => choose_executor(
+            match s.executor {
+                ExecutorKind::Slurm => ExecutorChoice::Slurm,
+                ExecutorKind::Local => ExecutorChoice::Local,
+            },
+            dry_run,
+        ),
+        None => choose_executor(manifest.config.executor, dry_run),
+    }
+}

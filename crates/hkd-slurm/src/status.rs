@@ -1,0 +1,208 @@
+//! Where each task of a grid stands, from the queue, the task runner's state files and the
+//! run directories.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use hkd_rundir::{RunDir, RunStatus};
+use serde::Serialize;
+
+use crate::config::BinaryName;
+use crate::manifest::{ExecutorKind, GridDir, Manifest};
+use crate::plan::train_run_dir;
+
+/// The state of one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusKind {
+    /// Never submitted (a dry run).
+    NotSubmitted,
+    Pending,
+    Running,
+    Done,
+    /// Failed, timed out, cancelled or checkpointed without requeue: `resubmit --failed`
+    /// runs it again (and hkd-train resumes it).
+    Failed,
+    /// Submitted, but the queue cannot be asked (Slurm down).
+    Unknown,
+}
+
+impl fmt::Display for StatusKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StatusKind::NotSubmitted => "not submitted",
+            StatusKind::Pending => "pending",
+            StatusKind::Running => "running",
+            StatusKind::Done => "done",
+            StatusKind::Failed => "failed",
+            StatusKind::Unknown => "unknown",
+        })
+    }
+}
+
+/// One task's status line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskStatus {
+    pub index: usize,
+    pub kind: StatusKind,
+    /// Why (exit code, scheduler state, run progress).
+    pub detail: String,
+    /// Slurm job id of the task's latest submission (`123`, `123_4`).
+    pub job: Option<String>,
+    pub run_dir: Option<PathBuf>,
+}
+
+/// What the scheduler says, gathered once for a whole grid.
+#[derive(Debug, Clone, Default)]
+pub struct SchedulerView {
+    /// `squeue` states by job id; `None` if squeue did not answer.
+    pub queue: Option<HashMap<String, String>>,
+    /// `sacct` states by job id; `None` without accounting.
+    pub accounting: Option<HashMap<String, String>>,
+}
+
+impl SchedulerView {
+    /// Asks `squeue` and `sacct` about the jobs of `manifest` (nothing for local grids).
+    pub fn query(manifest: &Manifest) -> SchedulerView {
+        let slurm = manifest
+            .submissions
+            .iter()
+            .any(|s| s.executor == ExecutorKind::Slurm && !s.dry_run);
+        if !slurm {
+            return SchedulerView::default();
+        }
+        SchedulerView {
+            queue: crate::slurm::queue_states(),
+            accounting: crate::slurm::accounting_states(&manifest.job_ids()),
+        }
+    }
+}
+
+/// The Slurm id of task `index` in its latest submission, and whether that was a real
+/// Slurm submission.
+fn slurm_id(manifest: &Manifest, index: usize) -> Option<String> {
+    let (submission, job) = manifest.latest_job_of(index)?;
+    if submission.dry_run || submission.executor != ExecutorKind::Slurm {
+        return None;
+    }
+    let id = job.job_id.as_ref()?;
+    Some(match job.array_offset {
+        Some(offset) => format!("{id}_{}", index - offset),
+        None => id.clone(),
+    })
+}
+
+/// The status of every task of the grid.
+pub fn grid_status(dir: &GridDir, manifest: &Manifest, view: &SchedulerView) -> Vec<TaskStatus> {
+    manifest
+        .tasks
+        .iter()
+        .map(|task| {
+            let index = task.index;
+            let state = dir.read_state(index).ok().flatten();
+            let job = slurm_id(manifest, index);
+            let submitted = manifest.latest_job_of(index).is_some_and(|(s, _)| !s.dry_run);
+            let run_dir = state.as_ref().and_then(|s| s.run_dir.clone()).or_else(|| {
+                (manifest.binary.name == BinaryName::Train)
+                    .then(|| train_run_dir(&manifest.binary, task, &manifest.workdir).ok())
+                    .flatten()
+                    .map(|r| r.path().to_path_buf())
+            });
+            let run_status = run_dir.as_ref().map(|p| RunDir::new(p).status());
+            let mk = |kind, detail: String| TaskStatus {
+                index,
+                kind,
+                detail,
+                job: job.clone(),
+                run_dir: run_dir.clone(),
+            };
+            if run_status == Some(RunStatus::Finished) {
+                return mk(StatusKind::Done, "run finished".into());
+            }
+            let progress = match run_status {
+                Some(RunStatus::InProgress {
+                    epochs_completed,
+                    epochs,
+                }) => format!(", run at epoch {epochs_completed}/{epochs}"),
+                _ => String::new(),
+            };
+            if let Some(id) = &job
+                && let Some(queue) = &view.queue
+                && let Some(q) = queue.get(id)
+            {
+                let kind = match q.as_str() {
+                    "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" => {
+                        StatusKind::Pending
+                    }
+                    _ => StatusKind::Running,
+                };
+                return mk(kind, format!("{q}{progress}"));
+            }
+            let accounting = job
+                .as_ref()
+                .and_then(|id| view.accounting.as_ref().and_then(|a| a.get(id)).cloned());
+            match state {
+                Some(s) => match (s.exit_code, &s.ended) {
+                    (Some(0), Some(_)) => mk(
+                        StatusKind::Done,
+                        if s.action == "skip" {
+                            "run already finished (skipped)".into()
+                        } else {
+                            "exit 0".into()
+                        },
+                    ),
+                    (Some(code), Some(_)) if code == hkd_rundir::EXIT_CHECKPOINTED => mk(
+                        StatusKind::Failed,
+                        format!("checkpointed (exit {code}){progress}: resubmit to resume"),
+                    ),
+                    (Some(code), Some(_)) => mk(StatusKind::Failed, format!("exit {code}{progress}")),
+                    _ => {
+                        if job.is_some() && view.queue.is_none() {
+                            mk(StatusKind::Unknown, format!("started {}; squeue does not answer", s.started))
+                        } else {
+                            mk(
+                                StatusKind::Failed,
+                                format!(
+                                    "killed while running (time limit, scancel or node failure){}{progress}",
+                                    accounting.map(|a| format!(": {a}")).unwrap_or_default()
+                                ),
+                            )
+                        }
+                    }
+                },
+                None if !submitted => mk(StatusKind::NotSubmitted, "dry run".into()),
+                None if job.is_some() && view.queue.is_none() => {
+                    mk(StatusKind::Unknown, "submitted; squeue does not answer".into())
+                }
+                None => mk(
+                    StatusKind::Failed,
+                    format!(
+                        "never started (cancelled, or a dependency failed){}",
+                        accounting.map(|a| format!(": {a}")).unwrap_or_default()
+                    ),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Counts per kind, in a fixed order, for a summary line.
+pub fn summary(statuses: &[TaskStatus]) -> String {
+    let kinds = [
+        StatusKind::Done,
+        StatusKind::Running,
+        StatusKind::Pending,
+        StatusKind::Failed,
+        StatusKind::NotSubmitted,
+        StatusKind::Unknown,
+    ];
+    let parts: Vec<String> = kinds
+        .iter()
+        .filter_map(|k| {
+            let n = statuses.iter().filter(|s| s.kind == *k).count();
+            (n > 0).then(|| format!("{n} {k}"))
+        })
+        .collect();
+    format!("{} tasks: {}", statuses.len(), parts.join(", "))
+}
