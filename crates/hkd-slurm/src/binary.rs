@@ -138,7 +138,8 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> std::io::Result<std:
     })
 }
 
-/// Finds the executable `file_name`: in `$HKD_BIN_DIR` if set, then next to the running
+/// Finds the executable `file_name`: only in `$HKD_BIN_DIR` when that is set (an explicit
+/// choice is never silently replaced by another build), else next to the running
 /// executable (the way `cargo build` lays out `target/<profile>/`), then on `PATH`.
 pub fn locate(file_name: &str) -> Result<PathBuf> {
     let mut looked = Vec::new();
@@ -147,7 +148,12 @@ pub fn locate(file_name: &str) -> Result<PathBuf> {
         if is_executable(&candidate) {
             return Ok(candidate);
         }
-        looked.push(format!("${BIN_DIR_ENV} ({})", candidate.display()));
+        return Err(GridError::Binary(format!(
+            "{file_name} not found: ${BIN_DIR_ENV} is set and {} is not an executable file. \
+             Build it (`cargo build --release -p {file_name}`) into that folder, or unset \
+             {BIN_DIR_ENV} to use the binaries next to hkd-grid or on PATH",
+            candidate.display()
+        )));
     }
     if let Ok(exe) = std::env::current_exe()
         && let Some(dir) = exe.parent()
