@@ -25,6 +25,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Build a dataset from an official distribution.
@@ -78,6 +80,7 @@ struct PrepareCinic {
     split: String,
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Import {
     /// Add (or replace, or --append to) a split from .npy arrays.

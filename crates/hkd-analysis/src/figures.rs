@@ -122,9 +122,12 @@ fn padded(values: impl IntoIterator<Item = f64>, min_span: f64) -> (f64, f64) {
         return (0.0, 1.0);
     }
     if hi - lo < min_span {
+        // A (nearly) constant series, e.g. a learning rate that never dropped: ±10 % of its
+        // value, so the tick labels stay readable instead of repeating one rounded number.
         let mid = (lo + hi) / 2.0;
-        lo = mid - min_span / 2.0;
-        hi = mid + min_span / 2.0;
+        let span = min_span.max(mid.abs() * 0.2);
+        lo = mid - span / 2.0;
+        hi = mid + span / 2.0;
     }
     let pad = (hi - lo) * 0.08;
     (lo - pad, hi + pad)

@@ -33,7 +33,7 @@ fn dataset() -> (Dataset, &'static str) {
         );
     }
     let images = (0..IMAGES * 3072)
-        .map(|i| (i * 2_654_435_761usize >> 13) as u8)
+        .map(|i| ((i * 2_654_435_761usize) >> 13) as u8)
         .collect();
     (
         Dataset::new(DatasetParts::cifar10(images, labels)).expect("valid"),

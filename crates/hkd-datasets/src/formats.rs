@@ -179,7 +179,9 @@ pub fn load_image_folder(root: &Path, imagenet_only: bool) -> Result<Dataset> {
                     .file_name()
                     .map(|f| f.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                !file.starts_with('.') && !(imagenet_only && file.starts_with(CINIC_CIFAR_PREFIX))
+                let hidden = file.starts_with('.');
+                let cifar_origin = file.starts_with(CINIC_CIFAR_PREFIX);
+                !hidden && (!imagenet_only || !cifar_origin)
             })
             .collect();
         files.sort();

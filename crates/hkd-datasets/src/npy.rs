@@ -613,7 +613,7 @@ mod tests {
     fn npy_bytes(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
         let mut header =
             format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');
@@ -655,7 +655,7 @@ mod tests {
     fn structured_dtype_is_refused() {
         let mut header =
             "{'descr': [('a', '<i4')], 'fortran_order': False, 'shape': (1,), }".to_string();
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');

@@ -113,7 +113,7 @@ fn wrong_shapes_are_named() {
     assert!(e.contains("[1, 9]") && e.contains("N×10"), "{e}");
     // Fortran order (two rows: for one row C and Fortran order are the same bytes).
     let mut header = "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 10), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
