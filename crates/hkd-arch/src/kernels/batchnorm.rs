@@ -1,0 +1,518 @@
+//! BatchNorm2d: batch statistics, training-mode normalisation with its backward pass, and
+//! the per-channel affine map of evaluation mode.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
+use rayon::prelude::*;
+
+use super::elementwise::pos;
+use super::fast_path;
+use super::util::{Elem, dispatch, min_items, new_vec, slice, sum, sum_dy_dyx, sum_sq_dev};
+
+fn nc_hw(l: &Layout, op: &str) -> Result<(usize, usize, usize)> {
+    match l.dims() {
+        [n, c, h, w] => Ok((*n, *c, h * w)),
+        d => bail!("{op}: expected an [N, C, H, W] tensor, got {d:?}"),
+    }
+}
+
+/// Per-channel statistics of x [N, C, H, W] → [2, C] f64: mean, biased variance.
+struct ChannelStats;
+
+fn stats<T: Elem>(s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+    let (n, c, hw) = nc_hw(l, "hkd-bn-stats")?;
+    let x = slice::<T>(s, l, "hkd-bn-stats")?;
+    let count = (n * hw) as f64;
+    let per: Vec<(f64, f64)> = (0..c)
+        .into_par_iter()
+        .map(|ci| {
+            let plane = |i: usize| &x[(i * c + ci) * hw..(i * c + ci + 1) * hw];
+            let mean = (0..n).map(|i| sum(plane(i))).sum::<f64>() / count;
+            let var = (0..n).map(|i| sum_sq_dev(plane(i), mean)).sum::<f64>() / count;
+            (mean, var)
+        })
+        .collect();
+    let mut out: Vec<f64> = per.iter().map(|p| p.0).collect();
+    out.extend(per.iter().map(|p| p.1));
+    Ok((CpuStorage::F64(out), Shape::from((2, c))))
+}
+
+impl CustomOp1 for ChannelStats {
+    fn name(&self) -> &'static str {
+        "hkd-bn-stats"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        dispatch!("hkd-bn-stats", s, stats(s, l))
+    }
+}
+
+/// Per-channel batch mean and biased variance of `x` [N, C, H, W], in f64 (two read
+/// passes over each channel, accumulated in f64 in a fixed order). Any device and dtype
+/// (off the fast path, through candle's ops).
+pub fn channel_stats(x: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
+    let x = x.detach();
+    if fast_path(&x) {
+        let x = x.contiguous()?;
+        let s = x.apply_op1_no_bwd(&ChannelStats)?.to_vec2::<f64>()?;
+        let mut it = s.into_iter();
+        let mean = it.next().unwrap_or_default();
+        let var = it.next().unwrap_or_default();
+        return Ok((mean, var));
+    }
+    let (n, c, h, w) = x.dims4()?;
+    let x = x.to_dtype(DType::F64)?.reshape((n, c, h * w))?;
+    let mean = x.mean_keepdim(2)?.mean_keepdim(0)?;
+    let var = x
+        .broadcast_sub(&mean)?
+        .sqr()?
+        .mean_keepdim(2)?
+        .mean_keepdim(0)?;
+    Ok((
+        mean.flatten_all()?
+            .to_device(&candle_core::Device::Cpu)?
+            .to_vec1()?,
+        var.flatten_all()?
+            .to_device(&candle_core::Device::Cpu)?
+            .to_vec1()?,
+    ))
+}
+
+/// Training-mode BatchNorm: `y = (x − mean)·invstd·γ + β` with the batch statistics
+/// `mean` and `var` (biased) from [`channel_stats`], followed by a ReLU when `relu`;
+/// differentiable in x, γ and β (PyTorch's formulas). `x` [N, C, H, W] must be on the fast
+/// path ([`fast_path`]); the running statistics are the caller's business.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &[f64],
+    var: &[f64],
+    eps: f64,
+    relu: bool,
+) -> Result<Tensor> {
+    if !fast_path(x) {
+        bail!("batch_norm_train: only f32/f64 CPU tensors (check kernels::fast_path)")
+    }
+    let c = x.dim(1)?;
+    if mean.len() != c || var.len() != c || gamma.elem_count() != c || beta.elem_count() != c {
+        bail!(
+            "batch_norm_train: {c} channels but {} means, {} variances",
+            mean.len(),
+            var.len()
+        )
+    }
+    let x = x.contiguous()?;
+    let invstd = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    x.apply_op3(
+        &gamma.contiguous()?,
+        &beta.contiguous()?,
+        BnTrain {
+            mean: mean.to_vec(),
+            invstd,
+            relu,
+        },
+    )
+}
+
+struct BnTrain {
+    mean: Vec<f64>,
+    invstd: Vec<f64>,
+    relu: bool,
+}
+
+fn bn_train_fwd<T: Elem>(
+    op: &BnTrain,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    s3: &CpuStorage,
+    l3: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let (_, c, hw) = nc_hw(l1, "hkd-bn-train")?;
+    let x = slice::<T>(s1, l1, "hkd-bn-train")?;
+    let gamma = slice::<T>(s2, l2, "hkd-bn-train")?;
+    let beta = slice::<T>(s3, l3, "hkd-bn-train")?;
+    let mean: Vec<T> = op.mean.iter().map(|&m| T::from_f64(m)).collect();
+    let scale: Vec<T> = (0..c)
+        .map(|ci| T::from_f64(op.invstd[ci] * gamma[ci].to_f64()))
+        .collect();
+    // SAFETY: y and x have the same length and chunking; every element is written.
+    let y = unsafe {
+        new_vec(x.len(), |y| {
+            y.par_chunks_mut(hw)
+                .with_min_len(min_items(hw))
+                .zip(x.par_chunks(hw))
+                .enumerate()
+                .for_each(|(i, (yp, xp))| {
+                    let ci = i % c;
+                    let (m, s, b) = (mean[ci], scale[ci], beta[ci]);
+                    if op.relu {
+                        for (o, &v) in yp.iter_mut().zip(xp) {
+                            o.write(pos((v - m) * s + b));
+                        }
+                    } else {
+                        for (o, &v) in yp.iter_mut().zip(xp) {
+                            o.write((v - m) * s + b);
+                        }
+                    }
+                })
+        })
+    };
+    Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
+}
+
+impl CustomOp3 for BnTrain {
+    fn name(&self) -> &'static str {
+        "hkd-bn-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(
+            "hkd-bn-train",
+            s1,
+            bn_train_fwd(self, s1, l1, s2, l2, s3, l3)
+        )
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        // With the fused ReLU the incoming gradient is masked by the output (res > 0);
+        // without it the third input is not read.
+        let out = if self.relu {
+            res.contiguous()?
+        } else {
+            grad.clone()
+        };
+        let (n, c, h, w) = x.dims4()?;
+        let count = (n * h * w) as f64;
+        let sums = x
+            .apply_op3_no_bwd(
+                &grad,
+                &out,
+                &BnBwdReduce {
+                    mean: self.mean.clone(),
+                    relu: self.relu,
+                },
+            )?
+            .to_vec2::<f64>()?;
+        let (sdy, sdyx) = (&sums[0], &sums[1]);
+        let dev = x.device();
+        let dgamma = gamma.track_op().then(|| {
+            let v: Vec<f64> = (0..c).map(|ci| sdyx[ci] * self.invstd[ci]).collect();
+            Tensor::from_vec(v, c, dev)?
+                .to_dtype(gamma.dtype())?
+                .reshape(gamma.shape())
+        });
+        let dbeta = beta.track_op().then(|| {
+            Tensor::from_vec(sdy.clone(), c, dev)?
+                .to_dtype(beta.dtype())?
+                .reshape(beta.shape())
+        });
+        let dx = if x.track_op() {
+            let g = gamma
+                .flatten_all()?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?;
+            let mut coef = Vec::with_capacity(3 * c);
+            for (((&is, &gc), &sx), &sd) in self.invstd.iter().zip(&g).zip(sdyx).zip(sdy) {
+                let a = gc * is;
+                // dx = a·(dy − Σdy/M − x̂·Σ(dy·x̂)/M), x̂ = (x − mean)·invstd
+                coef.push(a);
+                coef.push(-a * is * is * sx / count);
+                coef.push(-a * sd / count);
+            }
+            Some(x.apply_op3_no_bwd(
+                &grad,
+                &out,
+                &BnBwdInput {
+                    mean: self.mean.clone(),
+                    coef,
+                    relu: self.relu,
+                },
+            )?)
+        } else {
+            None
+        };
+        Ok((dx, dgamma.transpose()?, dbeta.transpose()?))
+    }
+}
+
+/// (x, dy, y) → [2, C] f64: Σg and Σg·(x − mean) per channel, where g is dy, or with
+/// `relu` dy masked by y > 0.
+struct BnBwdReduce {
+    mean: Vec<f64>,
+    relu: bool,
+}
+
+/// `dy` masked by `y > 0` into `buf` when `relu`, else `dy` itself.
+fn masked<'a, T: Elem>(relu: bool, dy: &'a [T], y: &[T], buf: &'a mut Vec<T>) -> &'a [T] {
+    if !relu {
+        return dy;
+    }
+    buf.clear();
+    buf.extend(
+        dy.iter()
+            .zip(y)
+            .map(|(&g, &v)| if v > T::ZERO { g } else { T::ZERO }),
+    );
+    buf
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bn_bwd_reduce<T: Elem>(
+    op: &BnBwdReduce,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    s3: &CpuStorage,
+    l3: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let (n, c, hw) = nc_hw(l1, "hkd-bn-bwd-reduce")?;
+    let x = slice::<T>(s1, l1, "hkd-bn-bwd-reduce")?;
+    let dy = slice::<T>(s2, l2, "hkd-bn-bwd-reduce")?;
+    let y = slice::<T>(s3, l3, "hkd-bn-bwd-reduce")?;
+    if dy.len() != x.len() || y.len() != x.len() {
+        bail!(
+            "hkd-bn-bwd-reduce: gradient shape {:?} differs from input {:?}",
+            l2.dims(),
+            l1.dims()
+        )
+    }
+    let per: Vec<(f64, f64)> = (0..c)
+        .into_par_iter()
+        .map(|ci| {
+            let (mut s1, mut s2) = (0.0, 0.0);
+            let mut buf = Vec::new();
+            for i in 0..n {
+                let r = (i * c + ci) * hw..(i * c + ci + 1) * hw;
+                let g = masked(op.relu, &dy[r.clone()], &y[r.clone()], &mut buf);
+                let (a, b) = sum_dy_dyx(g, &x[r], op.mean[ci]);
+                s1 += a;
+                s2 += b;
+            }
+            (s1, s2)
+        })
+        .collect();
+    let mut out: Vec<f64> = per.iter().map(|p| p.0).collect();
+    out.extend(per.iter().map(|p| p.1));
+    Ok((CpuStorage::F64(out), Shape::from((2, c))))
+}
+
+impl CustomOp3 for BnBwdReduce {
+    fn name(&self) -> &'static str {
+        "hkd-bn-bwd-reduce"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(
+            "hkd-bn-bwd-reduce",
+            s1,
+            bn_bwd_reduce(self, s1, l1, s2, l2, s3, l3)
+        )
+    }
+}
+
+/// (x, dy, y) → dx = a·g + b·(x − mean) + c per channel (`coef` = [a, b, c] per channel),
+/// g = dy, or with `relu` dy masked by y > 0.
+struct BnBwdInput {
+    mean: Vec<f64>,
+    coef: Vec<f64>,
+    relu: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bn_bwd_input<T: Elem>(
+    op: &BnBwdInput,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    s3: &CpuStorage,
+    l3: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let (_, c, hw) = nc_hw(l1, "hkd-bn-bwd-input")?;
+    let x = slice::<T>(s1, l1, "hkd-bn-bwd-input")?;
+    let dy = slice::<T>(s2, l2, "hkd-bn-bwd-input")?;
+    let y = slice::<T>(s3, l3, "hkd-bn-bwd-input")?;
+    if dy.len() != x.len() || y.len() != x.len() {
+        bail!(
+            "hkd-bn-bwd-input: gradient shape {:?} differs from input {:?}",
+            l2.dims(),
+            l1.dims()
+        )
+    }
+    let coef: Vec<[T; 4]> = (0..c)
+        .map(|ci| {
+            let k = &op.coef[3 * ci..3 * ci + 3];
+            [
+                T::from_f64(k[0]),
+                T::from_f64(k[1]),
+                T::from_f64(k[2]),
+                T::from_f64(op.mean[ci]),
+            ]
+        })
+        .collect();
+    // SAFETY: dx, x, dy and y have the same length and chunking; every element is written.
+    let dx = unsafe {
+        new_vec(x.len(), |dx| {
+            dx.par_chunks_mut(hw)
+                .with_min_len(min_items(hw))
+                .zip(
+                    x.par_chunks(hw)
+                        .zip(dy.par_chunks(hw).zip(y.par_chunks(hw))),
+                )
+                .enumerate()
+                .for_each(|(i, (dp, (xp, (gp, yp))))| {
+                    let [a, b, cc, m] = coef[i % c];
+                    if op.relu {
+                        for (((d, &v), &g), &o) in dp.iter_mut().zip(xp).zip(gp).zip(yp) {
+                            let g = if o > T::ZERO { g } else { T::ZERO };
+                            d.write(a * g + b * (v - m) + cc);
+                        }
+                    } else {
+                        for ((d, &v), &g) in dp.iter_mut().zip(xp).zip(gp) {
+                            d.write(a * g + b * (v - m) + cc);
+                        }
+                    }
+                })
+        })
+    };
+    Ok((T::to_cpu_storage_owned(dx), l1.shape().clone()))
+}
+
+impl CustomOp3 for BnBwdInput {
+    fn name(&self) -> &'static str {
+        "hkd-bn-bwd-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(
+            "hkd-bn-bwd-input",
+            s1,
+            bn_bwd_input(self, s1, l1, s2, l2, s3, l3)
+        )
+    }
+}
+
+/// `y = x·scale[c] + shift[c]` on x [N, C, H, W], then ReLU when `relu`: BatchNorm in
+/// evaluation (scale = γ/√(running_var + ε), shift = β − running_mean·scale), fused with
+/// the ReLU that follows it. Its backward gives the input gradient only (for attacks).
+/// Off the fast path it uses candle's broadcast ops.
+pub fn channel_affine(x: &Tensor, scale: &[f64], shift: &[f64], relu: bool) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    if scale.len() != c || shift.len() != c {
+        bail!(
+            "channel_affine: {c} channels but {} scales, {} shifts",
+            scale.len(),
+            shift.len()
+        )
+    }
+    if !fast_path(x) || x.rank() != 4 {
+        let col = |v: &[f64]| -> Result<Tensor> {
+            Tensor::from_slice(v, (1, c, 1, 1), x.device())?.to_dtype(x.dtype())
+        };
+        let y = x.broadcast_mul(&col(scale)?)?.broadcast_add(&col(shift)?)?;
+        return if relu { y.relu() } else { Ok(y) };
+    }
+    x.contiguous()?.apply_op1(ChannelAffine {
+        scale: scale.to_vec(),
+        shift: shift.to_vec(),
+        relu,
+    })
+}
+
+struct ChannelAffine {
+    scale: Vec<f64>,
+    shift: Vec<f64>,
+    relu: bool,
+}
+
+fn affine_fwd<T: Elem>(
+    op: &ChannelAffine,
+    s: &CpuStorage,
+    l: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let (_, c, hw) = nc_hw(l, "hkd-channel-affine")?;
+    let x = slice::<T>(s, l, "hkd-channel-affine")?;
+    // SAFETY: y and x have the same length and chunking; every element is written.
+    let y = unsafe {
+        new_vec(x.len(), |y| {
+            y.par_chunks_mut(hw)
+                .with_min_len(min_items(hw))
+                .zip(x.par_chunks(hw))
+                .enumerate()
+                .for_each(|(i, (yp, xp))| {
+                    let ci = i % c;
+                    let (a, b) = (T::from_f64(op.scale[ci]), T::from_f64(op.shift[ci]));
+                    if op.relu {
+                        for (o, &v) in yp.iter_mut().zip(xp) {
+                            o.write(pos(v * a + b));
+                        }
+                    } else {
+                        for (o, &v) in yp.iter_mut().zip(xp) {
+                            o.write(v * a + b);
+                        }
+                    }
+                })
+        })
+    };
+    Ok((T::to_cpu_storage_owned(y), l.shape().clone()))
+}
+
+impl CustomOp1 for ChannelAffine {
+    fn name(&self) -> &'static str {
+        "hkd-channel-affine"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        dispatch!("hkd-channel-affine", s, affine_fwd(self, s, l))
+    }
+
+    /// The input gradient, for adversarial attacks on a network in evaluation mode
+    /// (the parameters are detached there): `grad·scale[c]`, masked where ReLU cut.
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let c = self.scale.len();
+        let scale = Tensor::from_slice(&self.scale, (1, c, 1, 1), arg.device())?
+            .to_dtype(grad_res.dtype())?;
+        let grad = grad_res.broadcast_mul(&scale)?;
+        if self.relu {
+            let open = res.gt(0.0)?.to_dtype(grad.dtype())?;
+            return Ok(Some((grad * open)?));
+        }
+        Ok(Some(grad))
+    }
+}

@@ -1,0 +1,573 @@
+//! 2-D convolution (groups 1, dilation 1, symmetric zero padding): im2col + GEMM forward,
+//! GEMM + col2im input gradient, GEMM weight gradient.
+
+use std::mem::MaybeUninit;
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
+use rayon::prelude::*;
+
+use super::fast_path;
+use super::util::{Elem, Mat, dispatch, matmul, new_vec, slice};
+
+/// Convolution geometry: input [n, c, h, w], weight [o, c, kh, kw], output [n, o, ho, wo].
+#[derive(Debug, Clone, Copy)]
+struct Geom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Geom {
+    fn new(
+        x: (usize, usize, usize, usize),
+        wt: (usize, usize, usize, usize),
+        stride: usize,
+        pad: usize,
+    ) -> Option<Self> {
+        let (n, c, h, w) = x;
+        let (o, c2, kh, kw) = wt;
+        if c != c2 || c == 0 || o == 0 || stride == 0 || h + 2 * pad < kh || w + 2 * pad < kw {
+            return None;
+        }
+        Some(Geom {
+            n,
+            c,
+            h,
+            w,
+            o,
+            kh,
+            kw,
+            stride,
+            pad,
+            ho: (h + 2 * pad - kh) / stride + 1,
+            wo: (w + 2 * pad - kw) / stride + 1,
+        })
+    }
+
+    /// Rows of the column matrix: c·kh·kw.
+    fn k(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Output pixels per channel.
+    fn p(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    /// Input elements per image.
+    fn img(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// A 1×1 stride-1 unpadded convolution: the image itself is the column matrix.
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    /// Stride 1 and an output as large as the input ("same" padding, 3×3 with padding 1):
+    /// each column-matrix row is the image shifted by a constant flat offset.
+    fn same(&self) -> bool {
+        self.stride == 1 && self.ho == self.h && self.wo == self.w
+    }
+
+    /// For kernel offset (ki, kj) of a [`same`](Self::same) convolution: the flat shift
+    /// `d` (row element q reads input element q + d) and the range [q0, q1) of q where
+    /// q + d lies inside the image.
+    fn shift(&self, ki: usize, kj: usize) -> (isize, usize, usize) {
+        let hw = (self.h * self.w) as isize;
+        let d =
+            (ki as isize - self.pad as isize) * self.w as isize + kj as isize - self.pad as isize;
+        let q0 = (-d).clamp(0, hw);
+        let q1 = (hw - d).clamp(q0, hw);
+        (d, q0 as usize, q1 as usize)
+    }
+
+    /// Zeroes the entries of a [`same`](Self::same) column-matrix row whose input pixel
+    /// lies in the padding (rows above/below the image, columns wrapping around).
+    fn zero_padding<T: Elem>(&self, row: &mut [T], ki: usize, kj: usize) {
+        let (h, w) = (self.h, self.w);
+        for oy in 0..h {
+            let iy = oy + ki;
+            let r = &mut row[oy * w..(oy + 1) * w];
+            if iy < self.pad || iy - self.pad >= h {
+                r.fill(T::ZERO);
+                continue;
+            }
+            if kj < self.pad {
+                r[..(self.pad - kj).min(w)].fill(T::ZERO);
+            } else if kj > self.pad {
+                r[w.saturating_sub(kj - self.pad)..].fill(T::ZERO);
+            }
+        }
+    }
+
+    /// The output columns `ox` whose input column `ox·stride + kj − pad` lies in [0, w):
+    /// the half-open range [lo, hi).
+    fn valid_cols(&self, kj: usize) -> (usize, usize) {
+        let lo = if kj >= self.pad {
+            0
+        } else {
+            (self.pad - kj).div_ceil(self.stride)
+        };
+        let hi = if self.w + self.pad > kj {
+            (self.w + self.pad - kj).div_ceil(self.stride).min(self.wo)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
+    }
+}
+
+fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
+    l.shape().dims4()
+}
+
+/// Column matrix [c·kh·kw, ho·wo] of one image `x` [c, h, w].
+fn im2col<T: Elem>(x: &[T], g: &Geom, cols: &mut [T]) {
+    let (p, hw) = (g.p(), g.h * g.w);
+    if g.same() {
+        // One long copy per row, then the padding entries zeroed.
+        for ci in 0..g.c {
+            let xc = &x[ci * hw..(ci + 1) * hw];
+            for ki in 0..g.kh {
+                for kj in 0..g.kw {
+                    let r = (ci * g.kh + ki) * g.kw + kj;
+                    let row = &mut cols[r * p..(r + 1) * p];
+                    let (d, q0, q1) = g.shift(ki, kj);
+                    row[..q0].fill(T::ZERO);
+                    row[q1..].fill(T::ZERO);
+                    if q0 < q1 {
+                        let s0 = (q0 as isize + d) as usize;
+                        row[q0..q1].copy_from_slice(&xc[s0..s0 + (q1 - q0)]);
+                    }
+                    g.zero_padding(row, ki, kj);
+                }
+            }
+        }
+        return;
+    }
+    for ci in 0..g.c {
+        let xc = &x[ci * hw..(ci + 1) * hw];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let r = (ci * g.kh + ki) * g.kw + kj;
+                let row = &mut cols[r * p..(r + 1) * p];
+                let (lo, hi) = g.valid_cols(kj);
+                for oy in 0..g.ho {
+                    let out = &mut row[oy * g.wo..(oy + 1) * g.wo];
+                    let iy = oy * g.stride + ki;
+                    if iy < g.pad || iy - g.pad >= g.h {
+                        out.fill(T::ZERO);
+                        continue;
+                    }
+                    let xr = &xc[(iy - g.pad) * g.w..(iy - g.pad + 1) * g.w];
+                    out[..lo].fill(T::ZERO);
+                    out[hi..].fill(T::ZERO);
+                    if lo == hi {
+                        continue;
+                    }
+                    if g.stride == 1 {
+                        let ix0 = lo + kj - g.pad;
+                        out[lo..hi].copy_from_slice(&xr[ix0..ix0 + (hi - lo)]);
+                    } else {
+                        let ix0 = lo * g.stride + kj - g.pad;
+                        let xs = xr[ix0..].iter().step_by(g.stride);
+                        for (v, &x) in out[lo..hi].iter_mut().zip(xs) {
+                            *v = x;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the column matrix `cols` [c·kh·kw, ho·wo] back into the image gradient `dx`
+/// [c, h, w] (the adjoint of [`im2col`]); `cols` is scratch and may be changed.
+fn col2im<T: Elem>(cols: &mut [T], g: &Geom, dx: &mut [T]) {
+    let (p, hw) = (g.p(), g.h * g.w);
+    if g.same() {
+        // Zero the padding entries, then one long add per row.
+        for ci in 0..g.c {
+            let dxc = &mut dx[ci * hw..(ci + 1) * hw];
+            for ki in 0..g.kh {
+                for kj in 0..g.kw {
+                    let r = (ci * g.kh + ki) * g.kw + kj;
+                    let row = &mut cols[r * p..(r + 1) * p];
+                    g.zero_padding(row, ki, kj);
+                    let (d, q0, q1) = g.shift(ki, kj);
+                    if q0 == q1 {
+                        continue;
+                    }
+                    let s0 = (q0 as isize + d) as usize;
+                    for (o, &v) in dxc[s0..s0 + (q1 - q0)].iter_mut().zip(&row[q0..q1]) {
+                        *o += v;
+                    }
+                }
+            }
+        }
+        return;
+    }
+    for ci in 0..g.c {
+        let dxc = &mut dx[ci * hw..(ci + 1) * hw];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let r = (ci * g.kh + ki) * g.kw + kj;
+                let row = &cols[r * p..(r + 1) * p];
+                let (lo, hi) = g.valid_cols(kj);
+                for oy in 0..g.ho {
+                    let iy = oy * g.stride + ki;
+                    if iy < g.pad || iy - g.pad >= g.h {
+                        continue;
+                    }
+                    let src = &row[oy * g.wo..(oy + 1) * g.wo];
+                    let dr = &mut dxc[(iy - g.pad) * g.w..(iy - g.pad + 1) * g.w];
+                    if lo == hi {
+                        continue;
+                    }
+                    if g.stride == 1 {
+                        let ix0 = lo + kj - g.pad;
+                        for (d, &s) in dr[ix0..ix0 + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                            *d += s;
+                        }
+                    } else {
+                        let ix0 = lo * g.stride + kj - g.pad;
+                        let ds = dr[ix0..].iter_mut().step_by(g.stride);
+                        for (d, &s) in ds.zip(&src[lo..hi]) {
+                            *d += s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Convolution of `x` [N, C, H, W] with `w` [O, C, kh, kw] (PyTorch's `F.conv2d` with
+/// groups 1 and dilation 1, no bias). f32/f64 on the CPU use the kernels of this module;
+/// anything else (and shapes the kernel does not cover) uses candle's `conv2d`.
+pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let ok = fast_path(x)
+        && w.dtype() == x.dtype()
+        && w.device().is_cpu()
+        && x.rank() == 4
+        && w.rank() == 4
+        && Geom::new(x.dims4()?, w.dims4()?, stride, padding).is_some();
+    if !ok {
+        return x.conv2d(w, padding, stride, 1, 1);
+    }
+    let x = x.contiguous()?;
+    let w = w.contiguous()?;
+    x.apply_op2(&w, Conv2dOp { stride, padding })
+}
+
+/// Forward convolution; backward through [`Conv2dBwdInput`] and [`Conv2dBwdWeight`].
+struct Conv2dOp {
+    stride: usize,
+    padding: usize,
+}
+
+fn conv_fwd<T: Elem>(
+    g: Geom,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let x = slice::<T>(s1, l1, "conv2d")?;
+    let w = slice::<T>(s2, l2, "conv2d")?;
+    let (k, p, img) = (g.k(), g.p(), g.img());
+    let fill = |y: &mut [MaybeUninit<T>]| {
+        y.par_chunks_mut(g.o * p).enumerate().for_each_init(
+            Vec::new,
+            |cols: &mut Vec<T>, (i, yi)| {
+                let xi = &x[i * img..(i + 1) * img];
+                let rhs: &[T] = if g.pointwise() {
+                    xi
+                } else {
+                    cols.resize(k * p, T::ZERO);
+                    im2col(xi, &g, cols);
+                    cols
+                };
+                let lhs = Mat {
+                    ptr: w.as_ptr(),
+                    rs: k as isize,
+                    cs: 1,
+                };
+                let rhs = Mat {
+                    ptr: rhs.as_ptr(),
+                    rs: p as isize,
+                    cs: 1,
+                };
+                let dst = yi.as_mut_ptr().cast::<T>();
+                // SAFETY: y_i is [o, p], w is [o, k], rhs is [k, p], all contiguous.
+                unsafe { matmul(g.o, p, k, dst, p as isize, false, lhs, rhs) };
+            },
+        )
+    };
+    // SAFETY: each image's [o, p] block is written in full by its GEMM (read_dst false).
+    let y = unsafe { new_vec(g.n * g.o * p, fill) };
+    Ok((
+        T::to_cpu_storage_owned(y),
+        Shape::from((g.n, g.o, g.ho, g.wo)),
+    ))
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "hkd-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let Some(g) = Geom::new(dims4(l1)?, dims4(l2)?, self.stride, self.padding) else {
+            bail!(
+                "hkd-conv2d: unsupported shapes {:?} and {:?}",
+                l1.dims(),
+                l2.dims()
+            )
+        };
+        dispatch!("hkd-conv2d", s1, conv_fwd(g, s1, l1, s2, l2))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let (_, _, h, wd) = x.dims4()?;
+        let (_, _, kh, kw) = w.dims4()?;
+        let dx = if x.track_op() {
+            Some(grad.apply_op2_no_bwd(
+                w,
+                &Conv2dBwdInput {
+                    stride: self.stride,
+                    padding: self.padding,
+                    h,
+                    w: wd,
+                },
+            )?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            Some(x.apply_op2_no_bwd(
+                &grad,
+                &Conv2dBwdWeight {
+                    stride: self.stride,
+                    padding: self.padding,
+                    kh,
+                    kw,
+                },
+            )?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+/// Input gradient: (dy [N, O, Ho, Wo], w [O, C, kh, kw]) → dx [N, C, h, w].
+struct Conv2dBwdInput {
+    stride: usize,
+    padding: usize,
+    h: usize,
+    w: usize,
+}
+
+fn conv_bwd_input<T: Elem>(
+    g: Geom,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let dy = slice::<T>(s1, l1, "conv2d-bwd-input")?;
+    let w = slice::<T>(s2, l2, "conv2d-bwd-input")?;
+    let (k, p, img) = (g.k(), g.p(), g.img());
+    let mut dx = vec![T::ZERO; g.n * img];
+    dx.par_chunks_mut(img)
+        .enumerate()
+        .for_each_init(Vec::new, |cols: &mut Vec<T>, (i, dxi)| {
+            let dyi = &dy[i * g.o * p..(i + 1) * g.o * p];
+            // Wᵀ [k, o]: element (r, oc) is w[oc·k + r].
+            let lhs = Mat {
+                ptr: w.as_ptr(),
+                rs: 1,
+                cs: k as isize,
+            };
+            let rhs = Mat {
+                ptr: dyi.as_ptr(),
+                rs: p as isize,
+                cs: 1,
+            };
+            if g.pointwise() {
+                // SAFETY: dx_i is [c, h·w] = [k, p]; operands as described.
+                unsafe { matmul(k, p, g.o, dxi.as_mut_ptr(), p as isize, false, lhs, rhs) };
+            } else {
+                cols.resize(k * p, T::ZERO);
+                // SAFETY: cols is [k, p]; operands as described.
+                unsafe { matmul(k, p, g.o, cols.as_mut_ptr(), p as isize, false, lhs, rhs) };
+                col2im(cols.as_mut_slice(), &g, dxi);
+            }
+        });
+    Ok((
+        T::to_cpu_storage_owned(dx),
+        Shape::from((g.n, g.c, g.h, g.w)),
+    ))
+}
+
+impl CustomOp2 for Conv2dBwdInput {
+    fn name(&self) -> &'static str {
+        "hkd-conv2d-bwd-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, o, ho, wo) = dims4(l1)?;
+        let (o2, c, kh, kw) = dims4(l2)?;
+        let g = Geom::new(
+            (n, c, self.h, self.w),
+            (o2, c, kh, kw),
+            self.stride,
+            self.padding,
+        );
+        let Some(g) = g.filter(|g| g.o == o && g.ho == ho && g.wo == wo) else {
+            bail!(
+                "hkd-conv2d-bwd-input: inconsistent shapes {:?} and {:?}",
+                l1.dims(),
+                l2.dims()
+            )
+        };
+        dispatch!(
+            "hkd-conv2d-bwd-input",
+            s1,
+            conv_bwd_input(g, s1, l1, s2, l2)
+        )
+    }
+}
+
+/// Weight gradient: (x [N, C, H, W], dy [N, O, Ho, Wo]) → dw [O, C, kh, kw].
+struct Conv2dBwdWeight {
+    stride: usize,
+    padding: usize,
+    kh: usize,
+    kw: usize,
+}
+
+/// The batch is cut into at most this many fixed parts, each accumulated by one task and
+/// the parts summed in order: deterministic whatever the number of threads.
+const WEIGHT_GRAD_PARTS: usize = 16;
+
+fn conv_bwd_weight<T: Elem>(
+    g: Geom,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let x = slice::<T>(s1, l1, "conv2d-bwd-weight")?;
+    let dy = slice::<T>(s2, l2, "conv2d-bwd-weight")?;
+    let (k, p, img) = (g.k(), g.p(), g.img());
+    let per = g.n.div_ceil(WEIGHT_GRAD_PARTS.min(g.n).max(1)).max(1);
+    let parts = g.n.div_ceil(per);
+    let partials: Vec<Vec<T>> = (0..parts)
+        .into_par_iter()
+        .map(|part| {
+            let mut acc = vec![T::ZERO; g.o * k];
+            let mut cols = Vec::new();
+            for i in part * per..((part + 1) * per).min(g.n) {
+                let xi = &x[i * img..(i + 1) * img];
+                let dyi = &dy[i * g.o * p..(i + 1) * g.o * p];
+                let src: &[T] = if g.pointwise() {
+                    xi
+                } else {
+                    cols.resize(k * p, T::ZERO);
+                    im2col(xi, &g, &mut cols);
+                    &cols
+                };
+                let lhs = Mat {
+                    ptr: dyi.as_ptr(),
+                    rs: p as isize,
+                    cs: 1,
+                };
+                // colsᵀ [p, k]: element (q, r) is cols[r·p + q].
+                let rhs = Mat {
+                    ptr: src.as_ptr(),
+                    rs: 1,
+                    cs: p as isize,
+                };
+                // SAFETY: acc is [o, k]; dy_i is [o, p]; cols is [k, p].
+                unsafe { matmul(g.o, k, p, acc.as_mut_ptr(), k as isize, true, lhs, rhs) };
+            }
+            acc
+        })
+        .collect();
+    let mut parts_iter = partials.into_iter();
+    let mut dw = parts_iter.next().unwrap_or_else(|| vec![T::ZERO; g.o * k]);
+    for part in parts_iter {
+        for (d, s) in dw.iter_mut().zip(part) {
+            *d += s;
+        }
+    }
+    Ok((
+        T::to_cpu_storage_owned(dw),
+        Shape::from((g.o, g.c, g.kh, g.kw)),
+    ))
+}
+
+impl CustomOp2 for Conv2dBwdWeight {
+    fn name(&self) -> &'static str {
+        "hkd-conv2d-bwd-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = dims4(l1)?;
+        let (n2, o, ho, wo) = dims4(l2)?;
+        let g = Geom::new(
+            (n, c, h, w),
+            (o, c, self.kh, self.kw),
+            self.stride,
+            self.padding,
+        );
+        let Some(g) = g.filter(|g| n2 == n && g.ho == ho && g.wo == wo) else {
+            bail!(
+                "hkd-conv2d-bwd-weight: inconsistent shapes {:?} and {:?}",
+                l1.dims(),
+                l2.dims()
+            )
+        };
+        dispatch!(
+            "hkd-conv2d-bwd-weight",
+            s1,
+            conv_bwd_weight(g, s1, l1, s2, l2)
+        )
+    }
+}

@@ -1,0 +1,193 @@
+//! Shared helpers of the kernels: the element trait, storage access, GEMM, reductions.
+
+use std::mem::{ManuallyDrop, MaybeUninit};
+
+use candle_core::{CpuStorage, Layout, Result, WithDType, bail};
+
+/// Element types of the kernels (f32 and f64; the `gemm` crate supports both).
+pub(crate) trait Elem: WithDType + Copy + Send + Sync + 'static {
+    const ZERO: Self;
+}
+
+impl Elem for f32 {
+    const ZERO: Self = 0.0;
+}
+
+impl Elem for f64 {
+    const ZERO: Self = 0.0;
+}
+
+/// The elements of a contiguous tensor's storage, `op` naming the op in errors.
+pub(crate) fn slice<'a, T: Elem>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
+    let data = s.as_slice::<T>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => bail!("{op}: the kernels need contiguous inputs, got {:?}", l),
+    }
+}
+
+/// Calls `$f::<T>` for the element type of `$s` (f32 or f64), else an error.
+macro_rules! dispatch {
+    ($op:expr, $s:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match $s {
+            candle_core::CpuStorage::F32(_) => $f::<f32>($($arg),*),
+            candle_core::CpuStorage::F64(_) => $f::<f64>($($arg),*),
+            other => candle_core::bail!(
+                "{}: unsupported dtype {:?}",
+                $op,
+                candle_core::backend::BackendStorage::dtype(other)
+            ),
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// A row-major matrix operand: pointer and (row, column) strides in elements.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<T> {
+    pub ptr: *const T,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+/// `dst[m×n] (row stride dst_rs, column stride 1) = (acc ? dst : 0) + lhs[m×k] · rhs[k×n]`,
+/// single-threaded (callers parallelise over images).
+///
+/// # Safety
+/// `dst` must be valid for writes (and reads when `acc`) of the `m×n` block and the
+/// operands valid for reads of their `m×k` / `k×n` blocks with the given strides.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul<T: Elem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    dst_rs: isize,
+    acc: bool,
+    lhs: Mat<T>,
+    rhs: Mat<T>,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !acc {
+            for i in 0..m {
+                for j in 0..n {
+                    // SAFETY: inside the m×n block the caller guarantees.
+                    unsafe { *dst.offset(i as isize * dst_rs + j as isize) = T::ZERO };
+                }
+            }
+        }
+        return;
+    }
+    let one = T::from_f64(1.0);
+    // SAFETY: forwarded from the caller; gemm computes dst = alpha·dst + beta·lhs·rhs and
+    // reads dst only when read_dst is true.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs,
+            acc,
+            lhs.ptr,
+            lhs.cs,
+            lhs.rs,
+            rhs.ptr,
+            rhs.cs,
+            rhs.rs,
+            one,
+            one,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// Σ x in f64 (8 independent accumulators, fixed order: deterministic).
+pub(crate) fn sum<T: Elem>(xs: &[T]) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v.to_f64();
+        }
+    }
+    let mut s: f64 = acc.iter().sum();
+    for &v in rest {
+        s += v.to_f64();
+    }
+    s
+}
+
+/// Σ (x − mean)² in f64.
+pub(crate) fn sum_sq_dev<T: Elem>(xs: &[T], mean: f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            let d = v.to_f64() - mean;
+            *a += d * d;
+        }
+    }
+    let mut s: f64 = acc.iter().sum();
+    for &v in rest {
+        let d = v.to_f64() - mean;
+        s += d * d;
+    }
+    s
+}
+
+/// (Σ dy, Σ dy·(x − mean)) in f64.
+pub(crate) fn sum_dy_dyx<T: Elem>(dy: &[T], x: &[T], mean: f64) -> (f64, f64) {
+    let mut a1 = [0f64; 8];
+    let mut a2 = [0f64; 8];
+    let n8 = dy.len() / 8 * 8;
+    for (cd, cx) in dy[..n8].chunks_exact(8).zip(x[..n8].chunks_exact(8)) {
+        for (((s1, s2), &g), &v) in a1.iter_mut().zip(a2.iter_mut()).zip(cd).zip(cx) {
+            let g = g.to_f64();
+            *s1 += g;
+            *s2 += g * (v.to_f64() - mean);
+        }
+    }
+    let mut s1: f64 = a1.iter().sum();
+    let mut s2: f64 = a2.iter().sum();
+    for (&g, &v) in dy[n8..].iter().zip(&x[n8..]) {
+        let g = g.to_f64();
+        s1 += g;
+        s2 += g * (v.to_f64() - mean);
+    }
+    (s1, s2)
+}
+
+/// Rayon's minimum number of `chunk`-sized items per task so that a task touches at least
+/// ~16k elements (tiny tasks cost more in scheduling than they save).
+pub(crate) fn min_items(chunk: usize) -> usize {
+    (16 * 1024 / chunk.max(1)).max(1)
+}
+
+/// A vector of `n` elements, each written by `init` (no zero-filling pass: the outputs of
+/// the kernels are written exactly once).
+///
+/// # Safety
+/// `init` must write every element of the slice it is given (unless it panics).
+pub(crate) unsafe fn new_vec<T: Elem>(
+    n: usize,
+    init: impl FnOnce(&mut [MaybeUninit<T>]),
+) -> Vec<T> {
+    let mut v: Vec<MaybeUninit<T>> = Vec::with_capacity(n);
+    // SAFETY: MaybeUninit elements need no initialisation.
+    unsafe { v.set_len(n) };
+    init(&mut v);
+    let mut v = ManuallyDrop::new(v);
+    // SAFETY: every element was written (the caller's contract); MaybeUninit<T> has T's
+    // layout, and length and capacity are those of the same allocation.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<T>(), v.len(), v.capacity()) }
+}

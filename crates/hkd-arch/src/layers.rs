@@ -1,0 +1,625 @@
+//! Building blocks: a parameter builder that records PyTorch state_dict names in order and
+//! initialises weights from a seeded ChaCha RNG, and the small layers (conv, BatchNorm,
+//! linear) the networks are made of.
+//!
+//! Each layer is a small struct with its own `forward`, so faster kernels can later replace
+//! a layer's internals without touching the networks.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::{Rng, RngCore};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::error::ArchError;
+use crate::kernels;
+
+type Result<T> = std::result::Result<T, ArchError>;
+
+/// BatchNorm epsilon (PyTorch default).
+pub const BN_EPS: f64 = 1e-5;
+/// BatchNorm running-stat momentum (PyTorch default).
+pub const BN_MOMENTUM: f64 = 0.1;
+
+/// Forward-pass context: training or evaluation, and the RNG for stochastic layers.
+pub(crate) struct Ctx<'a> {
+    /// Training mode: batch statistics, autograd graph, shake-shake noise.
+    pub train: bool,
+    /// RNG for shake-shake alpha/beta (present in training).
+    pub rng: Option<&'a mut dyn RngCore>,
+}
+
+/// What a state_dict entry refers to.
+#[derive(Clone)]
+pub(crate) enum Slot {
+    /// A trainable parameter.
+    Param(Var),
+    /// A floating-point buffer (BN running mean / var).
+    Buffer(Arc<RwLock<Tensor>>),
+    /// BN `num_batches_tracked` (int64 scalar).
+    Counter(Arc<AtomicI64>),
+}
+
+/// One state_dict entry: PyTorch name, what it refers to, its shape.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub name: String,
+    pub slot: Slot,
+    pub shape: Vec<usize>,
+}
+
+/// How convolution weights are initialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConvInit {
+    /// `kaiming_normal_(mode='fan_out')` (ResNet, Shake-Shake, ResNeXt).
+    KaimingNormalFanOut,
+    /// `kaiming_normal_(mode='fan_in')` (WRN).
+    KaimingNormalFanIn,
+    /// PyTorch's default `Conv2d` init: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    /// (the plain CNNs, which keep PyTorch's defaults).
+    TorchDefault,
+}
+
+/// Initialisation of one architecture family, as in the original code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InitScheme {
+    pub conv: ConvInit,
+    /// BN weight U(0,1) (WRN) instead of 1.
+    pub bn_weight_uniform: bool,
+    /// Linear bias 0 (hysts' models) instead of PyTorch's default U(-1/sqrt(in), 1/sqrt(in)).
+    pub linear_bias_zero: bool,
+}
+
+/// Creates parameters in construction order under dotted PyTorch names.
+pub(crate) struct Builder {
+    prefix: Vec<String>,
+    pub entries: Vec<Entry>,
+    rng: ChaCha8Rng,
+    device: Device,
+    dtype: DType,
+    init: InitScheme,
+}
+
+impl Builder {
+    pub fn new(device: &Device, dtype: DType, rng: ChaCha8Rng, init: InitScheme) -> Self {
+        Builder {
+            prefix: Vec::new(),
+            entries: Vec::new(),
+            rng,
+            device: device.clone(),
+            dtype,
+            init,
+        }
+    }
+
+    /// Runs `f` with `name` appended to the name prefix (a PyTorch submodule).
+    pub fn scope<T>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.prefix.push(name.to_string());
+        let out = f(self);
+        self.prefix.pop();
+        out
+    }
+
+    fn path(&self, name: &str, leaf: &str) -> String {
+        let mut parts: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
+        parts.push(name);
+        parts.push(leaf);
+        parts.join(".")
+    }
+
+    fn tensor(&self, values: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+        Ok(Tensor::from_vec(values, shape, &Device::Cpu)?
+            .to_dtype(self.dtype)?
+            .to_device(&self.device)?)
+    }
+
+    fn normal(&mut self, shape: &[usize], std: f64) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let std = std as f32;
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                let z: f32 = StandardNormal.sample(&mut self.rng);
+                z * std
+            })
+            .collect();
+        self.tensor(values, shape)
+    }
+
+    fn uniform(&mut self, shape: &[usize], lo: f64, hi: f64) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let (lo, hi) = (lo as f32, hi as f32);
+        let values: Vec<f32> = (0..n)
+            .map(|_| lo + (hi - lo) * self.rng.random::<f32>())
+            .collect();
+        self.tensor(values, shape)
+    }
+
+    fn constant(&self, shape: &[usize], value: f32) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        self.tensor(vec![value; n], shape)
+    }
+
+    fn param(&mut self, name: &str, leaf: &str, t: Tensor) -> Result<Var> {
+        let var = Var::from_tensor(&t)?;
+        self.entries.push(Entry {
+            name: self.path(name, leaf),
+            shape: t.dims().to_vec(),
+            slot: Slot::Param(var.clone()),
+        });
+        Ok(var)
+    }
+
+    fn buffer(&mut self, name: &str, leaf: &str, t: Tensor) -> Arc<RwLock<Tensor>> {
+        let buf = Arc::new(RwLock::new(t.clone()));
+        self.entries.push(Entry {
+            name: self.path(name, leaf),
+            shape: t.dims().to_vec(),
+            slot: Slot::Buffer(buf.clone()),
+        });
+        buf
+    }
+
+    fn counter(&mut self, name: &str, leaf: &str) -> Arc<AtomicI64> {
+        let c = Arc::new(AtomicI64::new(0));
+        self.entries.push(Entry {
+            name: self.path(name, leaf),
+            shape: Vec::new(),
+            slot: Slot::Counter(c.clone()),
+        });
+        c
+    }
+
+    /// A `Conv2d` named `name` (square kernel, symmetric padding).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d(
+        &mut self,
+        name: &str,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+        bias: bool,
+    ) -> Result<Conv2d> {
+        let shape = [out_channels, in_channels / groups, kernel, kernel];
+        let fan_in = (in_channels / groups) * kernel * kernel;
+        let fan_out = out_channels * kernel * kernel;
+        let gain = 2f64.sqrt(); // kaiming_normal_ default: leaky_relu with a = 0
+        let weight = match self.init.conv {
+            ConvInit::KaimingNormalFanOut => self.normal(&shape, gain / (fan_out as f64).sqrt())?,
+            ConvInit::KaimingNormalFanIn => self.normal(&shape, gain / (fan_in as f64).sqrt())?,
+            ConvInit::TorchDefault => {
+                let bound = 1.0 / (fan_in as f64).sqrt();
+                self.uniform(&shape, -bound, bound)?
+            }
+        };
+        let weight = self.param(name, "weight", weight)?;
+        let bias = if bias {
+            let t = match self.init.conv {
+                ConvInit::TorchDefault => {
+                    let bound = 1.0 / (fan_in as f64).sqrt();
+                    self.uniform(&[out_channels], -bound, bound)?
+                }
+                _ => self.constant(&[out_channels], 0.0)?,
+            };
+            Some(self.param(name, "bias", t)?)
+        } else {
+            None
+        };
+        Ok(Conv2d {
+            weight,
+            bias,
+            stride,
+            padding,
+            groups,
+        })
+    }
+
+    /// A `BatchNorm2d` named `name`.
+    pub fn batch_norm(&mut self, name: &str, channels: usize) -> Result<BatchNorm2d> {
+        let w = if self.init.bn_weight_uniform {
+            self.uniform(&[channels], 0.0, 1.0)?
+        } else {
+            self.constant(&[channels], 1.0)?
+        };
+        let weight = self.param(name, "weight", w)?;
+        let b = self.constant(&[channels], 0.0)?;
+        let bias = self.param(name, "bias", b)?;
+        let rm = self.constant(&[channels], 0.0)?;
+        let running_mean = self.buffer(name, "running_mean", rm);
+        let rv = self.constant(&[channels], 1.0)?;
+        let running_var = self.buffer(name, "running_var", rv);
+        let num_batches_tracked = self.counter(name, "num_batches_tracked");
+        Ok(BatchNorm2d {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            num_batches_tracked,
+            channels,
+        })
+    }
+
+    /// A `Linear` named `name`: weight U(-1/sqrt(in), 1/sqrt(in)) (PyTorch default),
+    /// bias 0 or PyTorch default by the scheme.
+    pub fn linear(
+        &mut self,
+        name: &str,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Linear> {
+        let bound = 1.0 / (in_features as f64).sqrt();
+        let w = self.uniform(&[out_features, in_features], -bound, bound)?;
+        let weight = self.param(name, "weight", w)?;
+        let b = if self.init.linear_bias_zero {
+            self.constant(&[out_features], 0.0)?
+        } else {
+            self.uniform(&[out_features], -bound, bound)?
+        };
+        let bias = self.param(name, "bias", b)?;
+        Ok(Linear { weight, bias })
+    }
+}
+
+/// A parameter as used in a forward pass: tracked by autograd in training, detached
+/// (no graph) in evaluation.
+fn use_param(v: &Var, train: bool) -> Tensor {
+    if train {
+        v.as_tensor().clone()
+    } else {
+        v.as_detached_tensor()
+    }
+}
+
+/// 2-D convolution (PyTorch `nn.Conv2d`, square kernel, symmetric zero padding).
+pub(crate) struct Conv2d {
+    weight: Var,
+    bias: Option<Var>,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+}
+
+impl Conv2d {
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let w = use_param(&self.weight, train);
+        let y = if self.groups == 1 {
+            kernels::conv2d(x, &w, self.stride, self.padding)?
+        } else {
+            x.conv2d(&w, self.padding, self.stride, 1, self.groups)?
+        };
+        match &self.bias {
+            None => Ok(y),
+            Some(b) => {
+                let b = use_param(b, train);
+                let c = b.dim(0)?;
+                Ok(y.broadcast_add(&b.reshape((1, c, 1, 1))?)?)
+            }
+        }
+    }
+}
+
+/// `nn.BatchNorm2d` with PyTorch semantics: in training, batch statistics (biased variance
+/// for normalising), running stats updated with momentum 0.1 and the unbiased variance,
+/// `num_batches_tracked` incremented; in evaluation, running stats; eps 1e-5.
+pub struct BatchNorm2d {
+    weight: Var,
+    bias: Var,
+    running_mean: Arc<RwLock<Tensor>>,
+    running_var: Arc<RwLock<Tensor>>,
+    num_batches_tracked: Arc<AtomicI64>,
+    channels: usize,
+}
+
+fn poisoned() -> ArchError {
+    ArchError::InvalidConfig(
+        "a BatchNorm running-stat lock was poisoned by a panic in another thread".into(),
+    )
+}
+
+impl BatchNorm2d {
+    /// A stand-alone BatchNorm2d (weight 1, bias 0, running mean 0, running var 1), for
+    /// tests and experiments; networks create theirs through the builder.
+    pub fn new(channels: usize, device: &Device, dtype: DType) -> Result<Self> {
+        let t =
+            |v: f64| -> Result<Tensor> { Ok(Tensor::full(v, channels, device)?.to_dtype(dtype)?) };
+        Ok(BatchNorm2d {
+            weight: Var::from_tensor(&t(1.0)?)?,
+            bias: Var::from_tensor(&t(0.0)?)?,
+            running_mean: Arc::new(RwLock::new(t(0.0)?)),
+            running_var: Arc::new(RwLock::new(t(1.0)?)),
+            num_batches_tracked: Arc::new(AtomicI64::new(0)),
+            channels,
+        })
+    }
+
+    /// The affine weight (gamma).
+    pub fn weight(&self) -> &Var {
+        &self.weight
+    }
+
+    /// The affine bias (beta).
+    pub fn bias(&self) -> &Var {
+        &self.bias
+    }
+
+    /// Current running mean.
+    pub fn running_mean(&self) -> Result<Tensor> {
+        Ok(self.running_mean.read().map_err(|_| poisoned())?.clone())
+    }
+
+    /// Current running variance (unbiased batch variances averaged with momentum 0.1).
+    pub fn running_var(&self) -> Result<Tensor> {
+        Ok(self.running_var.read().map_err(|_| poisoned())?.clone())
+    }
+
+    /// Number of training-mode forward passes so far.
+    pub fn num_batches_tracked(&self) -> i64 {
+        self.num_batches_tracked.load(Ordering::Relaxed)
+    }
+
+    /// Normalises `x` [N, C, H, W]: batch statistics and running-stat update when
+    /// `train`, running statistics otherwise (no autograd graph for the parameters).
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        if c != self.channels {
+            return Err(ArchError::InvalidConfig(format!(
+                "BatchNorm2d expects {} channels, got input {:?}",
+                self.channels,
+                x.dims()
+            )));
+        }
+        if train {
+            self.forward_train(x, n, c, h, w, false)
+        } else if kernels::fast_path(x) {
+            let (scale, shift) = self.eval_coefficients()?;
+            Ok(kernels::channel_affine(x, &scale, &shift, false)?)
+        } else {
+            let rm = self.running_mean.read().map_err(|_| poisoned())?.clone();
+            let rv = self.running_var.read().map_err(|_| poisoned())?.clone();
+            let scale = self
+                .weight
+                .as_detached_tensor()
+                .div(&(rv + BN_EPS)?.sqrt()?)?;
+            let shift = self.bias.as_detached_tensor().sub(&rm.mul(&scale)?)?;
+            Ok(x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+                .broadcast_add(&shift.reshape((1, c, 1, 1))?)?)
+        }
+    }
+
+    /// Training-mode forward, followed by a ReLU when `relu` (fused on the fast path).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_train(
+        &self,
+        x: &Tensor,
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        relu: bool,
+    ) -> Result<Tensor> {
+        let count = n * h * w;
+        if count < 2 {
+            return Err(ArchError::InvalidConfig(format!(
+                "BatchNorm2d in training needs more than 1 value per channel, got input {:?}",
+                x.dims()
+            )));
+        }
+        if kernels::fast_path(x) {
+            let (mean, var) = kernels::channel_stats(x)?;
+            let y = kernels::batch_norm_train(
+                x,
+                self.weight.as_tensor(),
+                self.bias.as_tensor(),
+                &mean,
+                &var,
+                BN_EPS,
+                relu,
+            )?;
+            let batch_mean = Tensor::from_vec(mean, c, x.device())?.to_dtype(x.dtype())?;
+            let batch_var = Tensor::from_vec(var, c, x.device())?.to_dtype(x.dtype())?;
+            self.update_running_stats(&batch_mean, &batch_var, count)?;
+            return Ok(y);
+        }
+        let inv_count = 1.0 / count as f64;
+        let xr = x.reshape((n, c, h * w))?;
+        let mean = xr.sum_keepdim(2)?.sum_keepdim(0)?.affine(inv_count, 0.0)?;
+        let centered = xr.broadcast_sub(&mean)?;
+        let var = centered
+            .sqr()?
+            .sum_keepdim(2)?
+            .sum_keepdim(0)?
+            .affine(inv_count, 0.0)?;
+        let inv_std = (&var + BN_EPS)?.sqrt()?.recip()?;
+        let weight = self.weight.as_tensor().reshape((1, c, 1))?;
+        let bias = self.bias.as_tensor().reshape((1, c, 1))?;
+        let scale = inv_std.broadcast_mul(&weight)?;
+        let y = centered
+            .broadcast_mul(&scale)?
+            .broadcast_add(&bias)?
+            .reshape((n, c, h, w))?;
+
+        // Running statistics (no autograd).
+        let batch_mean = mean.detach().flatten_all()?;
+        let batch_var = var.detach().flatten_all()?;
+        self.update_running_stats(&batch_mean, &batch_var, count)?;
+        Ok(if relu { kernels::relu(&y)? } else { y })
+    }
+
+    /// running = (1 − momentum)·running + momentum·batch (the variance unbiased),
+    /// `num_batches_tracked += 1`.
+    fn update_running_stats(
+        &self,
+        batch_mean: &Tensor,
+        batch_var: &Tensor,
+        count: usize,
+    ) -> Result<()> {
+        let m = BN_MOMENTUM;
+        {
+            let mut rm = self.running_mean.write().map_err(|_| poisoned())?;
+            *rm = (rm.affine(1.0 - m, 0.0)? + batch_mean.affine(m, 0.0)?)?;
+        }
+        {
+            let unbiased = count as f64 / (count as f64 - 1.0);
+            let mut rv = self.running_var.write().map_err(|_| poisoned())?;
+            *rv = (rv.affine(1.0 - m, 0.0)? + batch_var.affine(m * unbiased, 0.0)?)?;
+        }
+        self.num_batches_tracked.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Evaluation-mode scale γ/√(running_var + ε) and shift β − running_mean·scale, in f64.
+    fn eval_coefficients(&self) -> Result<(Vec<f64>, Vec<f64>)> {
+        let host = |t: &Tensor| -> Result<Vec<f64>> {
+            Ok(t.to_dtype(DType::F64)?
+                .to_device(&Device::Cpu)?
+                .flatten_all()?
+                .to_vec1()?)
+        };
+        let rm = host(&self.running_mean.read().map_err(|_| poisoned())?.clone())?;
+        let rv = host(&self.running_var.read().map_err(|_| poisoned())?.clone())?;
+        let g = host(&self.weight.as_detached_tensor())?;
+        let b = host(&self.bias.as_detached_tensor())?;
+        let scale: Vec<f64> = g
+            .iter()
+            .zip(&rv)
+            .map(|(g, v)| g / (v + BN_EPS).sqrt())
+            .collect();
+        let shift = b
+            .iter()
+            .zip(&rm)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
+        Ok((scale, shift))
+    }
+
+    /// `relu(self.forward(x, train))`; in evaluation on the CPU the ReLU is fused into the
+    /// normalisation.
+    pub(crate) fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match x.dims4() {
+            Ok((n, c, h, w)) if c == self.channels => {
+                if train {
+                    self.forward_train(x, n, c, h, w, true)
+                } else if kernels::fast_path(x) {
+                    let (scale, shift) = self.eval_coefficients()?;
+                    Ok(kernels::channel_affine(x, &scale, &shift, true)?)
+                } else {
+                    Ok(kernels::relu(&self.forward(x, false)?)?)
+                }
+            }
+            // Wrong shapes: the error of `forward`.
+            _ => Ok(kernels::relu(&self.forward(x, train)?)?),
+        }
+    }
+}
+
+/// `nn.Linear`: y = x W^T + b.
+pub(crate) struct Linear {
+    weight: Var,
+    bias: Var,
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let w = use_param(&self.weight, train);
+        let b = use_param(&self.bias, train);
+        Ok(x.matmul(&w.t()?)?.broadcast_add(&b)?)
+    }
+}
+
+/// `F.avg_pool2d(x, kernel_size=1, stride=2)` after an optional one-pixel shift:
+/// offset 0 picks x[:, :, 0::2, 0::2]; offset 1 is `F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))`
+/// subsampled the same way, i.e. x[:, :, 1::2, 1::2] with zeros past the border.
+pub(crate) fn subsample2(x: &Tensor, offset: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+    let x = if offset == 1 {
+        x.narrow(2, 1, h - 1)?.narrow(3, 1, w - 1)?
+    } else {
+        x.clone()
+    };
+    let (hh, ww) = (x.dim(2)?, x.dim(3)?);
+    // Pad to exactly 2*ho x 2*wo with zeros at the bottom / right.
+    let x = if hh < 2 * ho {
+        x.pad_with_zeros(2, 0, 2 * ho - hh)?
+    } else {
+        x
+    };
+    let x = if ww < 2 * wo {
+        x.pad_with_zeros(3, 0, 2 * wo - ww)?
+    } else {
+        x
+    };
+    let x = x.contiguous()?.reshape((n, c, ho, 2, wo, 2))?;
+    Ok(x.narrow(3, 0, 1)?
+        .narrow(5, 0, 1)?
+        .reshape((n, c, ho, wo))?)
+}
+
+/// Per-image coefficients as an [N, 1, 1, 1] tensor.
+fn coefficients(values: &[f32], like: &Tensor) -> Result<Tensor> {
+    let n = values.len();
+    Ok(Tensor::from_slice(values, (n, 1, 1, 1), like.device())?.to_dtype(like.dtype())?)
+}
+
+/// The Shake-Shake mix of two branch outputs [N, C, H, W].
+///
+/// With `Some((alpha, beta))` (training, one value per image): the forward value is
+/// `alpha*x1 + (1-alpha)*x2` and the gradient is `beta` to `x1` and `1-beta` to `x2`,
+/// computed as `x2 + beta*(x1-x2) + detach((alpha-beta)*(x1-x2))`.
+/// With `None` (evaluation): `0.5*(x1+x2)`.
+pub fn shake_mix(x1: &Tensor, x2: &Tensor, alpha_beta: Option<(&[f32], &[f32])>) -> Result<Tensor> {
+    if kernels::fast_path(x1) && x1.rank() >= 1 && x1.shape() == x2.shape() {
+        let n = x1.dim(0)?;
+        let (alpha, beta): (Vec<f64>, Vec<f64>) = match alpha_beta {
+            None => (vec![0.5; n], vec![0.5; n]),
+            Some((alpha, beta)) => {
+                if alpha.len() != n || beta.len() != n {
+                    return Err(ArchError::InvalidConfig(format!(
+                        "shake_mix needs one alpha and one beta per image: batch {n}, {} alphas, {} betas",
+                        alpha.len(),
+                        beta.len()
+                    )));
+                }
+                (
+                    alpha.iter().map(|&a| f64::from(a)).collect(),
+                    beta.iter().map(|&b| f64::from(b)).collect(),
+                )
+            }
+        };
+        return Ok(kernels::shake_mix(x1, x2, &alpha, &beta)?);
+    }
+    match alpha_beta {
+        None => Ok(((x1 + x2)? * 0.5)?),
+        Some((alpha, beta)) => {
+            let n = x1.dim(0)?;
+            if alpha.len() != n || beta.len() != n {
+                return Err(ArchError::InvalidConfig(format!(
+                    "shake_mix needs one alpha and one beta per image: batch {n}, {} alphas, {} betas",
+                    alpha.len(),
+                    beta.len()
+                )));
+            }
+            let d = (x1 - x2)?;
+            let a = coefficients(alpha, x1)?;
+            let b = coefficients(beta, x1)?;
+            let tracked = x2.add(&d.broadcast_mul(&b)?)?;
+            let correction = d.detach().broadcast_mul(&(a - &b)?)?;
+            Ok((tracked + correction)?)
+        }
+    }
+}
+
+/// Global average pooling to [N, C].
+pub(crate) fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    Ok(x.mean((2, 3))?)
+}
+
+/// Draws `n` uniform [0, 1) numbers from the training RNG.
+pub(crate) fn draw_uniform(rng: &mut dyn RngCore, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random::<f32>()).collect()
+}

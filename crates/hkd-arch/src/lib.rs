@@ -1,0 +1,29 @@
+//! CIFAR networks of the HKD project (ResNet, plain CNNs, Shake-Shake, WRN, ResNeXt),
+//! PyTorch-exact, with PyTorch checkpoint loading.
+//!
+//! - [`ArchSpec`] / [`known_architectures`]: the registry (names, aliases, parameter
+//!   counts, multiply-adds).
+//! - [`Network`]: a network built by name with seeded initialisation, train / eval
+//!   forward passes ([`Phase`]), PyTorch state_dict names, safetensors save and loading
+//!   of safetensors or PyTorch checkpoints (zip and pre-1.6 legacy formats).
+//! - [`read_weights`]: any supported weights file as (name, tensor) pairs.
+//!
+//! See `docs/architectures.md` in the repository for the user-facing description.
+
+mod error;
+pub mod kernels;
+pub mod layers;
+mod models;
+mod network;
+mod pickle;
+mod registry;
+mod weights;
+
+pub use error::{ArchError, ShapeMismatch};
+pub use layers::{BN_EPS, BN_MOMENTUM, BatchNorm2d, shake_mix};
+pub use network::{Network, Phase, StateDict};
+pub use registry::{ArchInfo, ArchSpec, NAME_PATTERNS, known_architectures};
+pub use weights::{STATE_DICT_KEYS, WeightsFormat, detect_format, read_weights};
+
+/// Number of classes of CIFAR-10, the default output width.
+pub const DEFAULT_CLASSES: usize = 10;
