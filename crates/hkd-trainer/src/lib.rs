@@ -1,0 +1,39 @@
+//! Training manager of hkd: one resumable, exact training run of a teacher or a student.
+//!
+//! [`train`] takes [`TrainOptions`] (the flags of `hkd-train`), resolves the teacher
+//! (`baseline`, `human`, a teacher run, a weights file or `best:<dir>`), trains with SGD
+//! ([`Sgd`], PyTorch semantics) and a learning-rate [`Scheduler`], validates after every
+//! epoch, and writes the run directory of `hkd-rundir` (`config.toml`, `metrics.jsonl`,
+//! `best.*`, `last.*`). A [`StopFlag`] (set by SIGTERM / SIGUSR1 / SIGINT) makes it finish
+//! the current batch, checkpoint and return [`Outcome::Stopped`]; a resumed run ends with
+//! the same weights and metrics as an uninterrupted one on the CPU.
+//!
+//! The user-facing description, flags and run-directory behaviour are in
+//! `docs/training.md`.
+
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod error;
+pub mod optim;
+pub mod options;
+pub mod runtime;
+pub mod schedule;
+pub mod teacher;
+pub mod trainer;
+
+pub use checkpoint::{EpochSums, ExtraSettings, PartialEpoch, TrainerState};
+pub use error::{Result, TrainError};
+pub use optim::Sgd;
+pub use options::{
+    TrainOptions, parse_distil_fn, parse_kl_reduction, parse_scheduler, stream_seed,
+};
+pub use runtime::{StopFlag, configure_threads, select_device};
+pub use schedule::{ScheduleSettings, Scheduler};
+pub use teacher::{ResolvedTeacher, load_teacher, resolve_teacher};
+pub use trainer::{
+    NoObserver, Observer, Outcome, Plan, RunInfo, epoch_line, evaluate, plan, train,
+};
+
+/// Exit status of `hkd-train` after a stop signal wrote `last.*` (resume with `--resume`).
+pub use hkd_rundir::EXIT_CHECKPOINTED;

@@ -1,0 +1,921 @@
+//! One training run: resolve the settings, prepare the run directory, train, validate,
+//! checkpoint, stop on request.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{D, DType, Device, Tensor};
+use hkd_arch::{Network, Phase};
+use hkd_datasets::{Dataset, DatasetDir, Loader, LoaderConfig};
+use hkd_losses::{DistillationConfig, DistillationLoss, DistillationMode};
+use hkd_rundir::{
+    BestRecord, DataSettings, DistillationSettings, EpochMetrics, Mode, OptimizerSettings,
+    RunConfig, RunDir, RunState, RunStatus, SchedulerKind, run_name,
+};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
+
+use crate::checkpoint::{
+    Checkpoint, EpochSums, ExtraSettings, PartialEpoch, TRAINER_STATE_FORMAT, TrainerState,
+    read_checkpoint, write_checkpoint,
+};
+use crate::error::{Result, TrainError};
+use crate::optim::Sgd;
+use crate::options::TrainOptions;
+use crate::runtime::{StopFlag, select_device};
+use crate::schedule::{ScheduleSettings, Scheduler};
+use crate::teacher::{ResolvedTeacher, load_teacher, resolve_teacher};
+
+/// How a call of [`train`] ended (errors aside).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every epoch is done.
+    Finished {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// The best epoch.
+        best: BestRecord,
+    },
+    /// `--resume` found the run already finished; nothing was done.
+    AlreadyFinished {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
+    /// A stop was requested (signal); `last.*` hold the state to resume from.
+    Stopped {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Epochs fully done.
+        epochs_completed: u32,
+        /// Batches of the next epoch done.
+        batches_into_epoch: u32,
+    },
+}
+
+/// Facts about a run, given to [`Observer::run_started`].
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The run's settings.
+    pub config: RunConfig,
+    /// `(epochs_completed, batches_into_epoch)` when resumed from a checkpoint.
+    pub resumed_from: Option<(u32, u32)>,
+    /// Training batches per epoch.
+    pub batches_per_epoch: usize,
+    /// Images of the training split.
+    pub train_images: usize,
+    /// Images of the validation split.
+    pub val_images: usize,
+    /// Trainable parameters of the student.
+    pub parameters: u64,
+}
+
+/// Receives progress of a run (the binary draws a progress bar and prints the original's
+/// metric line). Every method has an empty default.
+pub trait Observer {
+    /// The run is about to start its first (or resumed) epoch.
+    fn run_started(&mut self, _info: &RunInfo) {}
+    /// Epoch `epoch` (1-based) of `epochs` starts at batch `first_batch` (0-based) of `batches`.
+    fn epoch_started(&mut self, _epoch: u32, _epochs: u32, _first_batch: usize, _batches: usize) {}
+    /// Batch `batch` (1-based) of `batches` is trained; `loss` is its total loss.
+    fn batch_done(&mut self, _epoch: u32, _batch: usize, _batches: usize, _loss: f64) {}
+    /// The epoch is validated and recorded; `improved` when it is the new best.
+    fn epoch_done(&mut self, _metrics: &EpochMetrics, _improved: bool) {}
+}
+
+/// An [`Observer`] that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
+
+/// Everything [`train`] resolved before touching the run directory.
+pub struct Plan {
+    /// The run's settings, as `config.toml` will hold them.
+    pub config: RunConfig,
+    /// Where the run lives.
+    pub run_dir: RunDir,
+    /// Settings that `config.toml` has no field for.
+    pub extra: ExtraSettings,
+    /// The schedule.
+    pub schedule: ScheduleSettings,
+    teacher: ResolvedTeacher,
+    device: Device,
+    train_set: Arc<Dataset>,
+    val_set: Arc<Dataset>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("config", &self.config)
+            .field("run_dir", &self.run_dir)
+            .field("extra", &self.extra)
+            .field("schedule", &self.schedule)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves the options: validates them, opens the device, resolves the teacher, loads
+/// the dataset splits and hashes the dataset, and names the run directory. Nothing is
+/// written.
+pub fn plan(options: &TrainOptions) -> Result<Plan> {
+    options.validate()?;
+    let (device, device_name) = select_device(&options.device)?;
+    let teacher = resolve_teacher(&options.teacher, options.teacher_arch.as_deref())?;
+    let data_err = |source| TrainError::Dataset {
+        path: options.data.clone(),
+        source,
+    };
+    let dir = DatasetDir::open(&options.data).map_err(data_err)?;
+    let train_set = dir.load_split(&options.train_split).map_err(data_err)?;
+    let val_set = dir.load_split(&options.val_split).map_err(data_err)?;
+    let manifest_hash = dir.manifest_hash().map_err(data_err)?;
+    if train_set.is_empty() {
+        return Err(TrainError::invalid(
+            "train_split",
+            &options.train_split,
+            "a split with at least one image",
+        ));
+    }
+    if val_set.is_empty() {
+        return Err(TrainError::invalid(
+            "val_split",
+            &options.val_split,
+            "a split with at least one image",
+        ));
+    }
+    let classes = train_set.num_classes();
+    if val_set.num_classes() != classes {
+        return Err(TrainError::invalid(
+            "val_split",
+            format!(
+                "{} with {} classes",
+                options.val_split,
+                val_set.num_classes()
+            ),
+            format!(
+                "the {classes} classes of the train split {}",
+                options.train_split
+            ),
+        ));
+    }
+    let mode = teacher.spec.mode();
+    let needs_human = mode == Mode::Human || (mode == Mode::Student && options.gamma > 0.0);
+    if needs_human && train_set.human().is_none() {
+        return Err(TrainError::invalid(
+            "teacher",
+            format!(
+                "{} (needs human label distributions) with split `{}` of {}, which has none",
+                options.teacher,
+                options.train_split,
+                options.data.display()
+            ),
+            "a train split with human labels (CIFAR-10H), or --teacher baseline, or a teacher network with --gamma 0",
+        ));
+    }
+    let config = RunConfig {
+        hkd_version: hkd_rundir::HKD_VERSION.to_string(),
+        run_name: run_name(
+            &options.student,
+            options.distil_fn,
+            options.temperature_human,
+            options.temperature_teacher,
+            options.lambda,
+            options.gamma,
+            options.iter,
+        ),
+        student: options.student.clone(),
+        classes,
+        seed: options.seed,
+        iter: options.iter,
+        teacher: teacher.spec.clone(),
+        distillation: DistillationSettings {
+            lambda: options.lambda,
+            gamma: options.gamma,
+            temperature_teacher: options.temperature_teacher,
+            temperature_human: options.temperature_human,
+            distil_fn: options.distil_fn,
+            kl_reduction: options.kl_reduction,
+            human_smoothing: options.human_smoothing,
+        },
+        optimizer: OptimizerSettings {
+            epochs: options.epochs,
+            batch_size: options.batch_size,
+            lr: options.lr,
+            momentum: options.momentum,
+            weight_decay: options.weight_decay,
+            scheduler: options.scheduler,
+        },
+        data: DataSettings {
+            dir: absolute(&options.data),
+            manifest_hash,
+            train_split: options.train_split.clone(),
+            val_split: options.val_split.clone(),
+        },
+        device: device_name,
+    };
+    let run_dir = RunDir::in_output(
+        &options.out,
+        teacher.spec.slug(),
+        &options.student,
+        &config.run_name,
+    );
+    let schedule = match options.scheduler {
+        SchedulerKind::Plateau => ScheduleSettings::Plateau {
+            factor: options.plateau_factor,
+            patience: options.plateau_patience,
+        },
+        SchedulerKind::Step => ScheduleSettings::Step {
+            milestones: options.step_milestones.clone(),
+            gamma: options.step_gamma,
+        },
+        SchedulerKind::Cosine => ScheduleSettings::Cosine {
+            min_lr: options.cosine_min_lr,
+        },
+    };
+    let extra = ExtraSettings {
+        eval_batch_size: options.eval_batch_size,
+        max_batches: options.max_batches,
+        stream_seed: options.stream_seed(),
+    };
+    Ok(Plan {
+        config,
+        run_dir,
+        extra,
+        schedule,
+        teacher,
+        device,
+        train_set: Arc::new(train_set),
+        val_set: Arc::new(val_set),
+    })
+}
+
+enum Start {
+    Fresh,
+    Resume(Box<Checkpoint>),
+}
+
+/// Trains one run as `options` say; see `docs/training.md`. `stop` is polled after every
+/// batch; `observer` sees the progress.
+pub fn train(
+    options: &TrainOptions,
+    observer: &mut dyn Observer,
+    stop: &StopFlag,
+) -> Result<Outcome> {
+    let plan = plan(options)?;
+    let run = plan.run_dir.clone();
+    let start = match prepare_run_dir(&plan, options)? {
+        None => {
+            tracing::info!("{}: already finished; nothing to do", run.path().display());
+            return Ok(Outcome::AlreadyFinished {
+                run_dir: run.path().to_path_buf(),
+            });
+        }
+        Some(start) => start,
+    };
+    Session::new(plan, start)?.run(observer, stop)
+}
+
+/// Decides how to start from what the run directory holds and the flags; `None` when the
+/// run is finished and `--resume` was given.
+fn prepare_run_dir(plan: &Plan, options: &TrainOptions) -> Result<Option<Start>> {
+    let run = &plan.run_dir;
+    let path = run.path();
+    if path.exists() && !run.has_config() {
+        let non_empty = std::fs::read_dir(path)
+            .map_err(|e| TrainError::io("list", path, e))?
+            .next()
+            .is_some();
+        if non_empty {
+            return Err(TrainError::NotARunDir {
+                dir: path.to_path_buf(),
+                reason: "hkd-train will not write into it; move it away or choose another --out"
+                    .into(),
+            });
+        }
+    }
+    let status = run.status();
+    if status == RunStatus::NotStarted {
+        return fresh(plan).map(Some);
+    }
+    if options.overwrite {
+        tracing::info!("--overwrite: deleting {}", path.display());
+        std::fs::remove_dir_all(path).map_err(|e| TrainError::io("delete", path, e))?;
+        return fresh(plan).map(Some);
+    }
+    if !options.resume {
+        return Err(TrainError::RunExists {
+            dir: path.to_path_buf(),
+            status: describe(&status),
+        });
+    }
+    if status == RunStatus::Finished {
+        return Ok(None);
+    }
+    let stored = run.read_config()?;
+    let differences = config_differences(&stored, &plan.config);
+    if !differences.is_empty() {
+        return Err(TrainError::ConfigMismatch {
+            dir: path.to_path_buf(),
+            differences,
+        });
+    }
+    if stored.device != plan.config.device {
+        tracing::warn!(
+            "resuming a run trained on {} on {}: the result will not be bit-identical to an uninterrupted run",
+            stored.device,
+            plan.config.device
+        );
+    }
+    match read_checkpoint(run)? {
+        Some(cp) => {
+            if cp.trainer.settings != plan.extra || cp.trainer.scheduler.settings != plan.schedule {
+                return Err(TrainError::ConfigMismatch {
+                    dir: path.to_path_buf(),
+                    differences: vec![format!(
+                        "trainer settings: stored {:?} {:?}, given {:?} {:?}",
+                        cp.trainer.settings,
+                        cp.trainer.scheduler.settings,
+                        plan.extra,
+                        plan.schedule
+                    )],
+                });
+            }
+            Ok(Some(Start::Resume(Box::new(cp))))
+        }
+        None => {
+            // Started but no usable checkpoint: begin again, keeping nothing stale.
+            for name in [RunDir::METRICS, RunDir::BEST, RunDir::BEST_WEIGHTS] {
+                let f = run.file(name);
+                if f.exists() {
+                    std::fs::remove_file(&f).map_err(|e| TrainError::io("delete", &f, e))?;
+                }
+            }
+            fresh(plan).map(Some)
+        }
+    }
+}
+
+fn fresh(plan: &Plan) -> Result<Start> {
+    plan.run_dir.create()?;
+    plan.run_dir.write_config(&plan.config)?;
+    Ok(Start::Fresh)
+}
+
+fn describe(status: &RunStatus) -> String {
+    match status {
+        RunStatus::NotStarted => "not started".into(),
+        RunStatus::Finished => "finished".into(),
+        RunStatus::InProgress {
+            epochs_completed,
+            epochs,
+        } => {
+            format!("in progress, {epochs_completed} of {epochs} epochs done")
+        }
+    }
+}
+
+/// `field: stored -> given` for every setting that differs, except those a resumed run
+/// may change (hkd version, device, where the dataset lies).
+fn config_differences(stored: &RunConfig, given: &RunConfig) -> Vec<String> {
+    let a = serde_json::to_value(stored).unwrap_or_default();
+    let b = serde_json::to_value(given).unwrap_or_default();
+    let mut out = Vec::new();
+    diff_values("", &a, &b, &mut out);
+    out.retain(|d| {
+        !["hkd_version:", "device:", "data.dir:"]
+            .iter()
+            .any(|p| d.starts_with(p))
+    });
+    out
+}
+
+fn diff_values(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                let null = serde_json::Value::Null;
+                diff_values(
+                    &path,
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push(format!("{prefix}: {a} -> {b}")),
+        _ => {}
+    }
+}
+
+/// The state of a run being trained.
+struct Session {
+    plan: Plan,
+    student: Network,
+    teacher: Option<Network>,
+    loss: DistillationLoss,
+    sgd: Sgd,
+    scheduler: Scheduler,
+    best: Option<BestRecord>,
+    epochs_completed: u32,
+    partial: Option<PartialEpoch>,
+    resumed_from: Option<(u32, u32)>,
+    train_loader: Loader,
+    val_loader: Loader,
+    uniform_human: bool,
+}
+
+impl Session {
+    fn new(plan: Plan, start: Start) -> Result<Self> {
+        let cfg = &plan.config;
+        let seed = plan.extra.stream_seed;
+        let student = Network::new(&cfg.student, cfg.classes, &plan.device, DType::F32, seed)
+            .map_err(|e| TrainError::arch(format!("building student {}", cfg.student), e))?;
+        let teacher = load_teacher(&plan.teacher, cfg.classes, &plan.device)?;
+        let loss = DistillationLoss::new(distillation_config(cfg))?;
+        let mut sgd = Sgd::new(
+            student.trainable_parameters(),
+            cfg.optimizer.lr,
+            cfg.optimizer.momentum,
+            cfg.optimizer.weight_decay,
+        );
+        let mut scheduler = Scheduler::new(
+            plan.schedule.clone(),
+            cfg.optimizer.lr,
+            cfg.optimizer.epochs,
+        );
+        let mut best = None;
+        let mut epochs_completed = 0;
+        let mut partial = None;
+        let mut resumed_from = None;
+        if let Start::Resume(cp) = start {
+            let Checkpoint {
+                state,
+                trainer,
+                buffers,
+            } = *cp;
+            let weights = plan.run_dir.file(RunDir::LAST_WEIGHTS);
+            student
+                .load_weights(&weights)
+                .map_err(|e| TrainError::Checkpoint {
+                    path: weights.clone(),
+                    reason: format!("cannot load it into {}: {e}", cfg.student),
+                })?;
+            sgd.load_buffers(buffers, &plan.run_dir.file(RunDir::LAST_OPTIMIZER))?;
+            scheduler = trainer.scheduler;
+            best = trainer.best;
+            epochs_completed = state.epochs_completed;
+            partial = trainer.partial;
+            let batches = partial.as_ref().map(|p| p.batches).unwrap_or(0);
+            if batches != state.batches_into_epoch {
+                return Err(TrainError::Checkpoint {
+                    path: plan.run_dir.file(RunDir::LAST),
+                    reason: format!(
+                        "batches_into_epoch is {} but the trainer state holds {batches} batches; start again with --overwrite",
+                        state.batches_into_epoch
+                    ),
+                });
+            }
+            resumed_from = Some((state.epochs_completed, state.batches_into_epoch));
+        }
+        let mut train_cfg = LoaderConfig::train(cfg.optimizer.batch_size, seed);
+        train_cfg.prefetch = 2;
+        let train_loader = Loader::new(plan.train_set.clone(), train_cfg).map_err(|source| {
+            TrainError::Dataset {
+                path: cfg.data.dir.clone(),
+                source,
+            }
+        })?;
+        let val_loader = Loader::new(
+            plan.val_set.clone(),
+            LoaderConfig::eval(plan.extra.eval_batch_size),
+        )
+        .map_err(|source| TrainError::Dataset {
+            path: cfg.data.dir.clone(),
+            source,
+        })?;
+        let uniform_human = cfg.mode() == Mode::Student && plan.train_set.human().is_none();
+        Ok(Session {
+            plan,
+            student,
+            teacher,
+            loss,
+            sgd,
+            scheduler,
+            best,
+            epochs_completed,
+            partial,
+            resumed_from,
+            train_loader,
+            val_loader,
+            uniform_human,
+        })
+    }
+
+    fn batches_per_epoch(&self) -> usize {
+        let n = self.train_loader.num_batches();
+        self.plan.extra.max_batches.map_or(n, |m| m.min(n))
+    }
+
+    fn trainer_state(&self, partial: Option<PartialEpoch>) -> TrainerState {
+        TrainerState {
+            format: TRAINER_STATE_FORMAT,
+            settings: self.plan.extra.clone(),
+            scheduler: self.scheduler.clone(),
+            best: self.best.clone(),
+            partial,
+            weights_sha256: String::new(),
+        }
+    }
+
+    fn checkpoint(
+        &self,
+        batches_into_epoch: u32,
+        partial: Option<PartialEpoch>,
+        finished: bool,
+    ) -> Result<()> {
+        let state = RunState {
+            epochs_completed: self.epochs_completed,
+            batches_into_epoch,
+            epochs: self.plan.config.optimizer.epochs,
+            finished,
+            trainer: serde_json::Value::Null,
+        };
+        write_checkpoint(
+            &self.plan.run_dir,
+            &self.student,
+            &self.sgd,
+            state,
+            self.trainer_state(partial),
+        )?;
+        Ok(())
+    }
+
+    fn run(mut self, observer: &mut dyn Observer, stop: &StopFlag) -> Result<Outcome> {
+        let cfg = self.plan.config.clone();
+        let run_dir = self.plan.run_dir.path().to_path_buf();
+        let epochs = cfg.optimizer.epochs;
+        let batches = self.batches_per_epoch();
+        let info = RunInfo {
+            run_dir: run_dir.clone(),
+            config: cfg.clone(),
+            resumed_from: self.resumed_from,
+            batches_per_epoch: batches,
+            train_images: self.plan.train_set.len(),
+            val_images: self.plan.val_set.len(),
+            parameters: self.student.num_parameters(),
+        };
+        tracing::info!(
+            "run {}: {} ({} parameters, {} mode, teacher {}) on {}; {} training images in {} batches of {}, {} validation images; {} epochs",
+            run_dir.display(),
+            cfg.student,
+            info.parameters,
+            cfg.mode(),
+            cfg.teacher.slug(),
+            cfg.device,
+            info.train_images,
+            batches,
+            cfg.optimizer.batch_size,
+            info.val_images,
+            epochs
+        );
+        if let Some((e, b)) = self.resumed_from {
+            tracing::info!("resuming after epoch {e}, batch {b} of epoch {}", e + 1);
+        }
+        observer.run_started(&info);
+        // A stop may come before anything was trained; `last.*` must exist when we exit 75.
+        let mut checkpoint_is_current = self.resumed_from.is_some();
+        while self.epochs_completed < epochs {
+            let epoch_index = self.epochs_completed;
+            let epoch = epoch_index + 1;
+            if stop.is_requested() {
+                if !checkpoint_is_current {
+                    self.checkpoint(0, None, false)?;
+                }
+                return Ok(self.stopped(0));
+            }
+            let (first_batch, mut sums) = match self.partial.take() {
+                Some(p) => (p.batches as usize, p.sums),
+                None => (0, EpochSums::default()),
+            };
+            let lr = self.scheduler.lr();
+            self.sgd.lr = lr;
+            observer.epoch_started(epoch, epochs, first_batch, batches);
+            let started = Instant::now();
+            let mut iter = self.train_loader.epoch_from(
+                u64::from(epoch_index),
+                first_batch,
+                &self.plan.device,
+            );
+            for b in first_batch..batches {
+                let batch = match iter.next() {
+                    Some(batch) => batch.map_err(|source| TrainError::Dataset {
+                        path: cfg.data.dir.clone(),
+                        source,
+                    })?,
+                    None => break,
+                };
+                let n = batch.len();
+                let mut rng = shake_rng(self.plan.extra.stream_seed, epoch_index, b);
+                let logits = self
+                    .student
+                    .forward(&batch.images, Phase::Train { rng: &mut rng })
+                    .map_err(|e| {
+                        TrainError::arch(
+                            format!("student forward, epoch {epoch} batch {}", b + 1),
+                            e,
+                        )
+                    })?;
+                let teacher_logits = match &self.teacher {
+                    Some(t) => Some(t.forward_eval(&batch.images).map_err(|e| {
+                        TrainError::arch(
+                            format!("teacher forward, epoch {epoch} batch {}", b + 1),
+                            e,
+                        )
+                    })?),
+                    None => None,
+                };
+                let human = match (&batch.human, self.uniform_human) {
+                    (_, true) => Some(Tensor::full(
+                        1.0f32 / cfg.classes as f32,
+                        (n, cfg.classes),
+                        &self.plan.device,
+                    )?),
+                    (h, false) => h.clone(),
+                };
+                let parts = self.loss.compute(
+                    &logits,
+                    &batch.labels,
+                    human.as_ref(),
+                    teacher_logits.as_ref(),
+                )?;
+                let values = parts.to_f64()?;
+                if !values.total.is_finite() {
+                    return Err(TrainError::NonFiniteLoss {
+                        epoch,
+                        batch: b + 1,
+                        batches,
+                        value: values.total,
+                        dir: run_dir.clone(),
+                        last_good: self.last_good(),
+                    });
+                }
+                let grads = parts.total.backward()?;
+                self.sgd.step(&grads)?;
+                drop(grads);
+                let correct = count_correct(&logits, &batch.labels)?;
+                let w = n as f64;
+                sums.images += n as u64;
+                sums.hard += w * values.hard_ce;
+                sums.kd += w * values.kd.unwrap_or(0.0);
+                sums.teacher += w * values.teacher_term.unwrap_or(0.0);
+                sums.human += w * values.human_term.unwrap_or(0.0);
+                sums.total += w * values.total;
+                sums.correct += correct;
+                tracing::debug!(
+                    "epoch {epoch} batch {}/{batches} loss {:.6}",
+                    b + 1,
+                    values.total
+                );
+                observer.batch_done(epoch, b + 1, batches, values.total);
+                if stop.is_requested() && b + 1 < batches {
+                    drop(iter);
+                    sums.train_seconds += started.elapsed().as_secs_f64();
+                    let done = (b + 1) as u32;
+                    self.checkpoint(
+                        done,
+                        Some(PartialEpoch {
+                            batches: done,
+                            sums,
+                        }),
+                        false,
+                    )?;
+                    tracing::info!(
+                        "stop requested: checkpoint written after batch {done} of epoch {epoch}; resume with --resume"
+                    );
+                    return Ok(self.stopped(done));
+                }
+            }
+            drop(iter);
+            sums.train_seconds += started.elapsed().as_secs_f64();
+            let val_started = Instant::now();
+            let (val_acc, val_loss) = evaluate(&self.student, &self.val_loader, &self.plan.device)?;
+            let val_seconds = val_started.elapsed().as_secs_f64();
+            let images = sums.images.max(1) as f64;
+            let has_kd = cfg.mode() != Mode::Baseline;
+            let has_parts = cfg.mode() == Mode::Student;
+            let metrics = EpochMetrics {
+                epoch,
+                lr,
+                train_hard: sums.hard / images,
+                train_kd: has_kd.then(|| sums.kd / images),
+                train_teacher: has_parts.then(|| sums.teacher / images),
+                train_human: has_parts.then(|| sums.human / images),
+                train_total: sums.total / images,
+                train_acc: sums.correct as f64 / images,
+                val_acc,
+                val_loss,
+                seconds: sums.train_seconds + val_seconds,
+                images_per_s: if sums.train_seconds > 0.0 {
+                    sums.images as f64 / sums.train_seconds
+                } else {
+                    0.0
+                },
+            };
+            self.scheduler.step(val_acc);
+            let improved = self.best.as_ref().is_none_or(|b| val_acc > b.val_acc);
+            if improved {
+                let record = BestRecord {
+                    epoch,
+                    val_acc,
+                    val_loss,
+                };
+                let path = self.plan.run_dir.file(RunDir::BEST_WEIGHTS);
+                self.student
+                    .save_safetensors(&path)
+                    .map_err(|e| TrainError::arch(format!("writing {}", path.display()), e))?;
+                self.plan.run_dir.write_best(&record)?;
+                self.best = Some(record);
+            }
+            self.plan.run_dir.record_epoch(&metrics)?;
+            observer.epoch_done(&metrics, improved);
+            tracing::info!("{}", epoch_line(&metrics, epochs, improved));
+            self.epochs_completed = epoch;
+            self.checkpoint(0, None, epoch == epochs)?;
+            checkpoint_is_current = true;
+        }
+        let best = self.best.clone().ok_or_else(|| TrainError::Checkpoint {
+            path: self.plan.run_dir.file(RunDir::BEST),
+            reason: "no best epoch recorded after training".into(),
+        })?;
+        tracing::info!(
+            "finished {}: best epoch {} with validation accuracy {:.2} %",
+            run_dir.display(),
+            best.epoch,
+            100.0 * best.val_acc
+        );
+        Ok(Outcome::Finished { run_dir, best })
+    }
+
+    fn stopped(&self, batches_into_epoch: u32) -> Outcome {
+        Outcome::Stopped {
+            run_dir: self.plan.run_dir.path().to_path_buf(),
+            epochs_completed: self.epochs_completed,
+            batches_into_epoch,
+        }
+    }
+
+    fn last_good(&self) -> String {
+        match self.plan.run_dir.read_state() {
+            Ok(s) if s.batches_into_epoch > 0 => format!(
+                "last.* after epoch {} and {} batches of epoch {}",
+                s.epochs_completed,
+                s.batches_into_epoch,
+                s.epochs_completed + 1
+            ),
+            Ok(s) => format!("last.* after epoch {}", s.epochs_completed),
+            Err(_) => "no checkpoint yet".into(),
+        }
+    }
+}
+
+/// The one-line summary of an epoch that goes to the log.
+pub fn epoch_line(m: &EpochMetrics, epochs: u32, improved: bool) -> String {
+    let mut parts = format!("hard {:.4}", m.train_hard);
+    if let Some(kd) = m.train_kd {
+        parts.push_str(&format!(", kd {kd:.4}"));
+    }
+    format!(
+        "epoch {}/{} lr {:.4e} | train loss {:.4} ({parts}) acc {:.2} % | val acc {:.2} % loss {:.4} | {:.1} s, {:.0} img/s{}",
+        m.epoch,
+        epochs,
+        m.lr,
+        m.train_total,
+        100.0 * m.train_acc,
+        100.0 * m.val_acc,
+        m.val_loss,
+        m.seconds,
+        m.images_per_s,
+        if improved { " | best" } else { "" }
+    )
+}
+
+fn distillation_config(cfg: &RunConfig) -> DistillationConfig {
+    let d = &cfg.distillation;
+    DistillationConfig {
+        mode: match cfg.mode() {
+            Mode::Baseline => DistillationMode::Baseline,
+            Mode::Human => DistillationMode::Human,
+            Mode::Student => DistillationMode::Student,
+        },
+        lambda: d.lambda,
+        gamma: d.gamma,
+        temperature_teacher: d.temperature_teacher,
+        temperature_human: d.temperature_human,
+        distil_fn: match d.distil_fn {
+            hkd_rundir::DistilFn::KL => hkd_losses::DistilFn::Kl,
+            hkd_rundir::DistilFn::CE => hkd_losses::DistilFn::Ce,
+        },
+        kl_reduction: match d.kl_reduction {
+            hkd_rundir::KlReduction::Batchmean => hkd_losses::KlReduction::BatchMean,
+            hkd_rundir::KlReduction::ElementwiseMean => hkd_losses::KlReduction::ElementwiseMean,
+        },
+        human_smoothing: d.human_smoothing,
+    }
+}
+
+/// The Shake-Shake coefficients' random stream of one batch: a pure function of (seed,
+/// epoch, batch), so a resumed run draws the same coefficients.
+fn shake_rng(seed: u64, epoch: u32, batch: usize) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[0..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(b"hkdshake");
+    key[16..24].copy_from_slice(&u64::from(epoch).to_le_bytes());
+    key[24..32].copy_from_slice(&(batch as u64).to_le_bytes());
+    ChaCha8Rng::from_seed(key)
+}
+
+fn count_correct(logits: &Tensor, labels: &Tensor) -> Result<u64> {
+    let predicted = logits.argmax(D::Minus1)?;
+    let correct = predicted
+        .eq(&labels.to_dtype(predicted.dtype())?)?
+        .to_dtype(DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()?;
+    Ok(correct as u64)
+}
+
+/// Accuracy and mean per-image cross-entropy of `net` in evaluation mode over every
+/// batch of `loader`.
+pub fn evaluate(net: &Network, loader: &Loader, device: &Device) -> Result<(f64, f64)> {
+    let mut correct = 0u64;
+    let mut images = 0u64;
+    let mut ce_sum = 0f64;
+    for batch in loader.epoch(0, device) {
+        let batch = batch.map_err(|source| TrainError::Dataset {
+            path: PathBuf::from("<validation split>"),
+            source,
+        })?;
+        let logits = net
+            .forward_eval(&batch.images)
+            .map_err(|e| TrainError::arch("validation forward", e))?;
+        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let picked = log_probs.gather(&batch.labels.unsqueeze(1)?, 1)?;
+        ce_sum -= picked.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+        correct += count_correct(&logits, &batch.labels)?;
+        images += batch.len() as u64;
+    }
+    let n = images.max(1) as f64;
+    Ok((correct as f64 / n, ce_sum / n))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shake_streams_depend_on_every_part_of_the_key() {
+        use rand::RngCore;
+        let first = |s, e, b| shake_rng(s, e, b).next_u64();
+        assert_eq!(first(1, 2, 3), first(1, 2, 3));
+        assert_ne!(first(1, 2, 3), first(2, 2, 3));
+        assert_ne!(first(1, 2, 3), first(1, 3, 3));
+        assert_ne!(first(1, 2, 3), first(1, 2, 4));
+    }
+
+    #[test]
+    fn differences_skip_device_and_version() {
+        let a = serde_json::json!({"device": "cpu", "hkd_version": "1", "data": {"dir": "/a", "manifest_hash": "x"}, "seed": 1});
+        let b = serde_json::json!({"device": "cuda:0", "hkd_version": "2", "data": {"dir": "/b", "manifest_hash": "y"}, "seed": 2});
+        let mut out = Vec::new();
+        diff_values("", &a, &b, &mut out);
+        out.retain(|d| {
+            !["hkd_version:", "device:", "data.dir:"]
+                .iter()
+                .any(|p| d.starts_with(p))
+        });
+        assert_eq!(
+            out,
+            vec!["data.manifest_hash: \"x\" -> \"y\"", "seed: 1 -> 2"]
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! A tiny, learnable dataset written with `hkd_datasets::write_split`, and helpers.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use hkd_datasets::{Dataset, DatasetParts, write_split};
+use hkd_trainer::TrainOptions;
+
+/// Writes a dataset with splits `train` (with human labels) and `val` to `dir`: images of
+/// class c are a noisy colour/stripe pattern of that class, so a network learns them in a
+/// few epochs; human labels put 0.7 on the true class and spread the rest.
+pub fn write_tiny_dataset(dir: &Path, classes: usize, train: usize, val: usize) {
+    for (split, n, seed) in [("train", train, 1u64), ("val", val, 2u64)] {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut rand = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut images = Vec::with_capacity(n * 3072);
+        let mut labels = Vec::with_capacity(n);
+        let mut human = Vec::with_capacity(n * classes);
+        for i in 0..n {
+            let c = i % classes;
+            labels.push(c as u32);
+            for y in 0..32 {
+                for x in 0..32 {
+                    for ch in 0..3 {
+                        let stripe = ((x + y * (c % 3)) / (2 + c % 4)) % 2;
+                        let base = (40 + 60 * ((c + ch) % 4) + 50 * stripe) as i64;
+                        let noise = (rand() % 41) as i64 - 20;
+                        images.push((base + noise).clamp(0, 255) as u8);
+                    }
+                }
+            }
+            for k in 0..classes {
+                human.push(if k == c {
+                    0.7
+                } else {
+                    0.3 / (classes - 1) as f64
+                });
+            }
+        }
+        let mut parts = DatasetParts::cifar10(images, labels);
+        parts.class_names.truncate(classes);
+        parts.human = (split == "train").then_some(human);
+        let ds = Dataset::new(parts).unwrap();
+        write_split(dir, split, &ds, Some("synthetic test data")).unwrap();
+    }
+}
+
+/// Options for a quick CPU run on `data` into `out`.
+pub fn quick_options(data: &Path, out: &Path, teacher: &str, epochs: u32) -> TrainOptions {
+    TrainOptions {
+        out: out.to_path_buf(),
+        data: data.to_path_buf(),
+        teacher: teacher.into(),
+        student: "plane2".into(),
+        epochs,
+        batch_size: 16,
+        eval_batch_size: 64,
+        lr: 0.05,
+        device: "cpu".into(),
+        ..TrainOptions::default()
+    }
+}
+
+/// Every file of a run directory, by name.
+pub fn files_of(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `metrics.jsonl` without the timing fields.
+pub fn metrics_without_timing(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("seconds");
+            o.remove("images_per_s");
+            v
+        })
+        .collect()
+}
+
+pub fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+pub fn path(p: &Path) -> PathBuf {
+    p.to_path_buf()
+}
+
+/// True when two safetensors files hold the same names, shapes, dtypes and bit-identical
+/// values (the files' bytes may differ in metadata order).
+pub fn same_tensors(a: &Path, b: &Path) -> bool {
+    let load = |p: &Path| candle_core::safetensors::load(p, &candle_core::Device::Cpu).unwrap();
+    let (x, y) = (load(a), load(b));
+    if x.len() != y.len() {
+        return false;
+    }
+    x.iter().all(|(name, t)| {
+        let Some(u) = y.get(name) else { return false };
+        let bits = |t: &candle_core::Tensor| -> Vec<u64> {
+            t.flatten_all()
+                .unwrap()
+                .to_dtype(candle_core::DType::F64)
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap()
+                .into_iter()
+                .map(f64::to_bits)
+                .collect()
+        };
+        t.dims() == u.dims() && t.dtype() == u.dtype() && bits(t) == bits(u)
+    })
+}

@@ -1,0 +1,67 @@
+//! A short run on the embedded real-data fixture `fixtures/cifar10h-mini`.
+
+mod common;
+
+use std::path::Path;
+
+use common::tmp;
+use hkd_rundir::RunDir;
+use hkd_trainer::{NoObserver, Outcome, StopFlag, TrainOptions, train};
+
+#[test]
+fn human_mode_on_the_cifar10h_mini_fixture() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cifar10h-mini");
+    if !fixture.join("dataset.toml").is_file() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!(
+                "{} is missing; build it with `just fixtures`",
+                fixture.display()
+            );
+        }
+        eprintln!(
+            "SKIPPED human_mode_on_the_cifar10h_mini_fixture: {} not built (run `just fixtures`)",
+            fixture.display()
+        );
+        return;
+    }
+    let tmp = tmp();
+    let options = TrainOptions {
+        out: tmp.path().to_path_buf(),
+        data: fixture.clone(),
+        teacher: "human".into(),
+        student: "resnet8".into(),
+        lambda: 1.0,
+        epochs: 1,
+        batch_size: 32,
+        max_batches: Some(3),
+        device: "cpu".into(),
+        ..TrainOptions::default()
+    };
+    let Outcome::Finished { run_dir, best } =
+        train(&options, &mut NoObserver, &StopFlag::new()).unwrap()
+    else {
+        panic!("expected a finished run");
+    };
+    let run = RunDir::new(&run_dir);
+    let config = run.read_config().unwrap();
+    assert_eq!(config.classes, 10);
+    let hash = hkd_datasets::DatasetDir::open(&fixture)
+        .unwrap()
+        .manifest_hash()
+        .unwrap();
+    assert_eq!(config.data.manifest_hash, hash);
+    let m = run.read_metrics().unwrap();
+    assert_eq!(m.len(), 1);
+    // λ = 1: the objective is the human term alone.
+    assert_eq!(m[0].train_total, m[0].train_kd.unwrap());
+    assert!(
+        m[0].train_kd.unwrap() > 0.0 && m[0].train_hard > 1.0,
+        "{m:?}"
+    );
+    // The 500 validation images are all evaluated: the accuracy is a multiple of 1/500.
+    let hits = m[0].val_acc * 500.0;
+    assert!((hits - hits.round()).abs() < 1e-6, "{m:?}");
+    assert_eq!(best.epoch, 1);
+    let state = run.read_state().unwrap();
+    assert_eq!(state.trainer["settings"]["max_batches"], 3);
+}
