@@ -16,12 +16,13 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Benchmarks (release build): data pipeline, networks, grid rendering, analysis
+# Benchmarks (release build): data pipeline, networks, evaluation, grid rendering, analysis
 bench:
-    cargo run --release -p hkd-datasets --example pipeline_bench
-    cargo run --release -p hkd-arch --example arch_bench
+    cargo bench -p hkd-datasets --bench pipeline
+    cargo bench -p hkd-arch --bench throughput
+    cargo run --release -p hkd-evaluator --example eval_bench
     cargo run --release -p hkd-slurm --example render_bench
-    cargo run --release -p hkd-analysis --example analyze_bench
+    cargo bench -p hkd-analysis --bench analyze_2000
 
 # Build the release binaries used by grids
 build:
@@ -50,3 +51,19 @@ slurm-up:
 # Stop the local Slurm started by slurm-up
 slurm-down:
     scripts/local-slurm.sh stop
+
+# Install NVIDIA's compiler from PyPI wheels into .cuda-toolchain/ (no system CUDA needed)
+cuda-toolchain:
+    scripts/cuda-toolchain.sh install
+
+# Prove the `cuda` feature builds (what CI runs; no GPU needed): see docs/cuda.md
+cuda-check: cuda-toolchain
+    scripts/cuda-toolchain.sh check
+
+# Release binaries with `--features cuda` into target/cuda/dist, for a GPU machine
+cuda-build: cuda-toolchain
+    scripts/cuda-toolchain.sh build
+
+# On a GPU machine: CPU-vs-GPU losses and GPU throughput, results under $OUT (docs/cuda.md)
+gpu-check:
+    scripts/gpu-check.sh

@@ -1,0 +1,458 @@
+//! `hkd-grid`: expand an hkd grid config into Slurm jobs (or local runs), submit them,
+//! show their status, resubmit failed tasks, and run pipelines. See `docs/grid.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use hkd_slurm::{
+    BinaryInfo, ExecutorChoice, ExecutorKind, GridConfig, GridDir, LaunchOptions, LocalEvent,
+    Pipeline, PipelineOptions, PipelineRecord, RunOptions, SchedulerView, choose_executor,
+    create_and_prepare, default_jobs, failed_tasks, grid_status, launch, resubmit_executor,
+    run_pipeline, run_task,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hkd-grid",
+    version,
+    about = "Expand an hkd grid config into Slurm jobs or local runs, submit them, watch them, resubmit failures",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    /// Grid config (configs/train.toml, …).
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    launch: LaunchArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct LaunchArgs {
+    /// Write the grid directory and print what would run; submit or run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Where the tasks run: auto = slurm when sbatch is on PATH, else local. Overrides the
+    /// config's `executor`.
+    #[arg(long, value_name = "auto|slurm|local")]
+    executor: Option<ExecutorChoice>,
+    /// Start only after these Slurm jobs succeeded (--dependency=afterok:…); repeatable or
+    /// comma-separated.
+    #[arg(long, value_name = "JOBID", value_delimiter = ',')]
+    after: Vec<String>,
+    /// Local executor: tasks at once (default: cores / the grid's `threads`, else 1).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Directory in which grid directories are created.
+    #[arg(long, value_name = "DIR", default_value = "grids")]
+    grids_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show each task of a grid (or pipeline) directory: pending, running, done or failed.
+    Status {
+        /// A grids/<timestamp>-<name>/ directory.
+        dir: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Submit the failed, timed-out or cancelled tasks of a grid again (runs resume).
+    Resubmit {
+        dir: PathBuf,
+        /// Resubmit the tasks whose status is `failed` (required: the only selection).
+        #[arg(long, required = true)]
+        failed: bool,
+        #[arg(long)]
+        dry_run: bool,
+        /// Default: the executor of the grid's last submission.
+        #[arg(long, value_name = "auto|slurm|local")]
+        executor: Option<ExecutorChoice>,
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+    },
+    /// Run a pipeline of grids (teachers → students → evaluate → analyze).
+    Pipeline {
+        /// Pipeline file (configs/pipeline.toml).
+        file: PathBuf,
+        #[command(flatten)]
+        launch: LaunchArgs,
+    },
+    /// Run one task of a grid (what the job scripts call).
+    #[command(hide = true)]
+    Exec {
+        /// Requeue the Slurm job if the task checkpointed after SIGUSR1 (exit 75).
+        #[arg(long)]
+        requeue_on_checkpoint: bool,
+        dir: PathBuf,
+        index: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Status { dir, json }) => cmd_status(&dir, json),
+        Some(Command::Resubmit {
+            dir,
+            failed: _,
+            dry_run,
+            executor,
+            jobs,
+        }) => cmd_resubmit(&dir, dry_run, executor, jobs),
+        Some(Command::Pipeline { file, launch }) => cmd_pipeline(&file, &launch),
+        Some(Command::Exec {
+            requeue_on_checkpoint,
+            dir,
+            index,
+        }) => cmd_exec(&dir, index, requeue_on_checkpoint),
+        None => match &cli.config {
+            Some(config) => cmd_grid(config, &cli.launch),
+            None => Err(anyhow::anyhow!(
+                "give a grid config (hkd-grid configs/train.toml) or a command (status, resubmit, pipeline); see --help"
+            )),
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hkd-grid: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runner() -> Result<PathBuf> {
+    std::env::current_exe().context("cannot find the path of hkd-grid itself (the task runner)")
+}
+
+fn print_local_event(event: LocalEvent<'_>) {
+    match event {
+        LocalEvent::Started { .. } => {}
+        LocalEvent::Finished {
+            outcome,
+            done,
+            total,
+        } => {
+            let what = match outcome.exit_code {
+                0 => "done".to_string(),
+                75 => "checkpointed (exit 75)".to_string(),
+                c => format!("FAILED (exit {c})"),
+            };
+            eprintln!(
+                "hkd-grid: [{done}/{total}] task {} {what} ({}, {:.1} s)",
+                outcome.index,
+                outcome.action.as_str(),
+                outcome.seconds
+            );
+        }
+    }
+}
+
+fn dependency(after: &[String]) -> Result<Option<String>> {
+    let ids: Vec<&str> = after
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for id in &ids {
+        if !id.chars().all(|c| c.is_ascii_digit() || c == '_') {
+            bail!("--after {id:?} is not a Slurm job id (digits, or <job>_<task>)");
+        }
+    }
+    Ok((!ids.is_empty()).then(|| format!("afterok:{}", ids.join(":"))))
+}
+
+fn cmd_grid(config_path: &Path, args: &LaunchArgs) -> Result<ExitCode> {
+    let config = GridConfig::load(config_path)?;
+    let executor = choose_executor(args.executor.unwrap_or(config.executor), args.dry_run)?;
+    let binary = BinaryInfo::find(config.binary, config.subcommand.as_deref())?;
+    let workdir = std::env::current_dir().context("cannot read the current directory")?;
+    let (dir, mut manifest) =
+        create_and_prepare(config, config_path, binary, &args.grids_dir, &workdir)?;
+    eprintln!(
+        "hkd-grid: grid `{}`: {} tasks of {} -> {}",
+        manifest.name,
+        manifest.tasks.len(),
+        manifest.binary.name,
+        dir.path().display()
+    );
+    let jobs = args.jobs.unwrap_or_else(|| default_jobs(&manifest.config));
+    eprintln!(
+        "hkd-grid: executor: {}{}",
+        executor.reason,
+        if executor.kind == ExecutorKind::Local {
+            format!(", {jobs} at a time")
+        } else {
+            String::new()
+        }
+    );
+    let tasks: Vec<usize> = (0..manifest.tasks.len()).collect();
+    let options = LaunchOptions {
+        dry_run: args.dry_run,
+        dependency: dependency(&args.after)?,
+        jobs: Some(jobs),
+        runner: runner()?,
+        on_local_event: &print_local_event,
+    };
+    let report = launch(&dir, &mut manifest, &executor, &tasks, &options)?;
+    finish_launch(&dir, &manifest, &report, args.dry_run)
+}
+
+fn finish_launch(
+    dir: &GridDir,
+    manifest: &hkd_slurm::Manifest,
+    report: &hkd_slurm::LaunchReport,
+    dry_run: bool,
+) -> Result<ExitCode> {
+    if dry_run {
+        println!("# {}", dir.file(hkd_slurm::manifest::TASKS_TXT).display());
+        let text = hkd_slurm::tasks_txt(manifest);
+        let lines: Vec<&str> = text.lines().collect();
+        for line in lines.iter().take(20) {
+            println!("{line}");
+        }
+        if lines.len() > 20 {
+            println!("# … {} more", lines.len() - 20);
+        }
+        for job in report.rendered.iter().take(3) {
+            match &job.script {
+                Some((name, contents)) => {
+                    println!("# {}", dir.file(name).display());
+                    print!("{contents}");
+                }
+                None => println!("# sbatch {}", hkd_slurm::quote::join(&job.sbatch_args)),
+            }
+        }
+        if report.rendered.len() > 3 {
+            println!("# … {} more jobs", report.rendered.len() - 3);
+        }
+        eprintln!("hkd-grid: dry run: nothing submitted or run");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match report.submission.executor {
+        ExecutorKind::Slurm => {
+            for job in &report.submission.jobs {
+                eprintln!(
+                    "hkd-grid: submitted job {} ({}: tasks {})",
+                    job.job_id.as_deref().unwrap_or("?"),
+                    job.script.as_deref().unwrap_or("--wrap"),
+                    hkd_slurm::render::compress_indices(&job.tasks)
+                );
+            }
+            // the job ids on stdout, for scripts (`--after $(…)`)
+            println!("{}", report.job_ids().join(","));
+            eprintln!(
+                "hkd-grid: watch it with: hkd-grid status {}",
+                dir.path().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ExecutorKind::Local => {
+            let failed = report.failed_local();
+            let skipped = report
+                .outcomes
+                .iter()
+                .filter(|o| o.action == hkd_slurm::TaskAction::Skip)
+                .count();
+            eprintln!(
+                "hkd-grid: {} tasks: {} ok ({} already finished), {} failed",
+                report.outcomes.len(),
+                report.outcomes.len() - failed.len(),
+                skipped,
+                failed.len()
+            );
+            for o in &failed {
+                eprintln!(
+                    "hkd-grid:   task {} exit {}: see {}",
+                    o.index,
+                    o.exit_code,
+                    dir.log_path(o.index).display()
+                );
+            }
+            if failed.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "hkd-grid: rerun the failed tasks (they resume) with: hkd-grid resubmit {} --failed",
+                    dir.path().display()
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+fn statuses_of(dir: &GridDir) -> Result<Vec<hkd_slurm::TaskStatus>> {
+    let manifest = dir.read_manifest()?;
+    let view = SchedulerView::query(&manifest);
+    Ok(grid_status(dir, &manifest, &view))
+}
+
+fn print_table(statuses: &[hkd_slurm::TaskStatus]) {
+    println!("{:>5}  {:<13}  {:<12}  detail", "task", "status", "job");
+    for s in statuses {
+        println!(
+            "{:>5}  {:<13}  {:<12}  {}",
+            s.index,
+            s.kind.to_string(),
+            s.job.as_deref().unwrap_or("-"),
+            s.detail
+        );
+    }
+    println!("{}", hkd_slurm::status::summary(statuses));
+}
+
+fn cmd_status(dir: &Path, json: bool) -> Result<ExitCode> {
+    if dir.join(hkd_slurm::pipeline::PIPELINE_JSON).is_file() {
+        let record = PipelineRecord::read(dir)?;
+        let mut all = serde_json::Map::new();
+        for stage in &record.stages {
+            let statuses = statuses_of(&GridDir::open(&stage.grid_dir)?)?;
+            if json {
+                all.insert(stage.name.clone(), serde_json::to_value(&statuses)?);
+            } else {
+                println!("== stage {} ({})", stage.name, stage.grid_dir.display());
+                print_table(&statuses);
+            }
+        }
+        if json {
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let statuses = statuses_of(&GridDir::open(dir)?)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+    } else {
+        print_table(&statuses);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_resubmit(
+    dir: &Path,
+    dry_run: bool,
+    executor: Option<ExecutorChoice>,
+    jobs: Option<usize>,
+) -> Result<ExitCode> {
+    let dir = GridDir::open(dir)?;
+    let mut manifest = dir.read_manifest()?;
+    let failed = failed_tasks(&dir, &manifest);
+    if failed.is_empty() {
+        eprintln!("hkd-grid: no failed task in {}", dir.path().display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let executor = resubmit_executor(&manifest, executor, dry_run)?;
+    eprintln!(
+        "hkd-grid: resubmitting {} failed tasks ({}) with executor {}",
+        failed.len(),
+        hkd_slurm::render::compress_indices(&failed),
+        executor.reason
+    );
+    let options = LaunchOptions {
+        dry_run,
+        dependency: None,
+        jobs: Some(jobs.unwrap_or_else(|| default_jobs(&manifest.config))),
+        runner: runner()?,
+        on_local_event: &print_local_event,
+    };
+    let report = launch(&dir, &mut manifest, &executor, &failed, &options)?;
+    finish_launch(&dir, &manifest, &report, dry_run)
+}
+
+fn cmd_pipeline(file: &Path, args: &LaunchArgs) -> Result<ExitCode> {
+    let pipeline = Pipeline::load(file)?;
+    let workdir = std::env::current_dir().context("cannot read the current directory")?;
+    let on_stage = |name: &str, dir: &Path, tasks: usize| {
+        eprintln!(
+            "hkd-grid: stage `{name}`: {tasks} tasks -> {}",
+            dir.display()
+        );
+    };
+    let find = |name, sub: Option<&str>| BinaryInfo::find(name, sub);
+    let options = PipelineOptions {
+        grids_root: args.grids_dir.clone(),
+        executor: args.executor,
+        after: args
+            .after
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        workdir,
+        launch: LaunchOptions {
+            dry_run: args.dry_run,
+            dependency: None,
+            jobs: args.jobs,
+            runner: runner()?,
+            on_local_event: &print_local_event,
+        },
+        on_stage: &on_stage,
+        find_binary: &find,
+    };
+    dependency(&options.after)?;
+    let run = run_pipeline(&pipeline, &options)?;
+    eprintln!("hkd-grid: executor: {}", run.executor.reason);
+    for stage in &run.record.stages {
+        if !stage.job_ids.is_empty() {
+            eprintln!(
+                "hkd-grid: stage `{}`: jobs {}{}",
+                stage.name,
+                stage.job_ids.join(","),
+                if stage.after.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (after {})", stage.after.join(", "))
+                }
+            );
+        }
+    }
+    eprintln!(
+        "hkd-grid: pipeline `{}` {} -> {}; watch it with: hkd-grid status {}",
+        run.record.name,
+        if args.dry_run {
+            "written (dry run)"
+        } else if run.executor.kind == ExecutorKind::Slurm {
+            "submitted"
+        } else {
+            "finished"
+        },
+        run.dir.display(),
+        run.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_exec(dir: &Path, index: usize, requeue_on_checkpoint: bool) -> Result<ExitCode> {
+    let dir = GridDir::open(dir)?;
+    let manifest = dir.read_manifest()?;
+    let outcome = run_task(
+        &dir,
+        &manifest,
+        index,
+        RunOptions {
+            forward_signals: true,
+            requeue_on_checkpoint,
+        },
+    )?;
+    eprintln!(
+        "hkd-grid: task {index} ({}) exit {} after {:.1} s; log: {}",
+        outcome.action.as_str(),
+        outcome.exit_code,
+        outcome.seconds,
+        dir.log_path(index).display()
+    );
+    Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))
+}
