@@ -84,6 +84,24 @@ pub fn read_images_npy(path: &std::path::Path, range: ImageRange) -> Result<Vec<
     npy::read_images(path, range)
 }
 
+/// Writes a C-order `.npy` of `shape` atomically (temporary file in the same directory,
+/// then rename). `T` is any plain number type npyz can write (`u8`, `i64`, `f32`, `f64`, …).
+pub fn write_npy<T: npyz::AutoSerialize + Copy>(
+    path: &std::path::Path,
+    shape: &[usize],
+    data: &[T],
+) -> Result<()> {
+    let count: usize = shape.iter().product();
+    if count != data.len() {
+        return Err(DatasetError::invalid(
+            path.display().to_string(),
+            format!("shape {shape:?} holds {count} values, got {}", data.len()),
+        ));
+    }
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    npy::write_npy(path, &shape, data)
+}
+
 /// Reads a `.npy` of non-negative integer row numbers (any integer dtype, shape (N,)).
 pub fn read_index_npy(path: &std::path::Path) -> Result<Vec<usize>> {
     npy::read_ids(path, "row indices")?

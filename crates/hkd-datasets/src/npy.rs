@@ -13,6 +13,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DatasetError, Result};
 use crate::{CHANNELS, IMAGE_BYTES, IMAGE_SIZE};
 
+/// One decoded `.npy` element.
+#[derive(Debug, Clone, Copy)]
+enum Scalar {
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+}
+
 /// Element types this crate can decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Elem {
@@ -168,12 +176,12 @@ impl RawNpy {
         &self.bytes[self.data_offset..self.data_offset + self.len * self.elem.size()]
     }
 
-    /// Calls `f(i, value)` for every element in storage order, converted to f64.
-    fn for_each_f64(&self, mut f: impl FnMut(usize, f64)) {
+    /// Every element in file order, decoded once for all dtypes.
+    fn for_each_scalar(&self, mut f: impl FnMut(usize, Scalar)) {
         let data = self.data();
         let le = self.little_endian;
         macro_rules! decode {
-            ($t:ty, $n:expr) => {
+            ($t:ty, $n:expr, $variant:ident, $conv:path) => {
                 for (i, chunk) in data.chunks_exact($n).enumerate() {
                     let mut a = [0u8; $n];
                     a.copy_from_slice(chunk);
@@ -182,7 +190,7 @@ impl RawNpy {
                     } else {
                         <$t>::from_be_bytes(a)
                     };
-                    f(i, v as f64);
+                    f(i, Scalar::$variant($conv(v)));
                 }
             };
         }
@@ -190,61 +198,47 @@ impl RawNpy {
             Elem::Bool => data
                 .iter()
                 .enumerate()
-                .for_each(|(i, &b)| f(i, f64::from(b))),
+                .for_each(|(i, &b)| f(i, Scalar::Bool(b != 0))),
             Elem::U8 => data
                 .iter()
                 .enumerate()
-                .for_each(|(i, &b)| f(i, f64::from(b))),
+                .for_each(|(i, &b)| f(i, Scalar::Int(i128::from(b)))),
             Elem::I8 => data
                 .iter()
                 .enumerate()
-                .for_each(|(i, &b)| f(i, f64::from(b as i8))),
-            Elem::U16 => decode!(u16, 2),
-            Elem::I16 => decode!(i16, 2),
-            Elem::U32 => decode!(u32, 4),
-            Elem::I32 => decode!(i32, 4),
-            Elem::U64 => decode!(u64, 8),
-            Elem::I64 => decode!(i64, 8),
-            Elem::F32 => decode!(f32, 4),
-            Elem::F64 => decode!(f64, 8),
+                .for_each(|(i, &b)| f(i, Scalar::Int(i128::from(b as i8)))),
+            Elem::U16 => decode!(u16, 2, Int, i128::from),
+            Elem::I16 => decode!(i16, 2, Int, i128::from),
+            Elem::U32 => decode!(u32, 4, Int, i128::from),
+            Elem::I32 => decode!(i32, 4, Int, i128::from),
+            Elem::U64 => decode!(u64, 8, Int, i128::from),
+            Elem::I64 => decode!(i64, 8, Int, i128::from),
+            Elem::F32 => decode!(f32, 4, Float, f64::from),
+            Elem::F64 => decode!(f64, 8, Float, std::convert::identity),
         }
+    }
+
+    /// Every element as f64 (exact for all but 64-bit integers beyond 2^53).
+    fn for_each_f64(&self, mut f: impl FnMut(usize, f64)) {
+        self.for_each_scalar(|i, v| {
+            f(
+                i,
+                match v {
+                    Scalar::Bool(b) => f64::from(u8::from(b)),
+                    Scalar::Int(v) => v as f64,
+                    Scalar::Float(v) => v,
+                },
+            )
+        })
     }
 
     /// Integer elements, exactly, as i128 (only for integer dtypes).
     fn for_each_int(&self, mut f: impl FnMut(usize, i128)) {
-        let data = self.data();
-        let le = self.little_endian;
-        macro_rules! decode {
-            ($t:ty, $n:expr) => {
-                for (i, chunk) in data.chunks_exact($n).enumerate() {
-                    let mut a = [0u8; $n];
-                    a.copy_from_slice(chunk);
-                    let v = if le {
-                        <$t>::from_le_bytes(a)
-                    } else {
-                        <$t>::from_be_bytes(a)
-                    };
-                    f(i, v as i128);
-                }
-            };
-        }
-        match self.elem {
-            Elem::U8 => data
-                .iter()
-                .enumerate()
-                .for_each(|(i, &b)| f(i, i128::from(b))),
-            Elem::I8 => data
-                .iter()
-                .enumerate()
-                .for_each(|(i, &b)| f(i, i128::from(b as i8))),
-            Elem::U16 => decode!(u16, 2),
-            Elem::I16 => decode!(i16, 2),
-            Elem::U32 => decode!(u32, 4),
-            Elem::I32 => decode!(i32, 4),
-            Elem::U64 => decode!(u64, 8),
-            Elem::I64 => decode!(i64, 8),
-            Elem::Bool | Elem::F32 | Elem::F64 => {}
-        }
+        self.for_each_scalar(|i, v| {
+            if let Scalar::Int(v) = v {
+                f(i, v)
+            }
+        })
     }
 
     fn dtype_error(&self, role: &'static str, expected: &str) -> DatasetError {

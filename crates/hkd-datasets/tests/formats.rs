@@ -510,3 +510,30 @@ fn summary_reports_histogram_pixel_stats_and_human_statistics() {
     assert!((h.unanimous_share - 10.0 / 30.0).abs() < 1e-12);
     assert_eq!(h.majority_agrees_with_label, 1.0);
 }
+
+#[test]
+fn write_npy_round_trips_and_refuses_a_wrong_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("values.npy");
+    let values = [1.5f64, -2.0, 3.25, 4.0, 5.0, 6.0];
+    write_npy(&path, &[2, 3], &values).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(npy.shape(), &[2, 3]);
+    assert_eq!(npy.into_vec::<f64>().unwrap(), values);
+    // 32-bit logits, one dimension
+    let one = tmp.path().join("one.npy");
+    write_npy(&one, &[3], &[1f32, 2.0, 3.0]).unwrap();
+    let bytes = std::fs::read(&one).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(npy.shape(), &[3]);
+    assert_eq!(npy.into_vec::<f32>().unwrap(), [1.0, 2.0, 3.0]);
+    // a shape that does not hold the data: an error naming the file, the old file kept
+    let err = write_npy(&path, &[4, 3], &values).unwrap_err().to_string();
+    assert!(
+        err.contains("values.npy") && err.contains("holds 12 values, got 6"),
+        "{err}"
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(npyz::NpyFile::new(&bytes[..]).unwrap().shape(), &[2, 3]);
+}

@@ -34,7 +34,7 @@ pub use manager::{
     METRICS_VERSION, RunOutcome, RunResult, SettingsHashInput, SkipReason, Target, WeightsChoice,
     find_targets, generalization_array, settings_hash, sha256_file,
 };
-pub use npy::{ImageInput, NpyElement, npy_bytes, read_images_npy, write_npy};
+pub use npy::{ImageInput, read_images_npy, write_npy};
 pub use predict::{Prediction, predict_to_file};
 pub use progress::{NoProgress, Progress};
 pub use sets::{

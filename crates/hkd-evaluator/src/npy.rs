@@ -1,5 +1,5 @@
-//! Small `.npy` helpers: writing f32/f64 arrays atomically, reading image arrays for
-//! `predict`.
+//! `.npy` helpers of `predict` and the generalisation files: reading image arrays
+//! (already-normalised floats or RGB bytes), writing through hkd-datasets.
 
 use std::path::Path;
 
@@ -9,72 +9,13 @@ use npyz::{DType, Order, TypeChar};
 
 use crate::error::{EvalError, Result};
 
-/// An element type [`npy_bytes`] can write.
-pub trait NpyElement: Copy {
-    /// NumPy type string, little-endian.
-    const DESCR: &'static str;
-    /// Appends the little-endian bytes of `self`.
-    fn put(self, out: &mut Vec<u8>);
-}
-
-impl NpyElement for f32 {
-    const DESCR: &'static str = "<f4";
-    fn put(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-}
-
-impl NpyElement for f64 {
-    const DESCR: &'static str = "<f8";
-    fn put(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-}
-
-/// The bytes of a C-order NumPy v1.0 `.npy` file holding `data` with `shape`.
-pub fn npy_bytes<T: NpyElement>(shape: &[usize], data: &[T]) -> Result<Vec<u8>> {
-    let count: usize = shape.iter().product();
-    if count != data.len() {
-        return Err(EvalError::MetricInput(format!(
-            "npy shape {shape:?} holds {count} values, got {}",
-            data.len()
-        )));
-    }
-    let dims = match shape {
-        [one] => format!("({one},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let mut header = format!(
-        "{{'descr': '{}', 'fortran_order': False, 'shape': {dims}, }}",
-        T::DESCR
-    );
-    // magic (6) + version (2) + header length (2) + header + '\n' is a multiple of 64.
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + std::mem::size_of_val(data));
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for &v in data {
-        v.put(&mut out);
-    }
-    Ok(out)
-}
-
-/// Writes `data` as an `.npy` file atomically (temporary file in the same directory, then
-/// rename).
-pub fn write_npy<T: NpyElement>(path: &Path, shape: &[usize], data: &[T]) -> Result<()> {
-    let bytes = npy_bytes(shape, data)?;
-    hkd_rundir::write_atomic(path, &bytes).map_err(|e| EvalError::io("write", path, e))
+/// Writes `data` as a C-order `.npy` file atomically (hkd-datasets' writer).
+pub fn write_npy<T: npyz::AutoSerialize + Copy>(
+    path: &Path,
+    shape: &[usize],
+    data: &[T],
+) -> Result<()> {
+    Ok(hkd_datasets::write_npy(path, shape, data)?)
 }
 
 /// What kind of image array [`read_images_npy`] found.
@@ -157,23 +98,5 @@ pub fn read_images_npy(path: &Path, normalization: &Normalization) -> Result<(Te
             Ok((t, ImageInput::Bytes))
         }
         _ => Err(bad(format!("dtype {}; {expected}", npy.dtype().descr()))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn written_npy_reads_back_with_npyz() {
-        let data = [1.5f64, -2.0, 3.25, 4.0, 5.0, 6.0];
-        let bytes = npy_bytes(&[2, 3], &data).unwrap();
-        assert_eq!((bytes.len() - data.len() * 8) % 64, 0);
-        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-        assert_eq!(npy.shape(), &[2, 3]);
-        assert_eq!(npy.into_vec::<f64>().unwrap(), data);
-        let one = npy_bytes(&[3], &[1f32, 2.0, 3.0]).unwrap();
-        let npy = npyz::NpyFile::new(&one[..]).unwrap();
-        assert_eq!(npy.shape(), &[3]);
     }
 }
