@@ -12,7 +12,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
-use crate::aggregate::GroupSummary;
+use crate::aggregate::{GroupSummary, short_key};
 use crate::error::{AnalysisError, Result};
 use crate::load::RunRecord;
 use crate::table::EvalSetColumns;
@@ -206,14 +206,7 @@ fn lambda_figure(
     let varying: Vec<&str> = series_keys
         .iter()
         .copied()
-        .filter(|k| {
-            groups
-                .iter()
-                .map(|g| g.key(k).unwrap_or(""))
-                .collect::<BTreeSet<_>>()
-                .len()
-                > 1
-        })
+        .filter(|k| varies(groups, k))
         .collect();
     let constant: Vec<&str> = series_keys
         .iter()
@@ -485,18 +478,32 @@ impl Figure for CurvesFigure {
     }
 }
 
+/// Whether `key` takes more than one value over the groups.
+fn varies(groups: &[GroupSummary], key: &str) -> bool {
+    groups
+        .iter()
+        .map(|g| g.key(key).unwrap_or(""))
+        .collect::<BTreeSet<_>>()
+        .len()
+        > 1
+}
+
 /// Accuracy against CE (hard-label CE, or CE to the human labels) per evaluation set: one
-/// point per group, error bars ±1 std both ways, colour per teacher.
+/// point per group, error bars ±1 std both ways, colour per teacher (and D), each point
+/// tagged with its other varying keys (λ, γ, …).
 struct PlaneFigure {
     title: String,
     x_label: String,
-    /// (set, points: (colour key, λ label, ce mean, ce std, acc mean, acc std))
+    /// (set, its points)
     panels: Vec<(String, Vec<PlanePoint>)>,
     legend: Vec<String>,
 }
 
 struct PlanePoint {
     colour: usize,
+    /// λ and the other varying keys where not at their most common value (`λ=0.6, γ=0.5`);
+    /// empty when none vary.
+    tag: String,
     x: f64,
     x_sd: Option<f64>,
     y: f64,
@@ -519,16 +526,39 @@ fn plane_figure(
     let colour_keys: Vec<&str> = ["teacher", "distil_fn"]
         .into_iter()
         .filter(|k| keys.iter().any(|x| x == k))
-        .filter(|k| {
-            groups
-                .iter()
-                .map(|g| g.key(k).unwrap_or(""))
-                .collect::<BTreeSet<_>>()
-                .len()
-                > 1
-                || *k == "teacher"
+        .filter(|k| varies(groups, k) || *k == "teacher")
+        .collect();
+    // Each point is tagged with the other grouping keys that vary, so the points of one
+    // colour can be told apart: λ always, the others (γ, student, …) only where they differ
+    // from their most common value, to keep the tags short.
+    let tag_keys: Vec<&str> = keys
+        .iter()
+        .map(String::as_str)
+        .filter(|k| !colour_keys.contains(k))
+        .filter(|k| varies(groups, k))
+        .collect();
+    let modal: BTreeMap<&str, &str> = tag_keys
+        .iter()
+        .map(|&k| {
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for g in groups {
+                *counts.entry(g.key(k).unwrap_or("")).or_default() += 1;
+            }
+            let most = counts
+                .into_iter()
+                .max_by_key(|&(_, n)| n)
+                .map_or("", |(v, _)| v);
+            (k, most)
         })
         .collect();
+    let tag = |g: &GroupSummary| -> String {
+        tag_keys
+            .iter()
+            .filter(|&&k| k == "lambda" || g.key(k).unwrap_or("") != modal[k])
+            .map(|&k| format!("{}={}", short_key(k), g.key(k).unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut legend: Vec<String> = Vec::new();
     let mut panels = Vec::new();
     for set in sets {
@@ -561,6 +591,7 @@ fn plane_figure(
             };
             points.push(PlanePoint {
                 colour,
+                tag: tag(g),
                 x: xm,
                 x_sd: xs,
                 y: ym,
@@ -656,6 +687,12 @@ impl Figure for PlaneFigure {
                     .map_err(err)?
                     .label(label)
                     .legend(move |(x, y)| Circle::new((x + 9, y), 5, c.filled()));
+                chart
+                    .draw_series(mine.iter().filter(|p| !p.tag.is_empty()).map(|p| {
+                        EmptyElement::at((p.x, p.y))
+                            + Text::new(p.tag.clone(), (7, -14), ("sans-serif", 10).into_font())
+                    }))
+                    .map_err(err)?;
             }
             chart
                 .configure_series_labels()

@@ -118,6 +118,18 @@ fn figures_are_valid_png_and_svg_with_text() {
     for label in ["cinic", "imagenet_far", "teacher=human, D=KL"] {
         assert!(svg.contains(label), "acc_ce_plane.svg lacks `{label}`");
     }
+    // the one evaluated configuration's point is tagged with its λ (the legend holds only
+    // teacher and D): a text element whose whole content is the tag
+    let tags: Vec<&str> = svg
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("λ="))
+        .collect();
+    assert_eq!(
+        tags,
+        ["λ=0.5", "λ=0.5"],
+        "point tags in acc_ce_plane.svg (cinic, imagenet_far)"
+    );
     let svg = check_svg(&fig_dir.join("acc_human_ce_plane.svg"));
     assert!(svg.contains("cinic") && !svg.contains("imagenet_far"));
     let svg = check_svg(&fig_dir.join("curves/human_resnet8_KL_l0.5_g0.0_tt1.0_th1.0.svg"));
