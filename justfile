@@ -28,12 +28,17 @@ bench:
 build:
     cargo build --release -p hkd-train -p hkd-eval -p hkd-analyze -p hkd-grid -p hkd-data
 
+# Build the release binaries a grid of this kind runs: hkd-analyze (polars, the slowest
+# to build) only for analyze and pipeline
+build-for kind:
+    cargo build --release {{ if kind == "analyze" { "-p hkd-grid -p hkd-analyze" } else if kind == "pipeline" { "-p hkd-train -p hkd-eval -p hkd-analyze -p hkd-grid -p hkd-data" } else { "-p hkd-train -p hkd-eval -p hkd-grid -p hkd-data" } }}
+
 # Run a grid: `just grid train|evaluate|analyze|pipeline [hkd-grid flags]`
-grid kind *args: build
+grid kind *args: (build-for kind)
     target/release/hkd-grid {{ if kind == "pipeline" { "pipeline configs/pipeline.toml" } else { "configs/" + kind + ".toml" } }} {{args}}
 
 # One real training run on the embedded fixtures (resnet8, human labels, 3 epochs)
-demo: build
+demo: (build-for "train")
     target/release/hkd-train --data fixtures/cifar10h-mini --student resnet8 --teacher human --lambda 1.0 --epochs 3 --out runs/demo --overwrite
 
 # Rebuild fixtures/cifar10h-mini from ../shared/data
@@ -43,6 +48,16 @@ fixtures:
 # Build the full real data set from ../shared/data into data/cifar10h-real
 data-real:
     scripts/data-real.sh
+
+# The HKD study of docs/results.md on the real data (about 2 h on 2 cores; resumable:
+# run it again and finished runs are skipped). Needs `just data-real`; under the local
+# Slurm (`just slurm-up`) independent stages run side by side.
+study *args: (build-for "pipeline")
+    target/release/hkd-grid pipeline configs/study.toml {{args}}
+
+# The tables of docs/results.md (and docs/results/) from the study's analysis
+study-report:
+    python3 scripts/study-report.py runs/study-real/analysis docs/results docs/results.md
 
 # Start a real one-node Slurm on this host (installs Debian's slurm packages; needs root)
 slurm-up:
