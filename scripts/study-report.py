@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Tables of docs/results.md from hkd-analyze's output of the study (configs/study.toml).
 
-Usage: scripts/study-report.py ANALYSIS_DIR OUT_DIR REPORT_MD   (or `just study-report`)
+Usage: scripts/study-report.py ANALYSIS_DIR OUT_DIR REPORT_MD [--long LONG_ANALYSIS_DIR]
+       (or `just study-report`)
 
 Reads ANALYSIS_DIR/average_results.csv (mean and sample std over repeats, written by
 `hkd-analyze`), writes the tables between the `<!-- tables:begin -->` and
 `<!-- tables:end -->` lines of REPORT_MD (docs/results.md), and copies
 average_results.csv, runs.csv and the summary figures (not the per-run training curves)
-to OUT_DIR. Every number in the tables is read or computed from that CSV here; nothing is
-typed in. Standard library only.
+to OUT_DIR. With --long, the analysis of configs/study-long.toml goes between the
+`<!-- long:begin -->` and `<!-- long:end -->` lines and its CSVs to OUT_DIR/long/. Every number in the tables is read or
+computed from those CSVs here; nothing is typed in. Standard library only.
 """
 
 import csv
@@ -72,16 +74,7 @@ def rel(new, old):
     return f"{(new - old) / old * 100:+.1f} %"
 
 
-def main():
-    if len(sys.argv) != 4:
-        die("usage: scripts/study-report.py ANALYSIS_DIR OUT_DIR REPORT_MD")
-    analysis, out, report = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-    begin, end = "<!-- tables:begin -->", "<!-- tables:end -->"
-    if not report.is_file():
-        die(f"{report} does not exist (it holds the text around the tables)")
-    text = report.read_text()
-    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
-        die(f"{report} must hold one `{begin}` line and, after it, one `{end}` line")
+def read_rows(analysis):
     avg_path = analysis / "average_results.csv"
     if not avg_path.is_file():
         die(f"{avg_path} does not exist: run the study's analyze stage (just study) first")
@@ -90,6 +83,77 @@ def main():
     for col in ("teacher", "student", "distil_fn", "lambda", "gamma", "runs"):
         if rows and col not in rows[0]:
             die(f"{avg_path} has no column `{col}`: not an hkd-analyze average_results.csv")
+    return rows
+
+
+def replace_between(text, report, name, body):
+    """`text` with the lines between `<!-- name:begin -->` and `<!-- name:end -->` replaced."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        die(f"{report} must hold one `{begin}` line and, after it, one `{end}` line")
+    return (text[: text.index(begin)] + begin + "\n" + body + "\n" + end
+            + text[text.index(end) + len(end):])
+
+
+PCT = dict(scale=100.0, digits=1)
+QUALITY = [
+    ("val acc %", lambda r: mean_std(r, "eval_val_acc", **PCT)),
+    ("val CE", lambda r: mean_std(r, "eval_val_ce")),
+    ("val CE, Σ batch means", lambda r: mean_std(r, "eval_val_ce_sum_batch_means", digits=2)),
+    ("val ECE", lambda r: mean_std(r, "eval_val_ece")),
+    ("cinic acc %", lambda r: mean_std(r, "eval_cinic_acc", **PCT)),
+    ("cinic CE", lambda r: mean_std(r, "eval_cinic_ce")),
+    ("cinic ECE", lambda r: mean_std(r, "eval_cinic_ece")),
+    ("human CE (train)", lambda r: mean_std(r, "eval_train_human_ce")),
+]
+
+
+def long_tables(rows, report):
+    base = [r for r in rows if r["teacher"] == "baseline"]
+    human = [r for r in rows if r["teacher"] == "human"]
+    if len(base) != 1 or len(human) != 1:
+        die(f"{report}: the long study needs one baseline and one human configuration")
+    b, h = base[0], human[0]
+    cols = ["val acc (points)", "cinic acc (points)", "val CE", "cinic CE", "val ECE",
+            "cinic ECE", "human CE (train)", "train acc (points)"]
+    cells = []
+    for col in ("eval_val_acc", "eval_cinic_acc"):
+        n, o = num(h, col + "_mean"), num(b, col + "_mean")
+        cells.append("–" if n is None or o is None else f"{(n - o) * 100:+.1f}")
+    for col in ("eval_val_ce", "eval_cinic_ce", "eval_val_ece", "eval_cinic_ece",
+                "eval_train_human_ce"):
+        cells.append(rel(num(h, col + "_mean"), num(b, col + "_mean")))
+    n, o = num(h, "eval_train_acc_mean"), num(b, "eval_train_acc_mean")
+    cells.append("–" if n is None or o is None else f"{(n - o) * 100:+.1f}")
+    quality = QUALITY + [("train acc %", lambda r: mean_std(r, "eval_train_acc", **PCT))]
+    return "\n".join([
+        "<!-- written by scripts/study-report.py --long; do not edit by hand -->",
+        "",
+        table(base + human, quality),
+        "",
+        "| human against baseline | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+        f"| {label(h)} | " + " | ".join(cells) + " |",
+    ])
+
+
+def main():
+    args = sys.argv[1:]
+    long_dir = None
+    if "--long" in args:
+        i = args.index("--long")
+        if i + 1 >= len(args):
+            die("--long needs the analysis directory of configs/study-long.toml")
+        long_dir = Path(args[i + 1])
+        del args[i:i + 2]
+    if len(args) != 3:
+        die("usage: scripts/study-report.py ANALYSIS_DIR OUT_DIR REPORT_MD [--long DIR]")
+    analysis, out, report = Path(args[0]), Path(args[1]), Path(args[2])
+    if not report.is_file():
+        die(f"{report} does not exist (it holds the text around the tables)")
+    text = report.read_text()
+    rows = read_rows(analysis)
+    avg_path = analysis / "average_results.csv"
 
     def key(r):
         return (r["distil_fn"] != "KL", r["distil_fn"], float(r["lambda"]), float(r["gamma"]))
@@ -106,23 +170,12 @@ def main():
         die(f"{avg_path}: expected one baseline resnet8 configuration and human ones")
     base = baseline[0]
 
-    pct = dict(scale=100.0, digits=1)
-    quality = [
-        ("val acc %", lambda r: mean_std(r, "eval_val_acc", **pct)),
-        ("val CE", lambda r: mean_std(r, "eval_val_ce")),
-        ("val CE, Σ batch means", lambda r: mean_std(r, "eval_val_ce_sum_batch_means", digits=2)),
-        ("val ECE", lambda r: mean_std(r, "eval_val_ece")),
-        ("cinic acc %", lambda r: mean_std(r, "eval_cinic_acc", **pct)),
-        ("cinic CE", lambda r: mean_std(r, "eval_cinic_ce")),
-        ("cinic ECE", lambda r: mean_std(r, "eval_cinic_ece")),
-        ("human CE (train)", lambda r: mean_std(r, "eval_train_human_ce")),
-    ]
     robust = []
     for s, _ in SETS:
         for a, k in ATTACKS:
             robust.append(
                 (f"{s} {a.upper()} {k}/255 acc %",
-                 lambda r, s=s, a=a, k=k: mean_std(r, f"eval_{s}_{a}_eps{k}_255_acc", **pct))
+                 lambda r, s=s, a=a, k=k: mean_std(r, f"eval_{s}_{a}_eps{k}_255_acc", **PCT))
             )
 
     def change(r):
@@ -151,7 +204,6 @@ def main():
         return "\n".join(lines)
 
     md = [
-        begin,
         "<!-- written by scripts/study-report.py from the analysis' average_results.csv;"
         " do not edit by hand -->",
         "",
@@ -161,7 +213,7 @@ def main():
         "",
         "### 1. Hard labels vs human labels (resnet8 students)",
         "",
-        table(baseline + human, quality),
+        table(baseline + human, QUALITY),
         "",
         "### 2. Change against the baseline (relative for CE/ECE; points for accuracy)",
         "",
@@ -173,19 +225,23 @@ def main():
         "",
         "### 4. A teacher trained on human labels, and its students",
         "",
-        table(teachers + distilled + baseline, quality),
+        table(teachers + distilled + baseline, QUALITY),
         "",
         table(teachers + distilled + baseline, robust),
-        "",
-        end,
     ]
-    new_text = text[: text.index(begin)] + "\n".join(md) + text[text.index(end) + len(end):]
+    new_text = replace_between(text, report, "tables", "\n".join(md))
+    if long_dir is not None:
+        new_text = replace_between(new_text, report, "long", long_tables(read_rows(long_dir), report))
     tmp = report.with_name(report.name + ".tmp")
     tmp.write_text(new_text)
     tmp.replace(report)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("average_results.csv", "runs.csv"):
         shutil.copyfile(analysis / name, out / name)
+    if long_dir is not None:
+        (out / "long").mkdir(exist_ok=True)
+        for name in ("average_results.csv", "runs.csv"):
+            shutil.copyfile(long_dir / name, out / "long" / name)
     fig_out = out / "fig"
     fig_out.mkdir(exist_ok=True)
     for png in sorted((analysis / "fig").glob("*.png")):
