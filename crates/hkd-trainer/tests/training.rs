@@ -151,16 +151,16 @@ fn same_seed_gives_identical_runs_and_other_seeds_differ() {
         out: tmp.path().join("b"),
         ..o.clone()
     });
-    assert_eq!(metrics_without_timing(&a), metrics_without_timing(&b));
-    let same = |x: &Path, y: &Path, f: &str| same_tensors(&x.join(f), &y.join(f));
-    assert!(same(&a, &b, "last.safetensors"));
-    assert!(same(&a, &b, "last.optimizer.safetensors"));
+    assert_same_run(&a, &b, &["last.safetensors", "last.optimizer.safetensors"]);
     let (c, _) = run_ok(&TrainOptions {
         out: tmp.path().join("c"),
         iter: 1,
         ..o.clone()
     });
-    assert!(!same(&a, &c, "last.safetensors"));
+    assert!(!same_tensors(
+        &a.join("last.safetensors"),
+        &c.join("last.safetensors")
+    ));
     let (d, _) = run_ok(&TrainOptions {
         out: tmp.path().join("d"),
         seed: 5,
@@ -228,17 +228,15 @@ fn stop_mid_epoch_then_resume_equals_an_uninterrupted_run() {
     assert!(err.to_string().contains("1 of 3 epochs done"), "{err}");
     o2.resume = true;
     let (resumed, _) = run_ok(&o2);
-    assert_eq!(
-        metrics_without_timing(&full),
-        metrics_without_timing(&resumed)
+    assert_same_run(
+        &full,
+        &resumed,
+        &[
+            "last.safetensors",
+            "best.safetensors",
+            "last.optimizer.safetensors",
+        ],
     );
-    for f in [
-        "last.safetensors",
-        "best.safetensors",
-        "last.optimizer.safetensors",
-    ] {
-        assert!(same_tensors(&full.join(f), &resumed.join(f)), "{f} differs");
-    }
     assert_eq!(
         RunDir::new(&full).read_best().unwrap(),
         RunDir::new(&resumed).read_best().unwrap()
@@ -281,14 +279,7 @@ fn a_stale_last_json_is_recovered_from_the_optimizer_file() {
     ));
     std::fs::write(run_dir.join("last.json"), &old_last).unwrap();
     let (resumed, _) = run_ok(&o2);
-    assert_eq!(
-        metrics_without_timing(&full),
-        metrics_without_timing(&resumed)
-    );
-    assert!(same_tensors(
-        &full.join("last.safetensors"),
-        &resumed.join("last.safetensors")
-    ));
+    assert_same_run(&full, &resumed, &["last.safetensors"]);
 
     // Weights that belong to no state (a stop between the weights and the optimizer
     // write): the run starts again from epoch 1 and still ends the same.
@@ -310,14 +301,7 @@ fn a_stale_last_json_is_recovered_from_the_optimizer_file() {
     .unwrap();
     o3.resume = true;
     let (restarted, _) = run_ok(&o3);
-    assert_eq!(
-        metrics_without_timing(&full),
-        metrics_without_timing(&restarted)
-    );
-    assert!(same_tensors(
-        &full.join("last.safetensors"),
-        &restarted.join("last.safetensors")
-    ));
+    assert_same_run(&full, &restarted, &["last.safetensors"]);
 }
 
 #[test]
@@ -527,12 +511,5 @@ fn shake_shake_resumes_exactly() {
     ));
     o2.resume = true;
     let (resumed, _) = run_ok(&o2);
-    assert_eq!(
-        metrics_without_timing(&full),
-        metrics_without_timing(&resumed)
-    );
-    assert!(same_tensors(
-        &full.join("last.safetensors"),
-        &resumed.join("last.safetensors")
-    ));
+    assert_same_run(&full, &resumed, &["last.safetensors"]);
 }

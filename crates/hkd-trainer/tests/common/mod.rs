@@ -92,6 +92,15 @@ pub fn metrics_without_timing(run: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Asserts that two run directories recorded the same epochs (timing aside) and hold
+/// bit-identical tensors in each of `files`.
+pub fn assert_same_run(a: &Path, b: &Path, files: &[&str]) {
+    assert_eq!(metrics_without_timing(a), metrics_without_timing(b));
+    for f in files {
+        assert!(same_tensors(&a.join(f), &b.join(f)), "{f} differs");
+    }
+}
+
 pub fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
