@@ -4,7 +4,8 @@
 //! `cargo bench -p hkd-arch --bench throughput` (`just bench`). Arguments after `--`:
 //! model names to pick (default: resnet8 resnet20 shake26-2x16d), `--quick` (one
 //! repetition, short timings), `--no-torch` (skip PyTorch), `--reps N` (alternating
-//! repetitions, default 3).
+//! repetitions, default 3), `--only train|eval` (time one phase, for profiling; prints
+//! NaN for the other).
 //!
 //! - eval: `Phase::Eval` forward of a batch of 512 images;
 //! - train step (batch 128): a teacher of the same architecture in `Phase::Eval`, the
@@ -31,6 +32,10 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use hkd_arch::{Network, Phase};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// The allocator of the `hkd-train` and `hkd-eval` binaries, so that the figures are theirs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -222,6 +227,7 @@ fn main() -> BoxResult<()> {
     let no_torch = args.iter().any(|a| a == "--no-torch");
     let mut reps = if quick { 1 } else { 3 };
     let mut picked = Vec::new();
+    let mut only: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--reps" {
@@ -229,6 +235,13 @@ fn main() -> BoxResult<()> {
                 .next()
                 .and_then(|v| v.parse().ok())
                 .ok_or("--reps needs a number")?;
+        } else if a == "--only" {
+            only = Some(
+                it.next()
+                    .filter(|v| *v == "train" || *v == "eval")
+                    .ok_or("--only needs `train` or `eval`")?
+                    .clone(),
+            );
         } else if !a.starts_with("--") {
             picked.push(a.clone());
         }
@@ -264,24 +277,33 @@ fn main() -> BoxResult<()> {
         let mut ours = Figures::default();
         let mut torch = Figures::default();
         for _ in 0..reps {
-            let eval_s = time_it(min_steps, min_time, || {
-                let y = net.forward_eval(&xe)?;
-                y.sum_all()?.to_scalar::<f32>()?;
-                Ok(())
-            })?;
+            let skip = |phase: &str| only.as_deref().is_some_and(|o| o != phase);
+            let eval_s = if skip("eval") {
+                f64::NAN
+            } else {
+                time_it(min_steps, min_time, || {
+                    let y = net.forward_eval(&xe)?;
+                    y.sum_all()?.to_scalar::<f32>()?;
+                    Ok(())
+                })?
+            };
             reset_peak_rss();
-            let train_s = time_it(min_steps, min_time, || {
-                let t = teacher.forward_eval(&xt)?;
-                let s = net.forward(
-                    &xt,
-                    Phase::Train {
-                        rng: &mut shake_rng,
-                    },
-                )?;
-                let grads = kd_loss(&s, &t, &yt)?.backward()?;
-                sgd.step(&grads)?;
-                Ok(())
-            })?;
+            let train_s = if skip("train") {
+                f64::NAN
+            } else {
+                time_it(min_steps, min_time, || {
+                    let t = teacher.forward_eval(&xt)?;
+                    let s = net.forward(
+                        &xt,
+                        Phase::Train {
+                            rng: &mut shake_rng,
+                        },
+                    )?;
+                    let grads = kd_loss(&s, &t, &yt)?.backward()?;
+                    sgd.step(&grads)?;
+                    Ok(())
+                })?
+            };
             ours.eval.push(EVAL_BATCH as f64 / eval_s);
             ours.train.push(TRAIN_BATCH as f64 / train_s);
             ours.peak.push(peak_rss_mib());

@@ -126,6 +126,168 @@ impl Geom {
     }
 }
 
+/// The layout of a [`same`](Geom::same) convolution's input without a full im2col: `k`
+/// rows per channel (k = 2·pad + 1, the kernel size), row (c, kj) holding the channel
+/// zero-padded to `hp × wp` (flat, `len` elements) and shifted left by kj. Kernel row ki
+/// then reads the rows at offset ki·wp, and the output in the padded width — `wp` columns
+/// per output row, the last 2·pad of them garbage — is k GEMMs with inner dimension ch·k
+/// instead of one with ch·k² over a k²-times copied image.
+#[derive(Debug, Clone, Copy)]
+struct Shifted {
+    ch: usize,
+    h: usize,
+    w: usize,
+    pad: usize,
+    k: usize,
+    wp: usize,
+    len: usize,
+}
+
+impl Shifted {
+    /// For a same convolution's input (`ch` = g.c) or, with `ch` = g.o, for its output
+    /// gradient (the input gradient is a same convolution of it).
+    fn new(g: &Geom, ch: usize) -> Self {
+        let wp = g.w + 2 * g.pad;
+        Shifted {
+            ch,
+            h: g.h,
+            w: g.w,
+            pad: g.pad,
+            k: g.kh,
+            wp,
+            len: (g.h + 2 * g.pad) * wp,
+        }
+    }
+
+    /// Rows of the shifted buffer: ch·k.
+    fn rows(&self) -> usize {
+        self.ch * self.k
+    }
+
+    /// Columns of an output in the padded width: h·wp.
+    fn cols(&self) -> usize {
+        self.h * self.wp
+    }
+
+    /// Fills `xs` [ch·k, len] from one image `x` [ch, h, w].
+    fn fill<T: Elem>(&self, x: &[T], xs: &mut [T]) {
+        let (hw, len) = (self.h * self.w, self.len);
+        for (ci, rows) in xs.chunks_exact_mut(self.k * len).enumerate() {
+            let xc = &x[ci * hw..(ci + 1) * hw];
+            let (row0, shifted) = rows.split_at_mut(len);
+            let mut pos = 0;
+            for (iy, src) in xc.chunks_exact(self.w).enumerate() {
+                let start = (iy + self.pad) * self.wp + self.pad;
+                row0[pos..start].fill(T::ZERO);
+                row0[start..start + self.w].copy_from_slice(src);
+                pos = start + self.w;
+            }
+            row0[pos..].fill(T::ZERO);
+            for (kj, row) in shifted.chunks_exact_mut(len).enumerate() {
+                let kj = kj + 1;
+                row[..len - kj].copy_from_slice(&row0[kj..]);
+                row[len - kj..].fill(T::ZERO);
+            }
+        }
+    }
+
+    /// `y` [cout, h·w] = the same convolution of the filled buffer `xs` with the weight in
+    /// kernel-row order `wr` [k, cout, ch·k]; `ypad` [cout, h·wp] is scratch.
+    fn conv<T: Elem>(
+        &self,
+        xs: &[T],
+        wr: &[T],
+        cout: usize,
+        ypad: &mut Vec<T>,
+        y: &mut [MaybeUninit<T>],
+    ) {
+        let (kk, n) = (self.rows(), self.cols());
+        ypad.resize(cout * n, T::ZERO);
+        for ki in 0..self.k {
+            let lhs = Mat {
+                ptr: wr[ki * cout * kk..].as_ptr(),
+                rs: kk as isize,
+                cs: 1,
+            };
+            let rhs = Mat {
+                ptr: xs[ki * self.wp..].as_ptr(),
+                rs: self.len as isize,
+                cs: 1,
+            };
+            // SAFETY: ypad is [cout, n]; wr[ki] is [cout, kk]; the rhs block [kk, n] at
+            // offset ki·wp ends at (k − 1)·wp + h·wp − 1 = len − 1 within each row.
+            unsafe {
+                matmul(cout, n, kk, ypad.as_mut_ptr(), n as isize, ki > 0, lhs, rhs);
+            }
+        }
+        for (yo, po) in y
+            .chunks_exact_mut(self.h * self.w)
+            .zip(ypad.chunks_exact(n))
+        {
+            for (yr, pr) in yo.chunks_exact_mut(self.w).zip(po.chunks_exact(self.wp)) {
+                for (d, &s) in yr.iter_mut().zip(pr) {
+                    d.write(s);
+                }
+            }
+        }
+    }
+
+    /// `acc[k, o, ch·k] += dypad [o, h·wp] · xsᵀ` per kernel row (the weight gradient of a
+    /// same convolution in kernel-row order); `dypad` is the output gradient in the padded
+    /// width with zeros in the garbage columns.
+    fn weight_grad<T: Elem>(&self, xs: &[T], dypad: &[T], o: usize, acc: &mut [T]) {
+        let (kk, n) = (self.rows(), self.cols());
+        for ki in 0..self.k {
+            let lhs = Mat {
+                ptr: dypad.as_ptr(),
+                rs: n as isize,
+                cs: 1,
+            };
+            // xsᵀ at offset ki·wp: element (j, r) is xs[r·len + ki·wp + j].
+            let rhs = Mat {
+                ptr: xs[ki * self.wp..].as_ptr(),
+                rs: 1,
+                cs: self.len as isize,
+            };
+            let dst = acc[ki * o * kk..(ki + 1) * o * kk].as_mut_ptr();
+            // SAFETY: dst is [o, kk]; dypad is [o, n]; the rhs block as in `conv`.
+            unsafe { matmul(o, kk, n, dst, kk as isize, true, lhs, rhs) };
+        }
+    }
+
+    /// `dypad` [o, h·wp] from one image's output gradient `dy` [o, h, w].
+    fn pad_cols<T: Elem>(&self, dy: &[T], dypad: &mut Vec<T>) {
+        dypad.resize(dy.len() / self.w * self.wp, T::ZERO);
+        for (pr, src) in dypad.chunks_exact_mut(self.wp).zip(dy.chunks_exact(self.w)) {
+            pr[..self.w].copy_from_slice(src);
+            pr[self.w..].fill(T::ZERO);
+        }
+    }
+}
+
+/// The weight [o, c, k, k] in kernel-row order [k, o, c·k] (`flip`: the input gradient's
+/// weight instead, [k, c, o·k] with the kernel rotated by 180°).
+fn kernel_rows<T: Elem>(w: &[T], o: usize, c: usize, k: usize, flip: bool) -> Vec<T> {
+    let mut out = vec![T::ZERO; w.len()];
+    for oi in 0..o {
+        for ci in 0..c {
+            for ki in 0..k {
+                for kj in 0..k {
+                    let v = w[((oi * c + ci) * k + ki) * k + kj];
+                    let idx = if flip {
+                        let (fi, fj) = (k - 1 - ki, k - 1 - kj);
+                        (fi * c + ci) * o * k + oi * k + fj
+                    } else {
+                        (ki * o + oi) * c * k + ci * k + kj
+                    };
+                    out[idx] = v;
+                }
+            }
+        }
+    }
+    out
+}
+
 fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
     l.shape().dims4()
 }
@@ -285,6 +447,26 @@ fn conv_fwd<T: Elem>(
     let x = slice::<T>(s1, l1, "conv2d")?;
     let w = slice::<T>(s2, l2, "conv2d")?;
     let (k, p, img) = (g.k(), g.p(), g.img());
+    if g.same() && !g.pointwise() {
+        let sh = Shifted::new(&g, g.c);
+        let wr = kernel_rows(w, g.o, g.c, g.kh, false);
+        let fill = |y: &mut [MaybeUninit<T>]| {
+            y.par_chunks_mut(g.o * p).enumerate().for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(xs, ypad): &mut (Vec<T>, Vec<T>), (i, yi)| {
+                    xs.resize(sh.rows() * sh.len, T::ZERO);
+                    sh.fill(&x[i * img..(i + 1) * img], xs);
+                    sh.conv(xs, &wr, g.o, ypad, yi);
+                },
+            )
+        };
+        // SAFETY: `Shifted::conv` writes each image's [o, p] block in full.
+        let y = unsafe { new_vec(g.n * g.o * p, fill) };
+        return Ok((
+            T::to_cpu_storage_owned(y),
+            Shape::from((g.n, g.o, g.ho, g.wo)),
+        ));
+    }
     let fill = |y: &mut [MaybeUninit<T>]| {
         y.par_chunks_mut(g.o * p).enumerate().for_each_init(
             Vec::new,
@@ -401,6 +583,28 @@ fn conv_bwd_input<T: Elem>(
     let dy = slice::<T>(s1, l1, "conv2d-bwd-input")?;
     let w = slice::<T>(s2, l2, "conv2d-bwd-input")?;
     let (k, p, img) = (g.k(), g.p(), g.img());
+    if g.same() && !g.pointwise() {
+        // The input gradient of a same convolution is the same convolution of dy with the
+        // kernel rotated by 180° and its channel axes swapped.
+        let sh = Shifted::new(&g, g.o);
+        let vr = kernel_rows(w, g.o, g.c, g.kh, true);
+        let fill = |dx: &mut [MaybeUninit<T>]| {
+            dx.par_chunks_mut(img).enumerate().for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(xs, ypad): &mut (Vec<T>, Vec<T>), (i, dxi)| {
+                    xs.resize(sh.rows() * sh.len, T::ZERO);
+                    sh.fill(&dy[i * g.o * p..(i + 1) * g.o * p], xs);
+                    sh.conv(xs, &vr, g.c, ypad, dxi);
+                },
+            )
+        };
+        // SAFETY: `Shifted::conv` writes each image's [c, h·w] block in full.
+        let dx = unsafe { new_vec(g.n * img, fill) };
+        return Ok((
+            T::to_cpu_storage_owned(dx),
+            Shape::from((g.n, g.c, g.h, g.w)),
+        ));
+    }
     let mut dx = vec![T::ZERO; g.n * img];
     dx.par_chunks_mut(img)
         .enumerate()
@@ -492,6 +696,41 @@ fn conv_bwd_weight<T: Elem>(
     let (k, p, img) = (g.k(), g.p(), g.img());
     let per = g.n.div_ceil(WEIGHT_GRAD_PARTS.min(g.n).max(1)).max(1);
     let parts = g.n.div_ceil(per);
+    if g.same() && !g.pointwise() {
+        let sh = Shifted::new(&g, g.c);
+        let partials: Vec<Vec<T>> = (0..parts)
+            .into_par_iter()
+            .map(|part| {
+                let mut acc = vec![T::ZERO; g.o * k];
+                let mut xs = vec![T::ZERO; sh.rows() * sh.len];
+                let mut dypad = Vec::new();
+                for i in part * per..((part + 1) * per).min(g.n) {
+                    sh.fill(&x[i * img..(i + 1) * img], &mut xs);
+                    sh.pad_cols(&dy[i * g.o * p..(i + 1) * g.o * p], &mut dypad);
+                    sh.weight_grad(&xs, &dypad, g.o, &mut acc);
+                }
+                acc
+            })
+            .collect();
+        let acc = sum_parts(partials, g.o * k);
+        // Kernel-row order [kh, o, c·kw] back to [o, c, kh, kw].
+        let (kh, kw) = (g.kh, g.kw);
+        let mut dw = vec![T::ZERO; g.o * k];
+        for ki in 0..kh {
+            for oi in 0..g.o {
+                for ci in 0..g.c {
+                    for kj in 0..kw {
+                        dw[((oi * g.c + ci) * kh + ki) * kw + kj] =
+                            acc[(ki * g.o + oi) * g.c * kw + ci * kw + kj];
+                    }
+                }
+            }
+        }
+        return Ok((
+            T::to_cpu_storage_owned(dw),
+            Shape::from((g.o, g.c, g.kh, g.kw)),
+        ));
+    }
     let partials: Vec<Vec<T>> = (0..parts)
         .into_par_iter()
         .map(|part| {
@@ -524,17 +763,23 @@ fn conv_bwd_weight<T: Elem>(
             acc
         })
         .collect();
-    let mut parts_iter = partials.into_iter();
-    let mut dw = parts_iter.next().unwrap_or_else(|| vec![T::ZERO; g.o * k]);
-    for part in parts_iter {
-        for (d, s) in dw.iter_mut().zip(part) {
-            *d += s;
-        }
-    }
+    let dw = sum_parts(partials, g.o * k);
     Ok((
         T::to_cpu_storage_owned(dw),
         Shape::from((g.o, g.c, g.kh, g.kw)),
     ))
+}
+
+/// The sum of the per-part partial gradients, in part order (deterministic).
+fn sum_parts<T: Elem>(partials: Vec<Vec<T>>, len: usize) -> Vec<T> {
+    let mut parts = partials.into_iter();
+    let mut sum = parts.next().unwrap_or_else(|| vec![T::ZERO; len]);
+    for part in parts {
+        for (d, s) in sum.iter_mut().zip(part) {
+            *d += s;
+        }
+    }
+    sum
 }
 
 impl CustomOp2 for Conv2dBwdWeight {
