@@ -261,20 +261,6 @@ struct BnBwdReduce {
     relu: bool,
 }
 
-/// `dy` masked by `y > 0` into `buf` when `relu`, else `dy` itself.
-fn masked<'a, T: Elem>(relu: bool, dy: &'a [T], y: &[T], buf: &'a mut Vec<T>) -> &'a [T] {
-    if !relu {
-        return dy;
-    }
-    buf.clear();
-    buf.extend(
-        dy.iter()
-            .zip(y)
-            .map(|(&g, &v)| if v > T::ZERO { g } else { T::ZERO }),
-    );
-    buf
-}
-
 #[allow(clippy::too_many_arguments)]
 fn bn_bwd_reduce<T: Elem>(
     op: &BnBwdReduce,
@@ -300,11 +286,10 @@ fn bn_bwd_reduce<T: Elem>(
         .into_par_iter()
         .map(|ci| {
             let (mut s1, mut s2) = (0.0, 0.0);
-            let mut buf = Vec::new();
             for i in 0..n {
                 let r = (i * c + ci) * hw..(i * c + ci + 1) * hw;
-                let g = masked(op.relu, &dy[r.clone()], &y[r.clone()], &mut buf);
-                let (a, b) = sum_dy_dyx(g, &x[r], op.mean[ci]);
+                let relu_out = op.relu.then(|| &y[r.clone()]);
+                let (a, b) = sum_dy_dyx(&dy[r.clone()], &x[r], relu_out, op.mean[ci]);
                 s1 += a;
                 s2 += b;
             }

@@ -1,5 +1,9 @@
-//! 2-D convolution (groups 1, dilation 1, symmetric zero padding): im2col + GEMM forward,
-//! GEMM + col2im input gradient, GEMM weight gradient.
+//! 2-D convolution (groups 1, dilation 1, symmetric zero padding). Same convolutions
+//! (stride 1, output as large as the input): k GEMMs over k shifted copies of the padded
+//! input ([`Shifted`]) for the forward pass, the input gradient (a same convolution of dy
+//! with the rotated kernel) and the weight gradient. Other geometries: im2col + GEMM
+//! forward, GEMM + col2im input gradient, GEMM weight gradient. 1×1 stride-1 convolutions
+//! use the image itself as the column matrix.
 
 use std::mem::MaybeUninit;
 
@@ -78,51 +82,36 @@ impl Geom {
         self.stride == 1 && self.ho == self.h && self.wo == self.w
     }
 
-    /// For kernel offset (ki, kj) of a [`same`](Self::same) convolution: the flat shift
-    /// `d` (row element q reads input element q + d) and the range [q0, q1) of q where
-    /// q + d lies inside the image.
-    fn shift(&self, ki: usize, kj: usize) -> (isize, usize, usize) {
-        let hw = (self.h * self.w) as isize;
-        let d =
-            (ki as isize - self.pad as isize) * self.w as isize + kj as isize - self.pad as isize;
-        let q0 = (-d).clamp(0, hw);
-        let q1 = (hw - d).clamp(q0, hw);
-        (d, q0 as usize, q1 as usize)
+    /// Where kernel column kj reads for a strided convolution whose input rows are split
+    /// by column phase (plane r holds the input columns r, r + s, r + 2s, …): the phase r,
+    /// the offset q (output column ox reads plane entry ox + q), and the half-open range
+    /// [lo, hi) of output columns whose input column ox·s + kj − pad lies in [0, w).
+    fn phase(&self, kj: usize) -> (usize, isize, usize, usize) {
+        let s = self.stride as isize;
+        let d = kj as isize - self.pad as isize;
+        let (r, q) = (d.rem_euclid(s), d.div_euclid(s));
+        let len = (self.w as isize - r).max(0).div_euclid(s)
+            + isize::from((self.w as isize - r).max(0).rem_euclid(s) != 0);
+        let lo = (-q).clamp(0, self.wo as isize);
+        let hi = (len - q).clamp(lo, self.wo as isize);
+        (r as usize, q, lo as usize, hi as usize)
     }
 
-    /// Zeroes the entries of a [`same`](Self::same) column-matrix row whose input pixel
-    /// lies in the padding (rows above/below the image, columns wrapping around).
-    fn zero_padding<T: Elem>(&self, row: &mut [T], ki: usize, kj: usize) {
-        let (h, w) = (self.h, self.w);
-        for oy in 0..h {
-            let iy = oy + ki;
-            let r = &mut row[oy * w..(oy + 1) * w];
-            if iy < self.pad || iy - self.pad >= h {
-                r.fill(T::ZERO);
-                continue;
-            }
-            if kj < self.pad {
-                r[..(self.pad - kj).min(w)].fill(T::ZERO);
-            } else if kj > self.pad {
-                r[w.saturating_sub(kj - self.pad)..].fill(T::ZERO);
+    /// Elements of the phase-split copy of one image: c·h·s·⌈w/s⌉.
+    fn planes_len(&self) -> usize {
+        self.c * self.h * self.stride * self.w.div_ceil(self.stride)
+    }
+
+    /// Splits one image `x` [c, h, w] by column phase into `planes` [c, h, s, ⌈w/s⌉].
+    fn split_phases<T: Elem>(&self, x: &[T], planes: &mut [T]) {
+        let (s, pw) = (self.stride, self.w.div_ceil(self.stride));
+        for (xr, pr) in x.chunks_exact(self.w).zip(planes.chunks_exact_mut(s * pw)) {
+            for (r, plane) in pr.chunks_exact_mut(pw).enumerate() {
+                for (d, &v) in plane.iter_mut().zip(xr.iter().skip(r).step_by(s)) {
+                    *d = v;
+                }
             }
         }
-    }
-
-    /// The output columns `ox` whose input column `ox·stride + kj − pad` lies in [0, w):
-    /// the half-open range [lo, hi).
-    fn valid_cols(&self, kj: usize) -> (usize, usize) {
-        let lo = if kj >= self.pad {
-            0
-        } else {
-            (self.pad - kj).div_ceil(self.stride)
-        };
-        let hi = if self.w + self.pad > kj {
-            (self.w + self.pad - kj).div_ceil(self.stride).min(self.wo)
-        } else {
-            0
-        };
-        (lo.min(hi), hi)
     }
 }
 
@@ -292,59 +281,40 @@ fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
     l.shape().dims4()
 }
 
-/// Column matrix [c·kh·kw, ho·wo] of one image `x` [c, h, w].
-fn im2col<T: Elem>(x: &[T], g: &Geom, cols: &mut [T]) {
-    let (p, hw) = (g.p(), g.h * g.w);
-    if g.same() {
-        // One long copy per row, then the padding entries zeroed.
-        for ci in 0..g.c {
-            let xc = &x[ci * hw..(ci + 1) * hw];
-            for ki in 0..g.kh {
-                for kj in 0..g.kw {
-                    let r = (ci * g.kh + ki) * g.kw + kj;
-                    let row = &mut cols[r * p..(r + 1) * p];
-                    let (d, q0, q1) = g.shift(ki, kj);
-                    row[..q0].fill(T::ZERO);
-                    row[q1..].fill(T::ZERO);
-                    if q0 < q1 {
-                        let s0 = (q0 as isize + d) as usize;
-                        row[q0..q1].copy_from_slice(&xc[s0..s0 + (q1 - q0)]);
-                    }
-                    g.zero_padding(row, ki, kj);
-                }
-            }
-        }
-        return;
-    }
+/// Column matrix [c·kh·kw, ho·wo] of one image `x` [c, h, w] (strided and unpadded
+/// convolutions; same convolutions use [`Shifted`]); `planes` is scratch. The input rows
+/// are split by column phase first (for stride 1 the image itself is the one phase), so
+/// that every output row segment is one contiguous copy.
+fn im2col<T: Elem>(x: &[T], g: &Geom, cols: &mut [T], planes: &mut Vec<T>) {
+    let p = g.p();
+    let (s, pw) = (g.stride, g.w.div_ceil(g.stride));
+    let planes: &[T] = if s == 1 {
+        x
+    } else {
+        planes.resize(g.planes_len(), T::ZERO);
+        g.split_phases(x, planes);
+        planes
+    };
     for ci in 0..g.c {
-        let xc = &x[ci * hw..(ci + 1) * hw];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
                 let r = (ci * g.kh + ki) * g.kw + kj;
                 let row = &mut cols[r * p..(r + 1) * p];
-                let (lo, hi) = g.valid_cols(kj);
-                for oy in 0..g.ho {
-                    let out = &mut row[oy * g.wo..(oy + 1) * g.wo];
-                    let iy = oy * g.stride + ki;
-                    if iy < g.pad || iy - g.pad >= g.h {
+                let (phase, q, lo, hi) = g.phase(kj);
+                for (oy, out) in row.chunks_exact_mut(g.wo).enumerate() {
+                    let iy = oy * s + ki;
+                    if iy < g.pad || iy - g.pad >= g.h || lo == hi {
                         out.fill(T::ZERO);
                         continue;
                     }
-                    let xr = &xc[(iy - g.pad) * g.w..(iy - g.pad + 1) * g.w];
-                    out[..lo].fill(T::ZERO);
-                    out[hi..].fill(T::ZERO);
-                    if lo == hi {
-                        continue;
+                    let src = &planes[((ci * g.h + iy - g.pad) * s + phase) * pw..][..pw];
+                    let t0 = (lo as isize + q) as usize;
+                    for v in &mut out[..lo] {
+                        *v = T::ZERO;
                     }
-                    if g.stride == 1 {
-                        let ix0 = lo + kj - g.pad;
-                        out[lo..hi].copy_from_slice(&xr[ix0..ix0 + (hi - lo)]);
-                    } else {
-                        let ix0 = lo * g.stride + kj - g.pad;
-                        let xs = xr[ix0..].iter().step_by(g.stride);
-                        for (v, &x) in out[lo..hi].iter_mut().zip(xs) {
-                            *v = x;
-                        }
+                    out[lo..hi].copy_from_slice(&src[t0..t0 + (hi - lo)]);
+                    for v in &mut out[hi..] {
+                        *v = T::ZERO;
                     }
                 }
             }
@@ -353,60 +323,47 @@ fn im2col<T: Elem>(x: &[T], g: &Geom, cols: &mut [T]) {
 }
 
 /// Adds the column matrix `cols` [c·kh·kw, ho·wo] back into the image gradient `dx`
-/// [c, h, w] (the adjoint of [`im2col`]); `cols` is scratch and may be changed.
-fn col2im<T: Elem>(cols: &mut [T], g: &Geom, dx: &mut [T]) {
-    let (p, hw) = (g.p(), g.h * g.w);
-    if g.same() {
-        // Zero the padding entries, then one long add per row.
+/// [c, h, w] (the adjoint of [`im2col`]); `planes` is scratch. Accumulates into the rows
+/// split by column phase (for stride 1 the image gradient itself), then interleaves the
+/// phases back.
+fn col2im<T: Elem>(cols: &[T], g: &Geom, dx: &mut [T], planes: &mut Vec<T>) {
+    let p = g.p();
+    let (s, pw) = (g.stride, g.w.div_ceil(g.stride));
+    if s > 1 {
+        planes.clear();
+        planes.resize(g.planes_len(), T::ZERO);
+    }
+    {
+        let acc: &mut [T] = if s == 1 { dx } else { planes };
         for ci in 0..g.c {
-            let dxc = &mut dx[ci * hw..(ci + 1) * hw];
             for ki in 0..g.kh {
                 for kj in 0..g.kw {
                     let r = (ci * g.kh + ki) * g.kw + kj;
-                    let row = &mut cols[r * p..(r + 1) * p];
-                    g.zero_padding(row, ki, kj);
-                    let (d, q0, q1) = g.shift(ki, kj);
-                    if q0 == q1 {
+                    let row = &cols[r * p..(r + 1) * p];
+                    let (phase, q, lo, hi) = g.phase(kj);
+                    if lo == hi {
                         continue;
                     }
-                    let s0 = (q0 as isize + d) as usize;
-                    for (o, &v) in dxc[s0..s0 + (q1 - q0)].iter_mut().zip(&row[q0..q1]) {
-                        *o += v;
+                    for (oy, src) in row.chunks_exact(g.wo).enumerate() {
+                        let iy = oy * s + ki;
+                        if iy < g.pad || iy - g.pad >= g.h {
+                            continue;
+                        }
+                        let t0 = (lo as isize + q) as usize;
+                        let base = ((ci * g.h + iy - g.pad) * s + phase) * pw + t0;
+                        for (d, &v) in acc[base..base + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                            *d += v;
+                        }
                     }
                 }
             }
         }
-        return;
     }
-    for ci in 0..g.c {
-        let dxc = &mut dx[ci * hw..(ci + 1) * hw];
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let r = (ci * g.kh + ki) * g.kw + kj;
-                let row = &cols[r * p..(r + 1) * p];
-                let (lo, hi) = g.valid_cols(kj);
-                for oy in 0..g.ho {
-                    let iy = oy * g.stride + ki;
-                    if iy < g.pad || iy - g.pad >= g.h {
-                        continue;
-                    }
-                    let src = &row[oy * g.wo..(oy + 1) * g.wo];
-                    let dr = &mut dxc[(iy - g.pad) * g.w..(iy - g.pad + 1) * g.w];
-                    if lo == hi {
-                        continue;
-                    }
-                    if g.stride == 1 {
-                        let ix0 = lo + kj - g.pad;
-                        for (d, &s) in dr[ix0..ix0 + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
-                            *d += s;
-                        }
-                    } else {
-                        let ix0 = lo * g.stride + kj - g.pad;
-                        let ds = dr[ix0..].iter_mut().step_by(g.stride);
-                        for (d, &s) in ds.zip(&src[lo..hi]) {
-                            *d += s;
-                        }
-                    }
+    if s > 1 {
+        for (dr, pr) in dx.chunks_exact_mut(g.w).zip(planes.chunks_exact(s * pw)) {
+            for (r, plane) in pr.chunks_exact(pw).enumerate() {
+                for (d, &v) in dr.iter_mut().skip(r).step_by(s).zip(plane) {
+                    *d += v;
                 }
             }
         }
@@ -469,14 +426,14 @@ fn conv_fwd<T: Elem>(
     }
     let fill = |y: &mut [MaybeUninit<T>]| {
         y.par_chunks_mut(g.o * p).enumerate().for_each_init(
-            Vec::new,
-            |cols: &mut Vec<T>, (i, yi)| {
+            || (Vec::new(), Vec::new()),
+            |(cols, planes): &mut (Vec<T>, Vec<T>), (i, yi)| {
                 let xi = &x[i * img..(i + 1) * img];
                 let rhs: &[T] = if g.pointwise() {
                     xi
                 } else {
                     cols.resize(k * p, T::ZERO);
-                    im2col(xi, &g, cols);
+                    im2col(xi, &g, cols, planes);
                     cols
                 };
                 let lhs = Mat {
@@ -606,9 +563,9 @@ fn conv_bwd_input<T: Elem>(
         ));
     }
     let mut dx = vec![T::ZERO; g.n * img];
-    dx.par_chunks_mut(img)
-        .enumerate()
-        .for_each_init(Vec::new, |cols: &mut Vec<T>, (i, dxi)| {
+    dx.par_chunks_mut(img).enumerate().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(cols, planes): &mut (Vec<T>, Vec<T>), (i, dxi)| {
             let dyi = &dy[i * g.o * p..(i + 1) * g.o * p];
             // Wᵀ [k, o]: element (r, oc) is w[oc·k + r].
             let lhs = Mat {
@@ -628,9 +585,10 @@ fn conv_bwd_input<T: Elem>(
                 cols.resize(k * p, T::ZERO);
                 // SAFETY: cols is [k, p]; operands as described.
                 unsafe { matmul(k, p, g.o, cols.as_mut_ptr(), p as isize, false, lhs, rhs) };
-                col2im(cols.as_mut_slice(), &g, dxi);
+                col2im(cols, &g, dxi, planes);
             }
-        });
+        },
+    );
     Ok((
         T::to_cpu_storage_owned(dx),
         Shape::from((g.n, g.c, g.h, g.w)),
@@ -735,7 +693,7 @@ fn conv_bwd_weight<T: Elem>(
         .into_par_iter()
         .map(|part| {
             let mut acc = vec![T::ZERO; g.o * k];
-            let mut cols = Vec::new();
+            let (mut cols, mut planes) = (Vec::new(), Vec::new());
             for i in part * per..((part + 1) * per).min(g.n) {
                 let xi = &x[i * img..(i + 1) * img];
                 let dyi = &dy[i * g.o * p..(i + 1) * g.o * p];
@@ -743,7 +701,7 @@ fn conv_bwd_weight<T: Elem>(
                     xi
                 } else {
                     cols.resize(k * p, T::ZERO);
-                    im2col(xi, &g, &mut cols);
+                    im2col(xi, &g, &mut cols, &mut planes);
                     &cols
                 };
                 let lhs = Mat {

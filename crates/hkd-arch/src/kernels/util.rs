@@ -109,58 +109,106 @@ pub(crate) unsafe fn matmul<T: Elem>(
     }
 }
 
+/// Runs `$body` compiled for AVX2 where the CPU has it (runtime check), else for the
+/// baseline target. The body is the same code, so the result is the same bit for bit:
+/// no FMA contraction, the same accumulators in the same order.
+macro_rules! with_avx2 {
+    ($body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                return unsafe { avx2(|| $body) };
+            }
+        }
+        $body
+    }};
+}
+
 /// Σ x in f64 (8 independent accumulators, fixed order: deterministic).
 pub(crate) fn sum<T: Elem>(xs: &[T]) -> f64 {
-    let mut acc = [0f64; 8];
-    let chunks = xs.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v.to_f64();
+    with_avx2!({
+        let mut acc = [0f64; 8];
+        let chunks = xs.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a += v.to_f64();
+            }
         }
-    }
-    let mut s: f64 = acc.iter().sum();
-    for &v in rest {
-        s += v.to_f64();
-    }
-    s
+        let mut s: f64 = acc.iter().sum();
+        for &v in rest {
+            s += v.to_f64();
+        }
+        s
+    })
 }
 
 /// Σ (x − mean)² in f64.
 pub(crate) fn sum_sq_dev<T: Elem>(xs: &[T], mean: f64) -> f64 {
-    let mut acc = [0f64; 8];
-    let chunks = xs.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            let d = v.to_f64() - mean;
-            *a += d * d;
+    with_avx2!({
+        let mut acc = [0f64; 8];
+        let chunks = xs.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                let d = v.to_f64() - mean;
+                *a += d * d;
+            }
         }
-    }
-    let mut s: f64 = acc.iter().sum();
-    for &v in rest {
-        let d = v.to_f64() - mean;
-        s += d * d;
-    }
-    s
+        let mut s: f64 = acc.iter().sum();
+        for &v in rest {
+            let d = v.to_f64() - mean;
+            s += d * d;
+        }
+        s
+    })
 }
 
-/// (Σ dy, Σ dy·(x − mean)) in f64.
-pub(crate) fn sum_dy_dyx<T: Elem>(dy: &[T], x: &[T], mean: f64) -> (f64, f64) {
+/// (Σ g, Σ g·(x − mean)) in f64, where g = dy, or with `relu_out` the gradient through a
+/// ReLU whose output that is (dy where relu_out > 0, else 0).
+pub(crate) fn sum_dy_dyx<T: Elem>(
+    dy: &[T],
+    x: &[T],
+    relu_out: Option<&[T]>,
+    mean: f64,
+) -> (f64, f64) {
+    match relu_out {
+        None => with_avx2!(sum_dy_dyx_gated::<T, false>(dy, x, dy, mean)),
+        Some(y) => with_avx2!(sum_dy_dyx_gated::<T, true>(dy, x, y, mean)),
+    }
+}
+
+#[inline(always)]
+fn sum_dy_dyx_gated<T: Elem, const GATE: bool>(
+    dy: &[T],
+    x: &[T],
+    y: &[T],
+    mean: f64,
+) -> (f64, f64) {
+    let gate = |g: T, y: T| if !GATE || y > T::ZERO { g } else { T::ZERO };
     let mut a1 = [0f64; 8];
     let mut a2 = [0f64; 8];
     let n8 = dy.len() / 8 * 8;
-    for (cd, cx) in dy[..n8].chunks_exact(8).zip(x[..n8].chunks_exact(8)) {
-        for (((s1, s2), &g), &v) in a1.iter_mut().zip(a2.iter_mut()).zip(cd).zip(cx) {
-            let g = g.to_f64();
-            *s1 += g;
-            *s2 += g * (v.to_f64() - mean);
+    for ((cd, cx), cy) in dy[..n8]
+        .chunks_exact(8)
+        .zip(x[..n8].chunks_exact(8))
+        .zip(y[..n8].chunks_exact(8))
+    {
+        for i in 0..8 {
+            let g = gate(cd[i], cy[i]).to_f64();
+            a1[i] += g;
+            a2[i] += g * (cx[i].to_f64() - mean);
         }
     }
     let mut s1: f64 = a1.iter().sum();
     let mut s2: f64 = a2.iter().sum();
-    for (&g, &v) in dy[n8..].iter().zip(&x[n8..]) {
-        let g = g.to_f64();
+    for ((&g, &v), &yv) in dy[n8..].iter().zip(&x[n8..]).zip(&y[n8..]) {
+        let g = gate(g, yv).to_f64();
         s1 += g;
         s2 += g * (v.to_f64() - mean);
     }
