@@ -178,6 +178,14 @@ impl Default for DistillationConfig {
 }
 
 impl DistillationConfig {
+    /// Whether [`DistillationLoss::compute`](crate::DistillationLoss::compute) needs the
+    /// teacher's logits: in `student` mode with γ < 1. At γ = 1 the teacher term has
+    /// weight 0, so a trainer can skip the teacher's forward pass; the term is then
+    /// reported as 0, which is what it is with the logits too.
+    pub fn needs_teacher_logits(&self) -> bool {
+        self.mode == DistillationMode::Student && self.gamma < 1.0
+    }
+
     /// Checks every field; the first violation is returned as an error.
     ///
     /// All fields are checked in every mode (an unused γ of 7 is still a typo worth

@@ -70,8 +70,9 @@ pub enum LossError {
 
     /// Teacher logits are missing in `student` mode.
     #[error(
-        "no teacher logits were given to the distillation loss in `student` mode, expected \
-         a [N, C] tensor; pass the teacher's logits for the batch or use `human`/`baseline` mode"
+        "no teacher logits were given to the distillation loss in `student` mode with γ < 1, \
+         expected a [N, C] tensor; pass the teacher's logits for the batch or use \
+         `human`/`baseline` mode"
     )]
     MissingTeacher,
 

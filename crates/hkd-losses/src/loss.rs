@@ -122,8 +122,10 @@ impl DistillationLoss {
     /// - `hard_labels`: `[N]`, `u32`, `i64` or `u8`, values in `0..C`.
     /// - `human`: `[N, C]` rows summing to 1; required in `human` and `student` mode,
     ///   ignored in `baseline` mode. Cast to the student's dtype if it differs.
-    /// - `teacher_logits`: `[N, C]`; required in `student` mode and rejected otherwise.
-    ///   Cast to the student's dtype if it differs; never receives a gradient.
+    /// - `teacher_logits`: `[N, C]`; required in `student` mode with γ < 1 (see
+    ///   [`DistillationConfig::needs_teacher_logits`]), optional at γ = 1 (the teacher
+    ///   term is then 0, as it is with the logits), rejected in the other modes. Cast to
+    ///   the student's dtype if it differs; never receives a gradient.
     ///
     /// Nothing is copied to the host, except one scalar (the smallest human entry) when
     /// `human_smoothing` is 0, to reject rows with zeros.
@@ -137,7 +139,9 @@ impl DistillationLoss {
         let config = &self.config;
         let mode = config.mode;
         match (mode, teacher_logits.is_some()) {
-            (DistillationMode::Student, false) => return Err(LossError::MissingTeacher),
+            (DistillationMode::Student, false) if config.needs_teacher_logits() => {
+                return Err(LossError::MissingTeacher);
+            }
             (DistillationMode::Baseline | DistillationMode::Human, true) => {
                 return Err(LossError::UnexpectedTeacher { mode });
             }
@@ -183,11 +187,15 @@ impl DistillationLoss {
                 let kd = soft_term(human_log_probs, config.temperature_human)?;
                 (Some(kd), None, None)
             }
-            (DistillationMode::Student, Some(human_log_probs), Some(teacher)) => {
-                let teacher_term = soft_term(teacher, config.temperature_teacher)?
-                    .affine(1.0 - config.gamma, 0.0)?;
+            (DistillationMode::Student, Some(human_log_probs), teacher) => {
                 let human_term = soft_term(human_log_probs, config.temperature_human)?
                     .affine(config.gamma, 0.0)?;
+                let teacher_term = match teacher {
+                    Some(teacher) => soft_term(teacher, config.temperature_teacher)?
+                        .affine(1.0 - config.gamma, 0.0)?,
+                    // γ = 1 (checked above): weight 0.
+                    None => human_term.zeros_like()?,
+                };
                 let kd = (&teacher_term + &human_term)?;
                 (Some(kd), Some(teacher_term), Some(human_term))
             }

@@ -131,6 +131,16 @@ fn teacher_is_required_in_student_mode_and_rejected_elsewhere() {
         .unwrap_err();
     assert!(matches!(error, LossError::MissingTeacher), "{error:?}");
     assert!(error.to_string().contains("student"));
+    let almost_human = DistillationLoss::new(DistillationConfig {
+        gamma: 0.999,
+        ..config(DistillationMode::Student)
+    })
+    .unwrap();
+    assert!(almost_human.config().needs_teacher_logits());
+    let error = almost_human
+        .compute(&batch.student, &batch.labels, Some(&batch.human), None)
+        .unwrap_err();
+    assert!(matches!(error, LossError::MissingTeacher), "{error:?}");
 
     for mode in [DistillationMode::Baseline, DistillationMode::Human] {
         let loss = DistillationLoss::new(config(mode)).unwrap();
@@ -520,4 +530,59 @@ fn config_reads_from_serde_with_defaults_and_rejects_unknown_fields() {
 
 fn config_with_mode_human() -> DistillationConfig {
     config(DistillationMode::Human)
+}
+
+#[test]
+fn at_gamma_one_the_teacher_is_optional_and_changes_nothing() {
+    let batch = inputs();
+    for distil_fn in [DistilFn::Kl, DistilFn::Ce] {
+        let loss = DistillationLoss::new(DistillationConfig {
+            gamma: 1.0,
+            lambda: 0.7,
+            temperature_teacher: 3.0,
+            temperature_human: 2.0,
+            distil_fn,
+            ..config(DistillationMode::Student)
+        })
+        .unwrap();
+        assert!(!loss.config().needs_teacher_logits());
+        let with = loss
+            .compute(
+                &batch.student,
+                &batch.labels,
+                Some(&batch.human),
+                Some(&batch.teacher),
+            )
+            .unwrap()
+            .to_f64()
+            .unwrap();
+        let without = loss
+            .compute(&batch.student, &batch.labels, Some(&batch.human), None)
+            .unwrap()
+            .to_f64()
+            .unwrap();
+        assert_eq!(with.teacher_term, Some(0.0), "{distil_fn}");
+        assert_eq!(without.teacher_term, Some(0.0), "{distil_fn}");
+        assert!(without.human_term.is_some_and(|h| h > 0.0), "{without:?}");
+        assert_eq!(
+            (
+                with.total.to_bits(),
+                with.kd.map(f64::to_bits),
+                with.human_term.map(f64::to_bits)
+            ),
+            (
+                without.total.to_bits(),
+                without.kd.map(f64::to_bits),
+                without.human_term.map(f64::to_bits)
+            ),
+            "{distil_fn}: {with:?} vs {without:?}"
+        );
+    }
+    for mode in [DistillationMode::Baseline, DistillationMode::Human] {
+        let cfg = DistillationConfig {
+            gamma: 1.0,
+            ..config(mode)
+        };
+        assert!(!cfg.needs_teacher_logits(), "{mode}");
+    }
 }

@@ -637,14 +637,17 @@ impl Session {
                             e,
                         )
                     })?;
+                // At γ = 1 the teacher term has weight 0: no teacher forward pass.
                 let teacher_logits = match &self.teacher {
-                    Some(t) => Some(t.forward_eval(&batch.images).map_err(|e| {
-                        TrainError::arch(
-                            format!("teacher forward, epoch {epoch} batch {}", b + 1),
-                            e,
-                        )
-                    })?),
-                    None => None,
+                    Some(t) if self.loss.config().needs_teacher_logits() => {
+                        Some(t.forward_eval(&batch.images).map_err(|e| {
+                            TrainError::arch(
+                                format!("teacher forward, epoch {epoch} batch {}", b + 1),
+                                e,
+                            )
+                        })?)
+                    }
+                    _ => None,
                 };
                 let human = match (&batch.human, self.uniform_human) {
                     (_, true) => Some(Tensor::full(

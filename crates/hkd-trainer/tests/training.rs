@@ -99,12 +99,21 @@ fn one_epoch_of_each_mode_writes_the_run_directory() {
     assert!(t > 0.0 && h > 0.0);
     assert!((m[0].train_kd.unwrap() - (t + h)).abs() < 1e-5, "{m:?}");
 
-    // best:<dir> picks the better of the two finished teachers by validation accuracy.
+    // γ = 1: the teacher term has weight 0 and the teacher's forward pass is skipped.
+    let mut o = quick_options(&data, &out, teacher_dir.to_str().unwrap(), 1);
+    o.gamma = 1.0;
+    let (human_only_dir, _) = run_ok(&o);
+    let m = metrics(&human_only_dir);
+    let (t, h) = (m[0].train_teacher.unwrap(), m[0].train_human.unwrap());
+    assert_eq!(t, 0.0, "{m:?}");
+    assert!(h > 0.0 && m[0].train_kd == Some(h), "{m:?}");
+
+    // best:<dir> picks the finished run with the best validation accuracy.
     let mut o = quick_options(&data, &out, &format!("best:{}", out.display()), 1);
     o.out = tmp.path().join("runs2");
     let plan = hkd_trainer::plan(&o).unwrap();
     let acc = |d: &Path| RunDir::new(d).read_best().unwrap().val_acc;
-    let candidates = [&teacher_dir, &human_dir, &student_dir];
+    let candidates = [&teacher_dir, &human_dir, &student_dir, &human_only_dir];
     let best_acc = candidates.iter().map(|d| acc(d)).fold(f64::MIN, f64::max);
     match &plan.config.teacher {
         TeacherSpec::Run { dir, .. } => assert_eq!(acc(dir), best_acc),
