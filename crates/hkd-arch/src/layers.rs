@@ -531,6 +531,35 @@ impl Linear {
     }
 }
 
+/// The shortcut of a ResNet or ResNeXt block: the identity when the block keeps its
+/// channel count, else a projection conv1x1 (with the block's stride) + BN under the
+/// scope `shortcut` (parameters `shortcut.conv.*`, `shortcut.bn.*`).
+pub(crate) enum Shortcut {
+    Identity,
+    Projection { conv: Conv2d, bn: BatchNorm2d },
+}
+
+impl Shortcut {
+    pub fn new(b: &mut Builder, inc: usize, out: usize, stride: usize) -> Result<Self> {
+        if inc == out {
+            return Ok(Shortcut::Identity);
+        }
+        b.scope("shortcut", |b| {
+            Ok(Shortcut::Projection {
+                conv: b.conv2d("conv", inc, out, 1, stride, 0, 1, false)?,
+                bn: b.batch_norm("bn", out)?,
+            })
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match self {
+            Shortcut::Identity => Ok(x.clone()),
+            Shortcut::Projection { conv, bn } => bn.forward(&conv.forward(x, train)?, train),
+        }
+    }
+}
+
 /// `F.avg_pool2d(x, kernel_size=1, stride=2)` after an optional one-pixel shift:
 /// offset 0 picks x[:, :, 0::2, 0::2]; offset 1 is `F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))`
 /// subsampled the same way, i.e. x[:, :, 1::2, 1::2] with zeros past the border.

@@ -6,7 +6,7 @@ use candle_core::Tensor;
 
 use crate::error::ArchError;
 use crate::kernels;
-use crate::layers::{BatchNorm2d, Builder, Conv2d, Ctx, Linear, global_avg_pool};
+use crate::layers::{BatchNorm2d, Builder, Conv2d, Ctx, Linear, Shortcut, global_avg_pool};
 
 type Result<T> = std::result::Result<T, ArchError>;
 
@@ -16,7 +16,7 @@ struct BasicBlock {
     bn1: BatchNorm2d,
     conv2: Conv2d,
     bn2: BatchNorm2d,
-    shortcut: Option<(Conv2d, BatchNorm2d)>,
+    shortcut: Shortcut,
 }
 
 impl BasicBlock {
@@ -25,16 +25,7 @@ impl BasicBlock {
         let bn1 = b.batch_norm("bn1", out)?;
         let conv2 = b.conv2d("conv2", out, out, 3, 1, 1, 1, false)?;
         let bn2 = b.batch_norm("bn2", out)?;
-        let shortcut = if inc != out {
-            Some(b.scope("shortcut", |b| {
-                Ok((
-                    b.conv2d("conv", inc, out, 1, stride, 0, 1, false)?,
-                    b.batch_norm("bn", out)?,
-                ))
-            })?)
-        } else {
-            None
-        };
+        let shortcut = Shortcut::new(b, inc, out, stride)?;
         Ok(BasicBlock {
             conv1,
             bn1,
@@ -48,10 +39,7 @@ impl BasicBlock {
         let t = ctx.train;
         let y = self.bn1.forward_relu(&self.conv1.forward(x, t)?, t)?;
         let y = self.bn2.forward(&self.conv2.forward(&y, t)?, t)?;
-        let s = match &self.shortcut {
-            Some((conv, bn)) => bn.forward(&conv.forward(x, t)?, t)?,
-            None => x.clone(),
-        };
+        let s = self.shortcut.forward(x, t)?;
         Ok(kernels::add_relu(&y, &s)?)
     }
 }

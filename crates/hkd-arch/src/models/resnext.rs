@@ -6,7 +6,7 @@ use candle_core::Tensor;
 
 use crate::error::ArchError;
 use crate::kernels;
-use crate::layers::{BatchNorm2d, Builder, Conv2d, Ctx, Linear, global_avg_pool};
+use crate::layers::{BatchNorm2d, Builder, Conv2d, Ctx, Linear, Shortcut, global_avg_pool};
 
 type Result<T> = std::result::Result<T, ArchError>;
 
@@ -17,7 +17,7 @@ struct Bottleneck {
     bn2: BatchNorm2d,
     conv3: Conv2d,
     bn3: BatchNorm2d,
-    shortcut: Option<(Conv2d, BatchNorm2d)>,
+    shortcut: Shortcut,
 }
 
 impl Bottleneck {
@@ -35,16 +35,7 @@ impl Bottleneck {
         let bn2 = b.batch_norm("bn2", bc)?;
         let conv3 = b.conv2d("conv3", bc, out, 1, 1, 0, 1, false)?;
         let bn3 = b.batch_norm("bn3", out)?;
-        let shortcut = if inc != out {
-            Some(b.scope("shortcut", |b| {
-                Ok((
-                    b.conv2d("conv", inc, out, 1, stride, 0, 1, false)?,
-                    b.batch_norm("bn", out)?,
-                ))
-            })?)
-        } else {
-            None
-        };
+        let shortcut = Shortcut::new(b, inc, out, stride)?;
         Ok(Bottleneck {
             conv1,
             bn1,
@@ -61,10 +52,7 @@ impl Bottleneck {
         let y = self.bn1.forward_relu(&self.conv1.forward(x, t)?, t)?;
         let y = self.bn2.forward_relu(&self.conv2.forward(&y, t)?, t)?;
         let y = self.bn3.forward(&self.conv3.forward(&y, t)?, t)?;
-        let s = match &self.shortcut {
-            Some((conv, bn)) => bn.forward(&conv.forward(x, t)?, t)?,
-            None => x.clone(),
-        };
+        let s = self.shortcut.forward(x, t)?;
         Ok(kernels::add_relu(&y, &s)?)
     }
 }
