@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hkd_evaluator::{
-    AttackSettings, EvalOptions, Evaluator, Progress, RunResult, SetSpec, WeightsChoice,
+    AttackSettings, EvalOptions, Evaluator, Progress, RunResult, SetSpec, Shard, WeightsChoice,
     find_targets, parse_attacks, parse_device, parse_eps_list, predict_to_file, read_sets_file,
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -126,6 +126,11 @@ struct RunArgs {
     /// Images per attacked batch.
     #[arg(long, default_value_t = 250)]
     attack_batch_size: usize,
+
+    /// Evaluate only shard K of N of the targets found (every N-th, from the K-th), so
+    /// that N tasks split one evaluation, e.g. a grid axis shard = ["1/2", "2/2"].
+    #[arg(long, value_name = "K/N", default_value = "1/1")]
+    shard: Shard,
 }
 
 #[derive(Args)]
@@ -214,8 +219,20 @@ fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
         attacks,
         force: args.force,
     };
-    let targets = find_targets(&args.paths, args.arch.as_deref(), args.classes)?;
+    let found = find_targets(&args.paths, args.arch.as_deref(), args.classes)?;
+    let total = found.len();
+    let targets = args.shard.select(found);
     let device = parse_device(&cli.device)?;
+    if args.shard != Shard::all() {
+        println!(
+            "shard {}: {} of {total}",
+            args.shard,
+            plural(targets.len(), "target")
+        );
+    }
+    if targets.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
     tracing::info!(
         "{} to evaluate on {device:?}",
         plural(targets.len(), "target")

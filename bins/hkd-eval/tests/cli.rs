@@ -363,6 +363,60 @@ fn run_evaluates_a_grid_skips_on_rerun_and_reports_failures() {
 }
 
 #[test]
+fn shards_split_the_runs_between_tasks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
+    let grid = tmp.path().join("grid");
+    let runs: Vec<RunDir> = (0..3)
+        .map(|i| make_run(&grid, "baseline", "plane2", &format!("run_{i}"), i, &data))
+        .collect();
+    let grid_arg = grid.to_str().unwrap();
+
+    let o = hkd_eval(&["run", grid_arg, "--batch-size", "64", "--shard", "2/2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let text = stdout(&o);
+    assert!(text.contains("shard 2/2: 1 target of 3"), "{text}");
+    assert!(
+        text.contains("1 run evaluated, 0 skipped, 0 failed"),
+        "{text}"
+    );
+    let done: Vec<bool> = runs.iter().map(|r| r.file(RunDir::EVAL).exists()).collect();
+    assert_eq!(
+        done,
+        [false, true, false],
+        "run directories are taken in sorted order"
+    );
+
+    let o = hkd_eval(&["run", grid_arg, "--batch-size", "64", "--shard", "1/2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("shard 1/2: 2 targets of 3"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(runs.iter().all(|r| r.file(RunDir::EVAL).exists()));
+
+    // More shards than runs: an empty shard is not an error.
+    let o = hkd_eval(&["run", grid_arg, "--shard", "4/4"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("shard 4/4: 0 targets of 3"),
+        "{}",
+        stdout(&o)
+    );
+
+    for bad in ["0/2", "3/2", "two"] {
+        let o = hkd_eval(&["run", grid_arg, "--shard", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("--shard") && err.contains("K/N"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn a_missing_set_stops_before_any_run_is_evaluated() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

@@ -25,6 +25,7 @@ mod npy;
 mod predict;
 mod progress;
 mod sets;
+mod shard;
 
 pub use attack::{AttackKind, AttackSettings, parse_attacks, parse_eps_list};
 pub use error::{EvalError, Result};
@@ -41,3 +42,4 @@ pub use sets::{
     DEFAULT_SET_NAME, GENERALIZATION_SETS, LoadedSet, SetSpec, check_unique_names, load_set,
     read_sets_file,
 };
+pub use shard::Shard;
