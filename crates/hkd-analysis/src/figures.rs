@@ -133,6 +133,37 @@ fn padded(values: impl IntoIterator<Item = f64>, min_span: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// The corner of a chart spanning `x` × `y` whose quarter (the outer 45 % of each axis)
+/// holds the fewest of `points`, for the legend: lower right, upper right, upper left,
+/// lower left in that order of preference when they tie.
+fn legend_corner(
+    points: impl IntoIterator<Item = (f64, f64)>,
+    x: (f64, f64),
+    y: (f64, f64),
+) -> SeriesLabelPosition {
+    let frac = |v: f64, (lo, hi): (f64, f64)| (v - lo) / (hi - lo).max(f64::MIN_POSITIVE);
+    // (right, upper) for each corner, in order of preference.
+    let corners = [(true, false), (true, true), (false, true), (false, false)];
+    let mut counts = [0usize; 4];
+    for (px, py) in points {
+        let (fx, fy) = (frac(px, x), frac(py, y));
+        for (count, &(right, upper)) in counts.iter_mut().zip(&corners) {
+            let in_x = if right { fx >= 0.55 } else { fx <= 0.45 };
+            let in_y = if upper { fy >= 0.55 } else { fy <= 0.45 };
+            if in_x && in_y {
+                *count += 1;
+            }
+        }
+    }
+    let best = (0..4).min_by_key(|&i| (counts[i], i)).unwrap_or(0);
+    match corners[best] {
+        (true, false) => SeriesLabelPosition::LowerRight,
+        (true, true) => SeriesLabelPosition::UpperRight,
+        (false, true) => SeriesLabelPosition::UpperLeft,
+        (false, false) => SeriesLabelPosition::LowerLeft,
+    }
+}
+
 fn color(i: usize) -> RGBColor {
     // Okabe–Ito-like colour-blind-safe palette, then plotters' Palette99.
     const BASE: [RGBColor; 8] = [
@@ -335,9 +366,12 @@ impl Figure for LambdaFigure {
                     .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
                     .map_err(err)?;
             }
+            // Where the lines leave room: with few λ values the legend box covers a
+            // quarter of the panel.
+            let corner = legend_corner(all().map(|p| (p.0, p.1)), (x0, x1), (y0, y1));
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
+                .position(corner)
                 .label_font(("sans-serif", 12))
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK.mix(0.4))
@@ -769,4 +803,38 @@ pub fn draw_figures(
         out.push(c?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corner_name(p: SeriesLabelPosition) -> &'static str {
+        match p {
+            SeriesLabelPosition::LowerRight => "lower right",
+            SeriesLabelPosition::UpperRight => "upper right",
+            SeriesLabelPosition::UpperLeft => "upper left",
+            SeriesLabelPosition::LowerLeft => "lower left",
+            _ => "other",
+        }
+    }
+
+    #[test]
+    fn the_legend_goes_where_the_points_are_not() {
+        let range = ((0.0, 1.0), (0.0, 1.0));
+        let at =
+            |pts: &[(f64, f64)]| corner_name(legend_corner(pts.iter().copied(), range.0, range.1));
+        // No points, or none in any corner: the default, lower right.
+        assert_eq!(at(&[]), "lower right");
+        assert_eq!(at(&[(0.5, 0.5)]), "lower right");
+        // A line that ends low on the right (KL at λ = 1 in the study): not lower right.
+        assert_eq!(at(&[(0.0, 0.8), (0.5, 0.7), (1.0, 0.1)]), "upper right");
+        // Lines high on the right and low on the left: upper left is free.
+        assert_eq!(
+            at(&[(0.0, 0.1), (0.2, 0.2), (0.8, 0.9), (1.0, 0.8), (1.0, 0.2)]),
+            "upper left"
+        );
+        // Everything but the lower left is taken.
+        assert_eq!(at(&[(1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]), "lower left");
+    }
 }
