@@ -3,7 +3,7 @@
 use candle_core::{DType, Device, Tensor};
 use hkd_losses::{
     DistilFn, DistillationConfig, DistillationLoss, DistillationMode, KlReduction, LossError,
-    check_human_distributions,
+    LossValues, check_human_distributions,
 };
 
 fn config(mode: DistillationMode) -> DistillationConfig {
@@ -29,6 +29,19 @@ fn inputs() -> Inputs {
         human: Tensor::new(&[[1.0f64, 0.0, 0.0], [0.2, 0.3, 0.5]], cpu).unwrap(),
         teacher: Tensor::new(&[[2.0f64, 0.0, 0.0], [0.0, 1.0, 3.0]], cpu).unwrap(),
     }
+}
+
+/// The loss values of the batch in student mode, with or without the teacher's logits.
+fn student_values(loss: &DistillationLoss, batch: &Inputs, teacher: bool) -> LossValues {
+    loss.compute(
+        &batch.student,
+        &batch.labels,
+        Some(&batch.human),
+        teacher.then_some(&batch.teacher),
+    )
+    .unwrap()
+    .to_f64()
+    .unwrap()
 }
 
 #[test]
@@ -365,16 +378,7 @@ fn unsupported_dtypes_name_the_input() {
 fn mixed_float_dtypes_and_label_dtypes_agree() {
     let batch = inputs();
     let loss = DistillationLoss::new(config(DistillationMode::Student)).unwrap();
-    let reference = loss
-        .compute(
-            &batch.student,
-            &batch.labels,
-            Some(&batch.human),
-            Some(&batch.teacher),
-        )
-        .unwrap()
-        .to_f64()
-        .unwrap();
+    let reference = student_values(&loss, &batch, true);
     for labels in [DType::I64, DType::U8] {
         let values = loss
             .compute(
@@ -546,21 +550,8 @@ fn at_gamma_one_the_teacher_is_optional_and_changes_nothing() {
         })
         .unwrap();
         assert!(!loss.config().needs_teacher_logits());
-        let with = loss
-            .compute(
-                &batch.student,
-                &batch.labels,
-                Some(&batch.human),
-                Some(&batch.teacher),
-            )
-            .unwrap()
-            .to_f64()
-            .unwrap();
-        let without = loss
-            .compute(&batch.student, &batch.labels, Some(&batch.human), None)
-            .unwrap()
-            .to_f64()
-            .unwrap();
+        let with = student_values(&loss, &batch, true);
+        let without = student_values(&loss, &batch, false);
         assert_eq!(with.teacher_term, Some(0.0), "{distil_fn}");
         assert_eq!(without.teacher_term, Some(0.0), "{distil_fn}");
         assert!(without.human_term.is_some_and(|h| h > 0.0), "{without:?}");

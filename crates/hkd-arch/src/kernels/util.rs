@@ -129,44 +129,32 @@ macro_rules! with_avx2 {
     }};
 }
 
-/// Σ x in f64 (8 independent accumulators, fixed order: deterministic).
+/// Σ f(x) in f64 (8 independent accumulators, fixed order: deterministic).
+#[inline(always)]
+fn sum_of<T: Elem>(xs: &[T], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v.to_f64());
+        }
+    }
+    let mut s: f64 = acc.iter().sum();
+    for &v in rest {
+        s += f(v.to_f64());
+    }
+    s
+}
+
+/// Σ x in f64.
 pub(crate) fn sum<T: Elem>(xs: &[T]) -> f64 {
-    with_avx2!({
-        let mut acc = [0f64; 8];
-        let chunks = xs.chunks_exact(8);
-        let rest = chunks.remainder();
-        for c in chunks {
-            for (a, &v) in acc.iter_mut().zip(c) {
-                *a += v.to_f64();
-            }
-        }
-        let mut s: f64 = acc.iter().sum();
-        for &v in rest {
-            s += v.to_f64();
-        }
-        s
-    })
+    with_avx2!(sum_of(xs, |v| v))
 }
 
 /// Σ (x − mean)² in f64.
 pub(crate) fn sum_sq_dev<T: Elem>(xs: &[T], mean: f64) -> f64 {
-    with_avx2!({
-        let mut acc = [0f64; 8];
-        let chunks = xs.chunks_exact(8);
-        let rest = chunks.remainder();
-        for c in chunks {
-            for (a, &v) in acc.iter_mut().zip(c) {
-                let d = v.to_f64() - mean;
-                *a += d * d;
-            }
-        }
-        let mut s: f64 = acc.iter().sum();
-        for &v in rest {
-            let d = v.to_f64() - mean;
-            s += d * d;
-        }
-        s
-    })
+    with_avx2!(sum_of(xs, |v| (v - mean) * (v - mean)))
 }
 
 /// (Σ g, Σ g·(x − mean)) in f64, where g = dy, or with `relu_out` the gradient through a
