@@ -44,9 +44,13 @@ fn reference_models(test: &str) -> Option<PathBuf> {
             dir.display()
         );
     }
-    eprintln!(
-        "SKIPPED {test}: ../shared not found at {} (set HKD_REFERENCE_DIR)",
-        dir.display()
+    // Straight to stderr: libtest hides eprintln! output of passing tests.
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!(
+            "SKIPPED {test}: ../shared not found at {} (set HKD_REFERENCE_DIR)\n",
+            dir.display()
+        ),
     );
     None
 }
@@ -465,9 +469,13 @@ fn full_evaluation_of_a_small_grid_on_the_fixtures() {
                 fixture.display()
             );
         }
-        eprintln!(
-            "SKIPPED full_evaluation_of_a_small_grid_on_the_fixtures: {} not built yet (just fixtures)",
-            fixture.display()
+        // Straight to stderr: libtest hides eprintln! output of passing tests.
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!(
+                "SKIPPED full_evaluation_of_a_small_grid_on_the_fixtures: {} not built yet (just fixtures)\n",
+                fixture.display()
+            ),
         );
         return;
     }

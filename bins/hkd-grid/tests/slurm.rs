@@ -25,7 +25,11 @@ fn skip_or_fail(test: &str, why: &str) {
             "{test}: {why} (CI=true: this test must run; .ci/run starts Slurm with scripts/local-slurm.sh)"
         );
     }
-    eprintln!("SKIPPED {test}: {why}");
+    // Straight to stderr: libtest hides eprintln! output of passing tests.
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!("SKIPPED {test}: {why}\n"),
+    );
 }
 
 /// `hkd-train` next to this hkd-grid, else in the workspace's target/{release,debug}.

@@ -137,9 +137,13 @@ pub fn shared_data(test: &str) -> Option<PathBuf> {
             dir.display()
         );
     }
-    eprintln!(
-        "SKIPPED {test}: ../shared not found at {} (set HKD_SHARED_DATA)",
-        dir.display()
+    // Straight to stderr: libtest hides eprintln! output of passing tests.
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!(
+            "SKIPPED {test}: ../shared not found at {} (set HKD_SHARED_DATA)\n",
+            dir.display()
+        ),
     );
     None
 }

@@ -32,9 +32,13 @@ pub fn reference_dir(test: &str) -> Option<PathBuf> {
             dir.display()
         );
     }
-    eprintln!(
-        "SKIPPED {test}: ../shared not found at {} (set HKD_REFERENCE_DIR)",
-        dir.display()
+    // Straight to stderr: libtest hides eprintln! output of passing tests.
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!(
+            "SKIPPED {test}: ../shared not found at {} (set HKD_REFERENCE_DIR)\n",
+            dir.display()
+        ),
     );
     None
 }

@@ -23,7 +23,8 @@ pub fn losses_reference_dir(test: &str) -> Option<PathBuf> {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{message}");
     }
-    eprintln!("{message}");
+    // Straight to stderr: libtest hides eprintln! output of passing tests.
+    let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("{message}\n"));
     None
 }
 
