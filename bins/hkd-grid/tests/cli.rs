@@ -25,6 +25,43 @@ fn grid_cmd(work: &Path, fakes: &Fake) -> Command {
 }
 
 #[test]
+fn an_unreachable_slurm_controller_is_reported_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = Fake::new(tmp.path(), "hkd-train", TRAIN_HELP, "exit 0");
+    // sbatch installed, no controller: what Slurm's sbatch prints then.
+    Fake::new(
+        tmp.path(),
+        "sbatch",
+        "",
+        "echo 'sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)' >&2; exit 1",
+    );
+    let work = tmp.path().join("work");
+    write(
+        &work.join("g.toml"),
+        "binary = \"hkd-train\"\n[grid]\nlambda = [0.5, 1.0]\n",
+    );
+    let path = format!(
+        "{}:{}",
+        fake.path.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (code, _, stderr) = run(grid_cmd(&work, &fake).env("PATH", path).args([
+        "g.toml",
+        "--executor",
+        "slurm",
+        "--grids-dir",
+        tmp.path().join("grids").to_str().unwrap(),
+    ]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("Unable to contact slurm controller")
+            && stderr.contains("just slurm-up")
+            && stderr.contains("--executor local"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn dry_run_writes_the_grid_and_prints_it() {
     let tmp = tempfile::tempdir().unwrap();
     let fake = Fake::new(tmp.path(), "hkd-train", TRAIN_HELP, "exit 0");

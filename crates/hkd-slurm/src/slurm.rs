@@ -36,11 +36,19 @@ pub fn submit(
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
+        // sbatch is installed but no controller answers (a workstation with Slurm's
+        // packages, a stopped local cluster): say how to go on.
+        let hint = if stderr.contains("Unable to contact slurm controller") {
+            "; start Slurm (`just slurm-up` starts the local one-node cluster) or run the \
+             grid here with --executor local"
+        } else {
+            ""
+        };
         return Err(GridError::Scheduler {
             command: "sbatch".into(),
             script: script.map(Path::to_path_buf),
             message: format!(
-                "the scheduler refused the job ({}): {}",
+                "the scheduler refused the job ({}): {}{hint}",
                 output.status,
                 stderr.trim()
             ),
