@@ -90,8 +90,8 @@ impl Geom {
         let s = self.stride as isize;
         let d = kj as isize - self.pad as isize;
         let (r, q) = (d.rem_euclid(s), d.div_euclid(s));
-        let len = (self.w as isize - r).max(0).div_euclid(s)
-            + isize::from((self.w as isize - r).max(0).rem_euclid(s) != 0);
+        // Entries of plane r: the input columns r, r + s, … below w.
+        let len = ((self.w as isize - r).max(0) as usize).div_ceil(self.stride) as isize;
         let lo = (-q).clamp(0, self.wo as isize);
         let hi = (len - q).clamp(lo, self.wo as isize);
         (r as usize, q, lo as usize, hi as usize)
