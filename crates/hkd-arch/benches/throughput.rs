@@ -33,20 +33,8 @@ use hkd_arch::{Network, Phase};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// The allocator of the `hkd-train` and `hkd-eval` binaries, so that the figures are theirs.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc's `mi_option_purge_delay` (index 15 of `mi_option_t` in mimalloc 2 and 3).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Keeps freed memory mapped: a training or evaluation step allocates the same large
-/// tensors again and again, and memory given back to the OS costs a page fault and a
-/// page clear per 4 KiB when it is reused (~5 % of a resnet8 training step).
-fn keep_freed_memory() {
-    // SAFETY: sets a process-wide allocator option; any value is valid (-1: never purge).
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-}
+#[path = "../../../bins/shared/allocator.rs"]
+mod allocator;
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -220,7 +208,7 @@ fn round1(v: f64) -> f64 {
 }
 
 fn main() -> BoxResult<()> {
-    keep_freed_memory();
+    allocator::keep_freed_memory();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // SAFETY: single-threaded at this point (no rayon pool or other threads yet).
