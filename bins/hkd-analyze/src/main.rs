@@ -1,65 +1,18 @@
 //! `hkd-analyze DIR`: tables, figures and the grid's best configuration.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use hkd_analysis::{AnalyzeOptions, analyze, groupable_columns};
+use hkd_rundir::cli::analyze::AnalyzeCli;
 use tracing::{info, warn};
 
-/// Aggregate every run under DIR into runs.csv, average_results.csv, figures and
-/// summary.md, and write DIR/best.json (the best configuration by mean validation
-/// accuracy, for `hkd-train --teacher best:DIR`).
-///
-/// Unfinished or unreadable runs are listed as warnings and left out.
-#[derive(Debug, Parser)]
-#[command(name = "hkd-analyze", version, about, long_about)]
-struct Cli {
-    /// Grid root, searched recursively for run directories (those with config.toml).
-    dir: PathBuf,
-
-    /// Output directory for tables, figures and summary.md [default: DIR/analysis].
-    #[arg(long, short)]
-    out: Option<PathBuf>,
-
-    /// Group over repeats by these columns instead of the defaults (teacher, student,
-    /// distil_fn, lambda, gamma, temperature_teacher, temperature_human, plus any other
-    /// hyperparameter that varies). Comma-separated or repeated.
-    #[arg(long, value_delimiter = ',', num_args = 1..)]
-    group_by: Option<Vec<String>>,
-
-    /// Also write runs.parquet and average_results.parquet.
-    #[arg(long)]
-    parquet: bool,
-
-    /// Skip the figures (tables, best.json and summary.md only).
-    #[arg(long)]
-    no_figures: bool,
-
-    /// Do not write DIR/best.json.
-    #[arg(long)]
-    no_best: bool,
-
-    /// Rows of the top-configurations table in summary.md.
-    #[arg(long, default_value_t = 10)]
-    top: usize,
-
-    /// List the columns --group-by accepts and exit.
-    #[arg(long)]
-    list_keys: bool,
-}
+#[path = "../../shared/runtime.rs"]
+mod runtime;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
-    let cli = Cli::parse();
+    runtime::init_logging("info", false);
+    let cli = AnalyzeCli::parse();
     if cli.list_keys {
         for k in groupable_columns() {
             println!("{k}");
@@ -113,13 +66,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("hkd-analyze: error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
-            ExitCode::FAILURE
+            let code = match e {
+                hkd_analysis::AnalysisError::UnknownGroupKey { .. }
+                | hkd_analysis::AnalysisError::EmptyGroupBy => runtime::EXIT_USAGE,
+                _ => runtime::EXIT_FAILED,
+            };
+            runtime::fail("hkd-analyze", &e, code)
         }
     }
 }

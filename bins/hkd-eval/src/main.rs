@@ -2,156 +2,29 @@
 //! robustness) and predict logits for `.npy` images. See `docs/evaluation.md`.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::Parser;
 use hkd_evaluator::{
-    AttackSettings, EvalOptions, Evaluator, Progress, RunResult, SetSpec, Shard, WeightsChoice,
-    find_targets, parse_attacks, parse_device, parse_eps_list, predict_to_file, read_sets_file,
+    AttackSettings, EvalOptions, Evaluator, Progress, RunResult, SetSpec, Shard, find_targets,
+    parse_attacks, parse_device, parse_eps_list, predict_to_file, read_sets_file,
+};
+use hkd_rundir::cli::eval::{
+    EvalCli as Cli, EvalCommand as Command, EvalRunArgs as RunArgs, PredictArgs,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[path = "../../shared/allocator.rs"]
 mod allocator;
-
-/// Evaluate hkd runs and predict logits.
-#[derive(Parser)]
-#[command(name = "hkd-eval", version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-
-    /// Device: cpu, cuda, cuda:N, or auto (CUDA when available).
-    #[arg(long, global = true, default_value = "auto")]
-    device: String,
-
-    /// CPU threads for tensor operations (default: the physical cores).
-    #[arg(long, global = true)]
-    threads: Option<usize>,
-
-    /// Only warnings and errors on stderr.
-    #[arg(long, short, global = true)]
-    quiet: bool,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Evaluate run directories (found recursively) or bare checkpoints; write
-    /// <run>/eval.json and, with the sets cifar10, cinic and imagenet_far, the original
-    /// <run>_generalization.npy beside the run.
-    Run(RunArgs),
-    /// Write the logits of a network for an .npy of images.
-    Predict(PredictArgs),
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum WeightsArg {
-    Best,
-    Last,
-}
-
-#[derive(Args)]
-struct RunArgs {
-    /// Run directories, directories searched for runs, or checkpoint files (with --arch).
-    #[arg(required = true)]
-    paths: Vec<PathBuf>,
-
-    /// An evaluation set, NAME=DIR[:split] (repeat). Default: each run's own validation
-    /// split, recorded as `val`. Without :split, the split called NAME, or the only split.
-    #[arg(long = "set", value_name = "NAME=DIR[:split]")]
-    sets: Vec<SetSpec>,
-
-    /// A TOML file with a [sets] table of NAME = "DIR[:split]" (added to --set).
-    #[arg(long, value_name = "FILE")]
-    sets_file: Option<PathBuf>,
-
-    /// Architecture of bare checkpoint files (e.g. resnet8).
-    #[arg(long)]
-    arch: Option<String>,
-
-    /// Outputs of bare checkpoint networks.
-    #[arg(long, default_value_t = 10)]
-    classes: usize,
-
-    /// Weights of a run directory to evaluate.
-    #[arg(long, value_enum, default_value = "best")]
-    weights: WeightsArg,
-
-    /// Images per evaluation batch.
-    #[arg(long, default_value_t = hkd_evaluator::DEFAULT_BATCH_SIZE)]
-    batch_size: usize,
-
-    /// Batch size of the original's summed loss (ce_sum_batch_means).
-    #[arg(long, default_value_t = hkd_evaluator::metrics::ORIGINAL_BATCH_SIZE)]
-    ce_batch_size: usize,
-
-    /// Evaluate again even when eval.json has the same settings.
-    #[arg(long)]
-    force: bool,
-
-    /// Attacks to run: fgsm, pgd or fgsm,pgd (off by default).
-    #[arg(long, value_name = "LIST")]
-    attack: Option<String>,
-
-    /// Attack radii in pixel units [0,1], fractions allowed.
-    #[arg(long, default_value = "1/255,2/255,4/255,8/255")]
-    eps: String,
-
-    /// PGD steps (step size 2.5·ε/steps).
-    #[arg(long, default_value_t = 10)]
-    pgd_steps: u32,
-
-    /// Images attacked per set (a seeded stratified subset).
-    #[arg(long, default_value_t = 1000)]
-    attack_samples: usize,
-
-    /// Seed of the attacked subset and of PGD's random starts.
-    #[arg(long, default_value_t = 0)]
-    attack_seed: u64,
-
-    /// Images per attacked batch.
-    #[arg(long, default_value_t = 250)]
-    attack_batch_size: usize,
-
-    /// Evaluate only shard K of N of the targets found (every N-th, from the K-th), so
-    /// that N tasks split one evaluation, e.g. a grid axis shard = ["1/2", "2/2"].
-    #[arg(long, value_name = "K/N", default_value = "1/1")]
-    shard: Shard,
-}
-
-#[derive(Args)]
-struct PredictArgs {
-    /// Architecture (e.g. resnet8, shake26-2x16d).
-    #[arg(long)]
-    arch: String,
-    /// Weights: .safetensors or a PyTorch checkpoint.
-    #[arg(long)]
-    weights: PathBuf,
-    /// Images: f32 N×3×H×W already normalised, or u8 N×H×W×3 (normalised with the CIFAR-10 statistics).
-    #[arg(long)]
-    images: PathBuf,
-    /// Output .npy: f32 N×classes logits.
-    #[arg(long)]
-    out: PathBuf,
-    /// Outputs of the network.
-    #[arg(long, default_value_t = 10)]
-    classes: usize,
-    /// Images per batch.
-    #[arg(long, default_value_t = hkd_evaluator::DEFAULT_BATCH_SIZE)]
-    batch_size: usize,
-}
+#[path = "../../shared/runtime.rs"]
+mod runtime;
 
 fn main() -> ExitCode {
     allocator::keep_freed_memory();
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
-        if n == 0 {
-            eprintln!("error: --threads must be at least 1");
-            return ExitCode::from(2);
-        }
         // SAFETY: set before any other thread exists (the first thing main does after
         // parsing); candle and rayon read these when their thread pools start.
         unsafe {
@@ -159,16 +32,7 @@ fn main() -> ExitCode {
             std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
         }
     }
-    let default_level = if cli.quiet { "warn" } else { "info" };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+    runtime::init_logging(if cli.quiet { "warn" } else { "info" }, true);
     let result = match &cli.command {
         Command::Run(args) => run(&cli, args),
         Command::Predict(args) => predict(&cli, args),
@@ -176,14 +40,27 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            let usage = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<hkd_evaluator::EvalError>())
+                .is_some_and(hkd_evaluator::EvalError::is_usage);
+            let code = if usage {
+                runtime::EXIT_USAGE
+            } else {
+                runtime::EXIT_FAILED
+            };
+            runtime::fail("hkd-eval", e.as_ref(), code)
         }
     }
 }
 
 fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
-    let mut sets = args.sets.clone();
+    let mut sets = args
+        .sets
+        .iter()
+        .map(|s| s.parse::<SetSpec>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let shard: Shard = args.shard.parse()?;
     if let Some(file) = &args.sets_file {
         sets.extend(read_sets_file(file)?);
     }
@@ -201,21 +78,18 @@ fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     let options = EvalOptions {
         batch_size: args.batch_size,
         ce_batch_size: args.ce_batch_size,
-        weights: match args.weights {
-            WeightsArg::Best => WeightsChoice::Best,
-            WeightsArg::Last => WeightsChoice::Last,
-        },
+        weights: args.weights,
         attacks,
         force: args.force,
     };
     let found = find_targets(&args.paths, args.arch.as_deref(), args.classes)?;
     let total = found.len();
-    let targets = args.shard.select(found);
+    let targets = shard.select(found);
     let device = parse_device(&cli.device)?;
-    if args.shard != Shard::all() {
+    if shard != Shard::all() {
         println!(
             "shard {}: {} of {total}",
-            args.shard,
+            shard,
             plural(targets.len(), "target")
         );
     }
@@ -260,7 +134,14 @@ fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
                 println!("skipped    {path}  ({why})");
             }
             RunResult::Failed(e) => {
-                println!("FAILED     {path}  {e}");
+                // one line per run on stdout, whatever the error's own layout
+                let one_line: Vec<String> = e
+                    .to_string()
+                    .lines()
+                    .map(|l| l.trim().to_string())
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                println!("FAILED     {path}  {}", one_line.join(" | "));
                 failed.push(o);
             }
         }
@@ -274,7 +155,7 @@ fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     Ok(if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(runtime::EXIT_FAILED)
     })
 }
 

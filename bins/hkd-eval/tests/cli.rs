@@ -8,8 +8,8 @@ use candle_core::{DType, Device, Tensor};
 use hkd_arch::Network;
 use hkd_datasets::{Dataset, DatasetParts, Normalization, write_split};
 use hkd_rundir::{
-    DataSettings, DistilFn, DistillationSettings, KlReduction, OptimizerSettings, RunConfig,
-    RunDir, RunState, SchedulerKind, TeacherSpec,
+    DataSpec, DistilFn, DistillationConfig, KlReduction, OptimizerSpec, RunConfig, RunDir, RunSpec,
+    RunState, ScheduleSpec, SchedulerKind, TeacherChoice, TeacherSpec, TrainingSpec,
 };
 
 fn hkd_eval(args: &[&str]) -> Output {
@@ -191,47 +191,56 @@ fn random_dataset(n: usize, seed: u64) -> Dataset {
     .unwrap()
 }
 
-fn make_run(root: &Path, teacher: &str, arch: &str, name: &str, seed: u64, data: &Path) -> RunDir {
-    let run = RunDir::in_output(root, teacher, arch, name);
-    run.create().unwrap();
-    run.write_config(&RunConfig {
-        hkd_version: hkd_rundir::HKD_VERSION.into(),
-        run_name: name.into(),
+/// A finished run of `arch` seeded `seed` (seeded weights in best.safetensors), at the
+/// trainer's path under `root`: `<teacher>/<arch>/<run name of its specification>`.
+fn make_run(root: &Path, teacher: &str, arch: &str, seed: u64, data: &Path) -> RunDir {
+    let spec = RunSpec {
         student: arch.into(),
-        classes: 10,
         seed,
         iter: 0,
-        teacher: if teacher == "human" {
-            TeacherSpec::Human
-        } else {
-            TeacherSpec::Baseline
+        data: DataSpec {
+            dir: data.to_path_buf(),
+            train_split: "train".into(),
+            val_split: "val".into(),
         },
-        distillation: DistillationSettings {
+        teacher: TeacherChoice {
+            teacher: teacher.into(),
+            teacher_arch: None,
+        },
+        loss: DistillationConfig {
             lambda: 0.5,
             gamma: 0.0,
             temperature_teacher: 1.0,
             temperature_human: 1.0,
-            distil_fn: DistilFn::KL,
-            kl_reduction: KlReduction::Batchmean,
+            distil_fn: DistilFn::Kl,
+            kl_reduction: KlReduction::BatchMean,
             human_smoothing: 0.02,
+            ..DistillationConfig::default()
         },
-        optimizer: OptimizerSettings {
+        training: TrainingSpec {
             epochs: 1,
             batch_size: 128,
+            ..TrainingSpec::default()
+        },
+        optimizer: OptimizerSpec {
             lr: 0.1,
             momentum: 0.9,
             weight_decay: 1e-4,
+        },
+        schedule: ScheduleSpec {
             scheduler: SchedulerKind::Plateau,
+            ..ScheduleSpec::default()
         },
-        data: DataSettings {
-            dir: data.to_path_buf(),
-            manifest_hash: "x".into(),
-            train_split: "train".into(),
-            val_split: "val".into(),
-        },
-        device: "cpu".into(),
-    })
-    .unwrap();
+    };
+    let teacher = if teacher == "human" {
+        TeacherSpec::Human
+    } else {
+        TeacherSpec::Baseline
+    };
+    let config = RunConfig::new(spec, teacher, 10, "x", "cpu");
+    let run = config.run_dir_in(root);
+    run.create().unwrap();
+    run.write_config(&config).unwrap();
     Network::new(arch, 10, &Device::Cpu, DType::F32, seed)
         .unwrap()
         .save_safetensors(&run.file(RunDir::BEST_WEIGHTS))
@@ -273,16 +282,9 @@ fn run_evaluates_a_grid_skips_on_rerun_and_reports_failures() {
     .iter()
     .enumerate()
     {
-        good.push(make_run(
-            &grid,
-            teacher,
-            arch,
-            &format!("run_{i}"),
-            i as u64,
-            &data,
-        ));
+        good.push(make_run(&grid, teacher, arch, i as u64, &data));
     }
-    let corrupt = make_run(&grid, "human", "resnet8", "run_corrupt", 9, &data);
+    let corrupt = make_run(&grid, "human", "resnet8", 9, &data);
     std::fs::write(corrupt.file(RunDir::BEST_WEIGHTS), b"garbage").unwrap();
 
     let start = std::time::Instant::now();
@@ -295,10 +297,8 @@ fn run_evaluates_a_grid_skips_on_rerun_and_reports_failures() {
     );
     let text = stdout(&o);
     assert_eq!(text.matches("evaluated  ").count(), 3, "{text}");
-    assert!(
-        text.contains("FAILED") && text.contains("run_corrupt"),
-        "{text}"
-    );
+    let corrupt_line = format!("FAILED     {}", corrupt.path().display());
+    assert!(text.contains(&corrupt_line), "{text}");
     assert!(
         text.contains("3 runs evaluated, 0 skipped, 1 failed"),
         "{text}"
@@ -371,9 +371,10 @@ fn shards_split_the_runs_between_tasks() {
     let tmp = tempfile::tempdir().unwrap();
     let data = data_dir(tmp.path());
     let grid = tmp.path().join("grid");
-    let runs: Vec<RunDir> = (0..3)
-        .map(|i| make_run(&grid, "baseline", "plane2", &format!("run_{i}"), i, &data))
+    let mut runs: Vec<RunDir> = (0..3)
+        .map(|i| make_run(&grid, "baseline", "plane2", i, &data))
         .collect();
+    runs.sort_by(|a, b| a.path().cmp(b.path()));
     let grid_arg = grid.to_str().unwrap();
 
     let o = hkd_eval(&["run", grid_arg, "--batch-size", "64", "--shard", "2/2"]);
@@ -425,14 +426,7 @@ fn a_missing_set_stops_before_any_run_is_evaluated() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     write_split(&data, "val", &random_dataset(10, 1), None).unwrap();
-    let run = make_run(
-        &tmp.path().join("grid"),
-        "baseline",
-        "plane2",
-        "r",
-        1,
-        &data,
-    );
+    let run = make_run(&tmp.path().join("grid"), "baseline", "plane2", 1, &data);
     let o = hkd_eval(&[
         "run",
         tmp.path().join("grid").to_str().unwrap(),
@@ -455,8 +449,13 @@ fn a_missing_set_stops_before_any_run_is_evaluated() {
         "--set",
         "nonsense",
     ]);
-    assert_eq!(o.status.code(), Some(2), "clap rejects a malformed --set");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a malformed --set is a usage error"
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("NAME=DIR"));
+    assert!(!run.file(RunDir::EVAL).exists());
 }
 
 #[test]
@@ -482,9 +481,9 @@ fn full_evaluation_of_a_small_grid_on_the_fixtures() {
     let tmp = tempfile::tempdir().unwrap();
     let grid = tmp.path().join("grid");
     let runs = [
-        make_run(&grid, "baseline", "resnet8", "a", 1, &fixture),
-        make_run(&grid, "human", "resnet8", "b", 2, &fixture),
-        make_run(&grid, "human", "plane2", "c", 3, &fixture),
+        make_run(&grid, "baseline", "resnet8", 1, &fixture),
+        make_run(&grid, "human", "resnet8", 2, &fixture),
+        make_run(&grid, "human", "plane2", 3, &fixture),
     ];
     let set = |name: &str, split: &str| format!("{name}={}:{split}", fixture.display());
     let start = std::time::Instant::now();
@@ -535,5 +534,185 @@ fn full_evaluation_of_a_small_grid_on_the_fixtures() {
     assert!(
         (e0 - e1).abs() < 1e-9,
         "mean human entropy differs between runs: {e0} vs {e1}"
+    );
+}
+
+/// `config.toml` exactly as hkd 0.1 wrote it (no `[spec]` table), with the dataset
+/// directory and the validation split to fill in.
+const CONFIG_0_1: &str = r#"hkd_version = "0.1.0"
+run_name = "student_plane2_distil_fn_CE_temperature_h_2.0_temperature_t_1.0_lambda_0.25_gamma_0.0_iter_1"
+student = "plane2"
+classes = 10
+seed = 7
+iter = 1
+device = "cpu"
+
+[teacher]
+kind = "human"
+
+[distillation]
+lambda = 0.25
+gamma = 0.0
+temperature_teacher = 1.0
+temperature_human = 2.0
+distil_fn = "CE"
+kl_reduction = "elementwise_mean"
+human_smoothing = 0.02
+
+[optimizer]
+epochs = 3
+batch_size = 64
+lr = 0.05
+momentum = 0.9
+weight_decay = 0.0001
+scheduler = "plateau"
+
+[data]
+dir = DATA_DIR
+manifest_hash = "feedbeef"
+train_split = "train"
+val_split = VAL_SPLIT
+"#;
+
+const METRICS_0_1: &str = r#"{"epoch":1,"lr":0.05,"train_hard":2.25,"train_kd":1.75,"train_teacher":null,"train_human":1.75,"train_total":2.0,"train_acc":0.125,"val_acc":0.25,"val_loss":2.0,"seconds":1.5,"images_per_s":640.0}
+{"epoch":2,"lr":0.05,"train_hard":2.0,"train_kd":1.5,"train_teacher":null,"train_human":1.5,"train_total":1.75,"train_acc":0.25,"val_acc":0.375,"val_loss":1.75,"seconds":1.5,"images_per_s":640.0}
+{"epoch":3,"lr":0.05,"train_hard":1.75,"train_kd":1.25,"train_teacher":null,"train_human":1.25,"train_total":1.5,"train_acc":0.375,"val_acc":0.3125,"val_loss":1.875,"seconds":1.5,"images_per_s":640.0}
+"#;
+
+const BEST_0_1: &str = r#"{
+  "epoch": 2,
+  "val_acc": 0.375,
+  "val_loss": 1.75
+}"#;
+
+const LAST_0_1: &str = r#"{
+  "epochs_completed": 3,
+  "batches_into_epoch": 0,
+  "epochs": 3,
+  "finished": true,
+  "trainer": {
+    "format": 1,
+    "settings": {
+      "eval_batch_size": 512,
+      "max_batches": null,
+      "stream_seed": 7
+    },
+    "scheduler": {
+      "settings": {
+        "kind": "plateau",
+        "factor": 0.9,
+        "patience": 5
+      },
+      "base_lr": 0.05,
+      "epochs": 3,
+      "lr": 0.05,
+      "epochs_stepped": 3,
+      "best": 0.375,
+      "bad_epochs": 1,
+      "cooldown_left": 0
+    },
+    "best": {
+      "epoch": 2,
+      "val_acc": 0.375,
+      "val_loss": 1.75
+    },
+    "partial": null,
+    "weights_sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+  }
+}"#;
+
+/// A finished run as hkd 0.1 left it at `<root>/human/plane2/<its name>`: its text files
+/// written byte for byte (not through today's hkd_rundir) and seeded plane2 weights as
+/// best and last weights; it validated on `data:val_split`.
+fn make_run_0_1(root: &Path, data: &Path, val_split: &str) -> PathBuf {
+    let dir = root.join("human/plane2").join(
+        "student_plane2_distil_fn_CE_temperature_h_2.0_temperature_t_1.0_lambda_0.25_gamma_0.0_iter_1",
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = CONFIG_0_1
+        .replace("DATA_DIR", &format!("{:?}", data.display().to_string()))
+        .replace("VAL_SPLIT", &format!("{val_split:?}"));
+    for (file, text) in [
+        ("config.toml", config.as_str()),
+        ("metrics.jsonl", METRICS_0_1),
+        ("best.json", BEST_0_1),
+        ("last.json", LAST_0_1),
+    ] {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    let net = Network::new("plane2", 10, &Device::Cpu, DType::F32, 7).unwrap();
+    for weights in ["best.safetensors", "last.safetensors"] {
+        net.save_safetensors(&dir.join(weights)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_run_directory_of_hkd_0_1_is_evaluated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_split(&data, "val", &random_dataset(20, 1), None).unwrap();
+    write_split(&data, "holdout", &random_dataset(12, 2), None).unwrap();
+    let grid = tmp.path().join("grid");
+    let dir = make_run_0_1(&grid, &data, "holdout");
+
+    // Found in the grid and evaluated on its own validation split, which only its old
+    // config.toml names, with the architecture only its old config.toml names (plane2
+    // weights do not load into the default resnet8).
+    let o = hkd_eval(&["run", grid.to_str().unwrap(), "--batch-size", "5"]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = stdout(&o);
+    assert!(
+        text.contains(&format!("evaluated  {}", dir.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 run evaluated, 0 skipped, 0 failed"),
+        "{text}"
+    );
+    let run = RunDir::new(&dir);
+    let report = run.read_eval().unwrap();
+    assert_eq!(report.weights, "best.safetensors");
+    assert_eq!(report.sets.keys().collect::<Vec<_>>(), vec!["val"]);
+    let val = &report.sets["val"];
+    assert_eq!(val.images, 12);
+    assert!(val.source.ends_with(":holdout"), "{}", val.source);
+
+    // The same numbers as the same weights evaluated as a bare checkpoint on that split.
+    let checkpoint = tmp.path().join("plane2.safetensors");
+    std::fs::copy(dir.join("best.safetensors"), &checkpoint).unwrap();
+    let o = hkd_eval(&[
+        "run",
+        checkpoint.to_str().unwrap(),
+        "--arch",
+        "plane2",
+        "--set",
+        &format!("val={}:holdout", data.display()),
+        "--batch-size",
+        "5",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let bare: hkd_rundir::EvalReport = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("plane2.eval.json")).unwrap(),
+    )
+    .unwrap();
+    let b = &bare.sets["val"];
+    assert_eq!(
+        (val.images, val.accuracy, val.ce_mean, val.ece, val.brier),
+        (b.images, b.accuracy, b.ce_mean, b.ece, b.brier)
+    );
+
+    // The old run's files are left as they were, and a second pass skips it.
+    assert!(
+        std::fs::read_to_string(run.file(RunDir::CONFIG))
+            .unwrap()
+            .starts_with("hkd_version = \"0.1.0\"\nrun_name = ")
+    );
+    let o = hkd_eval(&["run", grid.to_str().unwrap(), "--batch-size", "5"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("0 runs evaluated, 1 skipped, 0 failed"),
+        "{}",
+        stdout(&o)
     );
 }

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+
+#[path = "../../shared/runtime.rs"]
+mod runtime;
 use hkd_slurm::{
     BinaryInfo, ExecutorChoice, ExecutorKind, GridConfig, GridDir, LaunchOptions, LocalEvent,
     Pipeline, PipelineOptions, PipelineRecord, RunOptions, SchedulerView, choose_executor,
@@ -61,12 +64,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Submit the failed, timed-out or cancelled tasks of a grid again (runs resume).
+    /// Submit tasks of a grid again (runs resume): the failed, timed-out or cancelled
+    /// ones, and/or those a submission that stopped half-way left out.
+    #[command(group = clap::ArgGroup::new("selection").required(true).multiple(true).args(["failed", "unsubmitted"]))]
     Resubmit {
         dir: PathBuf,
-        /// Resubmit the tasks whose status is `failed` (required: the only selection).
-        #[arg(long, required = true)]
+        /// The tasks whose status is `failed`.
+        #[arg(long)]
         failed: bool,
+        /// The tasks no submission included (sbatch refused a job, the rest were not sent).
+        #[arg(long)]
+        unsubmitted: bool,
         #[arg(long)]
         dry_run: bool,
         /// Default: the executor of the grid's last submission.
@@ -94,23 +102,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    runtime::init_logging("warn", true);
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Status { dir, json }) => cmd_status(&dir, json),
         Some(Command::Resubmit {
             dir,
-            failed: _,
+            failed,
+            unsubmitted,
             dry_run,
             executor,
             jobs,
-        }) => cmd_resubmit(&dir, dry_run, executor, jobs),
+        }) => cmd_resubmit(&dir, failed, unsubmitted, dry_run, executor, jobs),
         Some(Command::Pipeline { file, launch }) => cmd_pipeline(&file, &launch),
         Some(Command::Exec {
             requeue_on_checkpoint,
@@ -127,9 +130,28 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("hkd-grid: error: {e:#}");
-            ExitCode::FAILURE
+            // a submission that stopped half-way: the accepted job ids still go to stdout
+            if let Some(hkd_slurm::GridError::PartialSubmission { job_ids, .. }) =
+                e.downcast_ref::<hkd_slurm::GridError>()
+                && !job_ids.is_empty()
+            {
+                println!("{}", job_ids.join(","));
+            }
+            runtime::fail("hkd-grid", e.as_ref(), exit_code_of(&e))
         }
+    }
+}
+
+/// The exit-code policy (docs/README.md): 2 for a config or command line that is refused
+/// before anything runs, 1 for everything else that failed.
+fn exit_code_of(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<hkd_slurm::GridError>() {
+        Some(
+            hkd_slurm::GridError::Config { .. }
+            | hkd_slurm::GridError::Unsafe { .. }
+            | hkd_slurm::GridError::Pipeline { .. },
+        ) => runtime::EXIT_USAGE,
+        _ => runtime::EXIT_FAILED,
     }
 }
 
@@ -260,6 +282,25 @@ fn finish_launch(
             Ok(ExitCode::SUCCESS)
         }
         ExecutorKind::Local => {
+            if let Some(sig) = &report.interrupted_by {
+                let checkpointed = report
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.exit_code == hkd_rundir::EXIT_CHECKPOINTED)
+                    .count();
+                let not_started = manifest.tasks.len().min(
+                    report
+                        .submission
+                        .jobs
+                        .iter()
+                        .map(|j| j.tasks.len())
+                        .sum::<usize>(),
+                ) - report.outcomes.len();
+                eprintln!(
+                    "hkd-grid: interrupted by SIG{sig}: {checkpointed} running tasks checkpointed, {not_started} not started; run the same command again to resume them (finished runs are skipped)"
+                );
+                return Ok(ExitCode::from(runtime::EXIT_INTERRUPTED));
+            }
             let failed = report.failed_local();
             let skipped = report
                 .outcomes
@@ -343,22 +384,37 @@ fn cmd_status(dir: &Path, json: bool) -> Result<ExitCode> {
 
 fn cmd_resubmit(
     dir: &Path,
+    failed: bool,
+    unsubmitted: bool,
     dry_run: bool,
     executor: Option<ExecutorChoice>,
     jobs: Option<usize>,
 ) -> Result<ExitCode> {
     let dir = GridDir::open(dir)?;
     let mut manifest = dir.read_manifest()?;
-    let failed = failed_tasks(&dir, &manifest);
-    if failed.is_empty() {
-        eprintln!("hkd-grid: no failed task in {}", dir.path().display());
+    let mut selected = Vec::new();
+    if failed {
+        selected.extend(failed_tasks(&dir, &manifest));
+    }
+    if unsubmitted {
+        selected.extend(hkd_slurm::unsubmitted_tasks(&manifest));
+    }
+    selected.sort_unstable();
+    selected.dedup();
+    let what = match (failed, unsubmitted) {
+        (true, true) => "failed or unsubmitted",
+        (true, false) => "failed",
+        _ => "unsubmitted",
+    };
+    if selected.is_empty() {
+        eprintln!("hkd-grid: no {what} task in {}", dir.path().display());
         return Ok(ExitCode::SUCCESS);
     }
     let executor = resubmit_executor(&manifest, executor, dry_run)?;
     eprintln!(
-        "hkd-grid: resubmitting {} failed tasks ({}) with executor {}",
-        failed.len(),
-        hkd_slurm::render::compress_indices(&failed),
+        "hkd-grid: resubmitting {} {what} tasks ({}) with executor {}",
+        selected.len(),
+        hkd_slurm::render::compress_indices(&selected),
         executor.reason
     );
     let options = LaunchOptions {
@@ -368,7 +424,7 @@ fn cmd_resubmit(
         runner: runner()?,
         on_local_event: &print_local_event,
     };
-    let report = launch(&dir, &mut manifest, &executor, &failed, &options)?;
+    let report = launch(&dir, &mut manifest, &executor, &selected, &options)?;
     finish_launch(&dir, &manifest, &report, dry_run)
 }
 

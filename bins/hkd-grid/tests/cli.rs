@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Fake, TRAIN_HELP, hkd_grid, only_grid, run};
+use common::{Fake, hkd_grid, only_grid, run};
 
 /// A work directory whose name a careless script would execute.
 const HOSTILE_DIR: &str = "work dir $(touch PWNED) `touch PWNED` it's \"q\"\nline2";
@@ -27,12 +27,11 @@ fn grid_cmd(work: &Path, fakes: &Fake) -> Command {
 #[test]
 fn an_unreachable_slurm_controller_is_reported_with_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
-    let fake = Fake::new(tmp.path(), "hkd-train", TRAIN_HELP, "exit 0");
+    let fake = Fake::new(tmp.path(), "hkd-train", "exit 0");
     // sbatch installed, no controller: what Slurm's sbatch prints then.
     Fake::new(
         tmp.path(),
         "sbatch",
-        "",
         "echo 'sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)' >&2; exit 1",
     );
     let work = tmp.path().join("work");
@@ -64,7 +63,7 @@ fn an_unreachable_slurm_controller_is_reported_with_what_to_do() {
 #[test]
 fn dry_run_writes_the_grid_and_prints_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let fake = Fake::new(tmp.path(), "hkd-train", TRAIN_HELP, "exit 0");
+    let fake = Fake::new(tmp.path(), "hkd-train", "exit 0");
     let work = tmp.path().join("work");
     write(
         &work.join("configs/train.toml"),
@@ -106,14 +105,16 @@ fn dry_run_writes_the_grid_and_prints_it() {
     assert!(stdout.contains("4 tasks: 4 not submitted"), "{stdout}");
 }
 
+/// Refused configs exit 2 (docs/README.md, "Exit codes"); a binary that cannot be found
+/// exits 1.
 #[test]
 fn config_mistakes_are_reported_with_file_and_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let fake = Fake::new(tmp.path(), "hkd-train", TRAIN_HELP, "exit 0");
+    let fake = Fake::new(tmp.path(), "hkd-train", "exit 0");
     let work = tmp.path().join("work");
     write(&work.join("a.toml"), "binary = \"hkd-train\"\nepochs = 2\n");
     let (code, _, stderr) = run(grid_cmd(&work, &fake).args(["a.toml", "--dry-run"]));
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(
         stderr.contains("a.toml") && stderr.contains("epochs"),
         "{stderr}"
@@ -123,16 +124,26 @@ fn config_mistakes_are_reported_with_file_and_key() {
         "binary = \"hkd-train\"\n[grid]\nlamda = [0.5]\n",
     );
     let (code, _, stderr) = run(grid_cmd(&work, &fake).args(["b.toml", "--dry-run"]));
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(
         stderr.contains("b.toml") && stderr.contains("`lamda` is not a flag of hkd-train"),
         "{stderr}"
     );
     assert!(stderr.contains("Did you mean `lambda`"), "{stderr}");
-    write(&work.join("c.toml"), "binary = \"hkd-eval\"\n");
+    write(
+        &work.join("c.toml"),
+        "binary = \"hkd-eval\"\nsubcommand = \"run\"\nargs = [\"runs\"]\n",
+    );
     let (code, _, stderr) = run(grid_cmd(&work, &fake).args(["c.toml", "--dry-run"]));
     assert_eq!(code, 1);
     assert!(stderr.contains("hkd-eval not found"), "{stderr}");
+    write(&work.join("d.toml"), "binary = \"hkd-eval\"\n");
+    let (code, _, stderr) = run(grid_cmd(&work, &fake).args(["d.toml", "--dry-run"]));
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("hkd-eval needs a subcommand: run, predict"),
+        "{stderr}"
+    );
     assert!(
         !work.join("grids").exists() || std::fs::read_dir(work.join("grids")).unwrap().count() == 0
     );
@@ -146,7 +157,7 @@ fn local_runs_status_and_resubmit() {
         "case \" $* \" in *' --iter=1 '*) [ -e {} ] || exit 4;; esac\nexit 0",
         shlex::try_quote(&fixed.to_string_lossy()).unwrap()
     );
-    let fake = Fake::new(tmp.path(), "hkd-train", TRAIN_HELP, &body);
+    let fake = Fake::new(tmp.path(), "hkd-train", &body);
     let work = tmp.path().join("work");
     write(
         &work.join("t.toml"),
@@ -199,7 +210,6 @@ fn scripts_run_under_bash(mode: &str) {
     let fake = Fake::new(
         tmp.path(),
         "hkd-train",
-        TRAIN_HELP,
         "[ \"${HKD_TEST_SETUP:-}\" = ran ] || exit 5",
     );
     let work = tmp.path().join(HOSTILE_DIR);
@@ -304,15 +314,141 @@ fn wrap_command_runs_under_sh_from_a_hostile_directory() {
 #[test]
 fn a_control_character_in_a_value_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let fake = Fake::new(tmp.path(), "hkd-train", TRAIN_HELP, "exit 0");
+    let fake = Fake::new(tmp.path(), "hkd-train", "exit 0");
     write(
         &tmp.path().join("n.toml"),
         "binary = \"hkd-train\"\n[grid]\nout = \"a\\nb\"\n",
     );
     let (code, _, stderr) = run(grid_cmd(tmp.path(), &fake).args(["n.toml", "--dry-run"]));
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(
         stderr.contains("U+000A") && stderr.contains("n.toml"),
         "{stderr}"
     );
+}
+
+/// Every grid here is refused before anything is written or run: the message names the
+/// config file, each refused task's index and its key; no grid directory exists after,
+/// neither hkd-train nor sbatch was called.
+#[test]
+fn refused_grids_are_reported_whole_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = Fake::new(tmp.path(), "hkd-train", "exit 0");
+    let sbatch = Fake::new(&tmp.path().join("sbatch"), "sbatch", "echo 1; exit 0");
+    let path = format!(
+        "{}:{}",
+        sbatch.path.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let work = tmp.path().join("work");
+    let refused = |name: &str, grid: &str| -> String {
+        let config = work.join(format!("{name}.toml"));
+        write(
+            &config,
+            &format!("binary = \"hkd-train\"\nexecutor = \"slurm\"\n[grid]\n{grid}"),
+        );
+        let mut stderrs = String::new();
+        for executor in ["slurm", "local"] {
+            let (code, stdout, stderr) = run(grid_cmd(&work, &fake).env("PATH", &path).args([
+                config.to_str().unwrap(),
+                "--executor",
+                executor,
+            ]));
+            assert_eq!(code, 2, "{name} ({executor}): {stdout}{stderr}");
+            assert!(stderr.contains(&format!("{name}.toml")), "{stderr}");
+            assert!(
+                !work.join("grids").exists(),
+                "{name} ({executor}): a grid directory was created"
+            );
+            stderrs = stderr;
+        }
+        assert!(fake.calls().is_empty(), "{name}: hkd-train ran");
+        assert!(sbatch.calls().is_empty(), "{name}: sbatch ran");
+        stderrs
+    };
+    // 0: 0.9 plateau, 1: 0.9 sgdr, 2: 2 plateau, 3: 2 sgdr
+    let e = refused(
+        "values",
+        "teacher = \"human\"\nscheduler = [\"plateau\", \"sgdr\"]\nmomentum = [0.9, 2]\n",
+    );
+    assert!(
+        e.contains("3 of 4 tasks would be refused by hkd-train"),
+        "{e}"
+    );
+    assert!(!e.contains("task 0 ("), "{e}");
+    for (index, key) in [(1, "scheduler"), (2, "momentum"), (3, "")] {
+        let line = e
+            .lines()
+            .find(|l| l.contains(&format!("task {index} (")))
+            .unwrap_or_else(|| panic!("task {index} is not named: {e}"));
+        assert!(line.contains(&format!("key `{key}")), "{line}");
+    }
+    let e = refused("nested", "lambda = [[0.5, 1.0]]\n");
+    assert!(
+        e.contains("`lambda`") && e.contains("takes one value"),
+        "{e}"
+    );
+    let e = refused("unknown", "lamda = [0.5]\n");
+    assert!(
+        e.contains("`lamda` is not a flag of hkd-train") && e.contains("Did you mean `lambda`"),
+        "{e}"
+    );
+    let e = refused("switch", "resume = [\"yes\"]\n");
+    assert!(e.contains("is a switch"), "{e}");
+    let e = refused("twice", "lambda = [1, 1.0]\n");
+    assert!(
+        e.contains("task 1 (--lambda=1.0)") && e.contains("same run as task 0"),
+        "{e}"
+    );
+}
+
+/// Evaluation and analysis grids are expanded and checked in-process too: no hkd-eval or
+/// hkd-analyze is run to learn their flags, a refused task is named before anything runs.
+#[test]
+fn evaluation_and_analysis_grids_are_checked_in_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let eval = Fake::new(&tmp.path().join("eval"), "hkd-eval", "exit 0");
+    let analyze = Fake::new(&tmp.path().join("analyze"), "hkd-analyze", "exit 0");
+    let work = tmp.path().join("work");
+    write(
+        &work.join("e.toml"),
+        "binary = \"hkd-eval\"\nsubcommand = \"run\"\nargs = [\"runs\"]\n[grid]\nweights = [\"best\", \"worst\"]\n",
+    );
+    let (code, _, stderr) = run(grid_cmd(&work, &eval).args(["e.toml", "--dry-run"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("e.toml")
+            && stderr.contains("1 of 2 tasks would be refused by hkd-eval")
+            && stderr.contains("task 1 (--weights=worst)"),
+        "{stderr}"
+    );
+    assert!(!work.join("grids").exists());
+    write(
+        &work.join("a.toml"),
+        "binary = \"hkd-analyze\"\nargs = [\"runs\"]\n[grid]\ntop = [3, -1]\n",
+    );
+    let (code, _, stderr) = run(grid_cmd(&work, &analyze).args(["a.toml", "--dry-run"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("by hkd-analyze") && stderr.contains("task 1 (--top=-1)"),
+        "{stderr}"
+    );
+    assert!(!work.join("grids").exists());
+    // valid grids run with the task's exact arguments
+    write(
+        &work.join("ok.toml"),
+        "binary = \"hkd-eval\"\nsubcommand = \"run\"\nexecutor = \"local\"\nargs = [\"runs\"]\n[grid]\nweights = [\"best\", \"last\"]\ndevice = \"cpu\"\n",
+    );
+    let (code, _, stderr) = run(grid_cmd(&work, &eval).args(["ok.toml"]));
+    assert_eq!(code, 0, "{stderr}");
+    let mut calls = eval.calls();
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            ["run", "runs", "--device=cpu", "--weights=best"],
+            ["run", "runs", "--device=cpu", "--weights=last"]
+        ]
+    );
+    assert!(analyze.calls().is_empty());
 }

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Fake, TRAIN_HELP, hkd_grid, only_grid, run};
+use common::{Fake, hkd_grid, only_grid, run};
 
 struct Setup {
     _tmp: tempfile::TempDir,
@@ -27,7 +27,7 @@ fn setup() -> Setup {
         "trap 'echo USR1 >> {r}.sig; exit 75' USR1\ntrap 'echo TERM >> {r}.sig; exit 75' TERM\ntouch {r}\nfor i in $(seq 300); do sleep 0.05; done\nexit 0",
         r = shlex::try_quote(&ready.to_string_lossy()).unwrap()
     );
-    let fake = Fake::new(&tmp.path().join("train"), "hkd-train", TRAIN_HELP, &body);
+    let fake = Fake::new(&tmp.path().join("train"), "hkd-train", &body);
     let scontrol_log = tmp.path().join("scontrol.log");
     let fake_bin = tmp.path().join("fakebin");
     std::fs::create_dir_all(&fake_bin).unwrap();

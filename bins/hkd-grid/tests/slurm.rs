@@ -5,7 +5,9 @@
 //! - a pipeline's students start only after its teachers finished (afterok), and a failed
 //!   teacher cancels its students;
 //! - `scancel` in the middle of a run, then `resubmit --failed`, resumes it;
-//! - a GPU request on the GPU-less node is refused at submit with Slurm's message.
+//! - a GPU request on the GPU-less node is refused at submit with Slurm's message;
+//! - a grid over `lr` (on the fixture itself) trains one fresh run per value, and the
+//!   same grid submitted again skips them all as finished.
 //!
 //! Needs `sinfo` answering, `hkd-train` built and the fixture dataset. Where one is
 //! missing the test says so loudly and passes, except in CI (`CI=true`) where it fails.
@@ -16,35 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{hkd_grid, in_ci, run, workspace_root};
-use hkd_rundir::{RunDir, find_run_dirs};
-
-fn skip_or_fail(test: &str, why: &str) {
-    if in_ci() {
-        panic!(
-            "{test}: {why} (CI=true: this test must run; .ci/run starts Slurm with scripts/local-slurm.sh)"
-        );
-    }
-    // Straight to stderr: libtest hides eprintln! output of passing tests.
-    let _ = std::io::Write::write_fmt(
-        &mut std::io::stderr(),
-        format_args!("SKIPPED {test}: {why}\n"),
-    );
-}
-
-/// `hkd-train` next to this hkd-grid, else in the workspace's target/{release,debug}.
-fn find_hkd_train() -> Option<PathBuf> {
-    let own = Path::new(env!("CARGO_BIN_EXE_hkd-grid"))
-        .parent()
-        .map(|d| d.join("hkd-train"));
-    let root = workspace_root();
-    own.into_iter()
-        .chain([
-            root.join("target/release/hkd-train"),
-            root.join("target/debug/hkd-train"),
-        ])
-        .find(|p| p.is_file())
-}
+use common::{assert_current, find_hkd_train, hkd_grid, run, skip_or_fail, workspace_root};
+use hkd_rundir::{RunConfig, RunDir, RunSpec, find_run_dirs};
 
 /// The first `rows` rows of an `.npy` file (C order, format 1.0 or 2.0), as a new `.npy`.
 fn npy_head(from: &Path, to: &Path, rows: usize) {
@@ -503,7 +478,7 @@ fn grids_pipelines_resubmission_and_refusals_on_a_real_slurm() {
         "afterok did not hold"
     );
     let teacher_run = &finished_runs(&env.path().join("runs-pipe/teachers"))[0];
-    let slug = hkd_rundir::teacher_slug(&teacher_run.read_config().unwrap());
+    let slug = teacher_run.read_config().unwrap().teacher_slug();
     let student_runs = finished_runs(&env.path().join("runs-pipe/students"));
     assert_eq!(student_runs.len(), 1);
     assert!(
@@ -584,4 +559,84 @@ fn the_default_configs_are_valid_for_the_real_binaries() {
             ]));
         assert_eq!(code, 0, "pipeline: {stderr}");
     }
+}
+
+#[test]
+fn an_lr_grid_on_a_real_slurm_trains_one_run_per_learning_rate() {
+    const TEST: &str = "an_lr_grid_on_a_real_slurm_trains_one_run_per_learning_rate";
+    if !slurm_answers() {
+        return skip_or_fail(
+            TEST,
+            "no Slurm answers `sinfo` (start one with `sudo scripts/local-slurm.sh`)",
+        );
+    }
+    let Some(train) = find_hkd_train() else {
+        return skip_or_fail(TEST, "hkd-train is not built (cargo build -p hkd-train)");
+    };
+    assert_current(&train);
+    let fixture = workspace_root().join("fixtures/cifar10h-mini");
+    if !fixture.join("dataset.toml").is_file() {
+        let why = format!("the fixture dataset is missing at {}", fixture.display());
+        return skip_or_fail(TEST, &why);
+    }
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let env = Env {
+        tmp,
+        bin_dir: train.parent().unwrap().to_path_buf(),
+        data: fixture.clone(),
+    };
+    let lrs = [0.1, 0.01, 0.001];
+    let config = env.path().join("lr.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"lr\"\nbinary = \"hkd-train\"\nexecutor = \"slurm\"\n[grid]\ndata = {:?}\nout = \"runs\"\nteacher = \"human\"\nstudent = \"plane2\"\ndevice = \"cpu\"\nthreads = 1\nepochs = 1\nmax-batches = 1\nlr = [0.1, 0.01, 0.001]\n[slurm]\ncpus_per_task = 1\nmem = \"1000M\"\ntime = 10\n",
+            fixture.to_string_lossy()
+        ),
+    )
+    .unwrap();
+    let (first, ids) = env.submit(&config);
+    wait_gone(&ids, Duration::from_secs(120));
+    let mut dirs = Vec::new();
+    for (i, lr) in lrs.iter().enumerate() {
+        let st = state(&first, i);
+        assert_eq!(st["action"], "fresh", "task {i}: {st}\n{}", logs_of(&first));
+        assert_eq!(st["exit_code"], 0, "task {i}: {st}\n{}", logs_of(&first));
+        assert_eq!(st["job_id"], format!("{}_{i}", ids[0]), "{st}");
+        let run = RunDir::new(st["run_dir"].as_str().unwrap());
+        let mut spec = RunSpec {
+            student: "plane2".into(),
+            ..RunSpec::default()
+        };
+        spec.training.epochs = 1;
+        spec.training.max_batches = Some(1);
+        spec.optimizer.lr = *lr;
+        assert_eq!(
+            run.path(),
+            env.path().join("runs/human/plane2").join(spec.run_name())
+        );
+        let stored: RunConfig = run.read_config().unwrap();
+        assert_eq!(stored.spec.optimizer.lr, *lr, "task {i}");
+        assert!(stored.spec.identity_differences(&spec).is_empty());
+        assert_complete(&run, 1);
+        assert!(run.is_finished());
+        dirs.push(run.path().to_path_buf());
+    }
+    dirs.sort();
+    dirs.dedup();
+    assert_eq!(dirs.len(), 3, "one run directory per learning rate");
+    assert!(status(&env, &first).contains("3 tasks: 3 done"));
+
+    // the same grid again: every task is skipped as finished, nothing is trained
+    let (again, ids) = env.submit(&config);
+    wait_gone(&ids, Duration::from_secs(60));
+    for i in 0..lrs.len() {
+        let st = state(&again, i);
+        assert_eq!(st["action"], "skip", "task {i}: {st}");
+        assert_eq!(st["exit_code"], 0);
+        assert_eq!(st["run_dir"], state(&first, i)["run_dir"]);
+    }
+    assert_eq!(finished_runs(&env.path().join("runs")).len(), 3);
+    eprintln!("{TEST}: took {:.0} s", started.elapsed().as_secs_f64());
 }

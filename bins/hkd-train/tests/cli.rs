@@ -6,9 +6,25 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use hkd_datasets::{Dataset, DatasetParts, write_split};
+use hkd_rundir::{RunConfig, RunSpec};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hkd-train");
-const RUN: &str = "human/resnet8/student_resnet8_distil_fn_KL_temperature_h_1.0_temperature_t_1.0_lambda_0.5_gamma_0.0_iter_0";
+
+/// The specification of [`args`]' runs (without the data directory), written out here
+/// rather than parsed, so that the flags are checked against it.
+fn spec() -> RunSpec {
+    let mut spec = RunSpec::default();
+    spec.teacher.teacher = "human".into();
+    spec.training.epochs = 2;
+    spec.training.batch_size = 8;
+    spec.optimizer.lr = 0.05;
+    spec
+}
+
+/// Where [`args`]' run lies under its output directory.
+fn run_path() -> String {
+    format!("human/resnet8/{}", spec().run_name())
+}
 
 /// A synthetic 10-class dataset with human labels: 48 training images (6 batches of 8),
 /// 10 validation images.
@@ -96,6 +112,11 @@ fn reference() -> &'static PathBuf {
     static R: OnceLock<PathBuf> = OnceLock::new();
     R.get_or_init(|| {
         let out = fixture().root.join("reference");
+        // The original's name, then the settings not at their defaults, by section.
+        assert_eq!(
+            run_path(),
+            "human/resnet8/student_resnet8_distil_fn_KL_temperature_h_1.0_temperature_t_1.0_lambda_0.5_gamma_0.0_iter_0+lr=0.05+batch_size=8+epochs=2"
+        );
         let o = hkd_train(&args(&out), &[]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         // The original's metric line, once per epoch, in percent.
@@ -107,7 +128,7 @@ fn reference() -> &'static PathBuf {
         assert_eq!(lines.len(), 2, "{stdout}");
         let last: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(last["metric"], "val_accuracy");
-        let metrics = metrics_without_timing(&out.join(RUN));
+        let metrics = metrics_without_timing(&out.join(run_path()));
         let pct = 100.0 * metrics[1]["val_acc"].as_f64().unwrap();
         assert!((last["value"].as_f64().unwrap() - pct).abs() < 1e-9);
         // One plain log line per epoch when stderr is not a terminal.
@@ -120,7 +141,7 @@ fn reference() -> &'static PathBuf {
             1,
             "{stderr}"
         );
-        out.join(RUN)
+        out.join(run_path())
     })
 }
 
@@ -212,10 +233,14 @@ fn sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result() {
     let out = fixture().root.join("killed");
     // Epoch 1 is checkpointed, then 3 batches of epoch 2 run before the kill.
     let mut child = start_until(&out, "epoch 2 batch 3/6");
+    let pid = child.id();
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();
     assert!(!status.success());
-    let run = out.join(RUN);
+    let run = out.join(run_path());
+    // The lock file stays and names the killed process; the OS released its lock.
+    let holder = std::fs::read_to_string(run.join(".lock")).unwrap();
+    assert!(holder.starts_with(&format!("process {pid} ")), "{holder}");
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("last.json")).unwrap()).unwrap();
     assert_eq!(state["epochs_completed"], 1);
@@ -235,7 +260,7 @@ fn sigterm_checkpoints_mid_epoch_exits_75_and_resumes_exactly() {
     assert!(kill.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(hkd_rundir::EXIT_CHECKPOINTED));
-    let run = out.join(RUN);
+    let run = out.join(run_path());
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("last.json")).unwrap()).unwrap();
     assert_eq!(state["epochs_completed"], 1);
@@ -270,9 +295,10 @@ fn sigusr1_also_checkpoints() {
         .unwrap();
     assert!(kill.success());
     assert_eq!(child.wait().unwrap().code(), Some(75));
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join(RUN).join("last.json")).unwrap())
-            .unwrap();
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join(run_path()).join("last.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(state["epochs_completed"], 0);
     assert!(state["batches_into_epoch"].as_u64().unwrap() >= 2);
 }
@@ -323,6 +349,52 @@ fn bad_flags_and_teachers_give_clear_errors() {
         stderr(&o)
     );
 
+    let o = hkd_train(&base, &["--momentum", "2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`momentum`") && stderr(&o).contains("[0, 1)"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A weights file that is not a network of the named architecture.
+    let garbage = fixture().root.join("garbage-teacher.safetensors");
+    std::fs::write(&garbage, b"these are not weights").unwrap();
+    let mut with_garbage = base.clone();
+    with_garbage[at + 1] = garbage.to_str().unwrap().to_string();
+    let o = hkd_train(&with_garbage, &["--teacher-arch", "resnet8"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("garbage-teacher.safetensors") && stderr(&o).contains("resnet8"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = hkd_train(
+        &base,
+        &[
+            "--data",
+            fixture().root.join("no-such-data").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no-such-data"), "{}", stderr(&o));
+
+    // A config file with an unknown key: refused naming the file and the key.
+    let bad_config = fixture().root.join("bad-config.toml");
+    std::fs::write(
+        &bad_config,
+        "lambda = 0.5\n[loss]\ntemprature_human = 2.0\n",
+    )
+    .unwrap();
+    let o = hkd_train(&base, &["--config", bad_config.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("bad-config.toml") && stderr(&o).contains("`temprature_human`"),
+        "{}",
+        stderr(&o)
+    );
+
     let o = hkd_train(&base, &["--config", "/no/such/run.toml"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("/no/such/run.toml"), "{}", stderr(&o));
@@ -360,9 +432,20 @@ fn config_file_with_overrides_and_dry_run() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8(o.stdout).unwrap();
+    let mut expected = RunSpec::default();
+    expected.loss.lambda = 0.7;
+    expected.iter = 5;
+    expected.training.epochs = 9;
     assert!(
-        stdout.contains("baseline/resnet8/student_resnet8_distil_fn_KL_temperature_h_1.0_temperature_t_1.0_lambda_0.7_gamma_0.0_iter_5"),
+        stdout.contains(&format!("baseline/resnet8/{}\n", expected.run_name())),
         "{stdout}"
+    );
+    assert!(
+        expected
+            .run_name()
+            .ends_with("_lambda_0.7_gamma_0.0_iter_5+epochs=9"),
+        "{}",
+        expected.run_name()
     );
     assert!(stdout.contains("epochs = 9"), "{stdout}");
     assert!(!root.join("runs").exists(), "--dry-run writes nothing");
@@ -401,4 +484,239 @@ fn models_and_flags_subcommands() {
     ] {
         assert!(flags.lines().any(|l| l == f), "{f} missing from {flags}");
     }
+}
+
+/// Kills a child process when dropped (a failing test must not leave a stopped
+/// `hkd-train` behind).
+struct Guard(Option<Child>);
+
+impl Guard {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().unwrap()
+    }
+
+    /// The child, no longer killed on drop.
+    fn release(mut self) -> Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`, ...) to a process.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// Runs `hkd-train` with `args`, failing the test if it has not exited after `limit`.
+fn hkd_train_within(args: &[String], extra: &[&str], limit: std::time::Duration) -> Output {
+    let child = Command::new(BIN)
+        .args(args)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = Guard(Some(child));
+    let started = std::time::Instant::now();
+    while guard.child().try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < limit,
+            "hkd-train {extra:?} still runs after {limit:?}: it waits for the lock instead of refusing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    guard.release().wait_with_output().unwrap()
+}
+
+/// Every file of a directory with its bytes.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_second_process_on_the_same_run_is_refused_and_the_first_finishes() {
+    let out = fixture().root.join("concurrent");
+    // The first process is frozen (SIGSTOP) as soon as it trains: it holds the run for
+    // as long as the test needs, whatever the machine's speed.
+    let first = Guard(Some(start_until(&out, "training images in")));
+    let pid = first.0.as_ref().unwrap().id();
+    signal(pid, "-STOP");
+    let run = out.join(run_path());
+    assert!(run.join(".lock").is_file() && run.join("config.toml").is_file());
+    let before = snapshot(&run);
+
+    let limit = std::time::Duration::from_secs(60);
+    for extra in [&[][..], &["--overwrite"][..], &["--resume"][..]] {
+        let o = hkd_train_within(&args(&out), extra, limit);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(
+            stderr.contains("in use by another hkd-train")
+                && stderr.contains(&format!("process {pid} ")),
+            "{extra:?}: {stderr}"
+        );
+        assert_eq!(snapshot(&run), before, "{extra:?} touched the run");
+    }
+
+    // The first one finishes normally, with the run it started.
+    signal(pid, "-CONT");
+    let status = first.release().wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_same_run(reference(), &run);
+    let config = |dir: &Path| {
+        RunConfig::from_toml_str(&std::fs::read_to_string(dir.join("config.toml")).unwrap())
+            .unwrap()
+    };
+    assert_eq!(config(&run), config(reference()));
+
+    // Exited, it holds nothing: the next process takes the lock.
+    let o = hkd_train_within(&args(&out), &["--resume"], limit);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already finished"));
+}
+
+/// The config printed by `hkd-train --dry-run` (after its two lines of run directory and
+/// status).
+fn dry_run(dir: &Path, extra: &[&str]) -> (String, RunConfig) {
+    let o = Command::new(BIN)
+        .current_dir(dir)
+        .args(["--dry-run", "--device", "cpu"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        o.status.success(),
+        "{extra:?}: {stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut lines = stdout.splitn(3, '\n');
+    let run_dir = lines.next().unwrap();
+    let status = lines.next().unwrap();
+    assert!(run_dir.starts_with("run directory: "), "{stdout}");
+    assert!(status.starts_with("status: "), "{stdout}");
+    let config = RunConfig::from_toml_str(lines.next().unwrap()).unwrap();
+    (stdout, config)
+}
+
+#[test]
+fn defaults_are_the_same_wherever_they_are_read() {
+    // The fixture's root holds `data`, the default dataset directory.
+    let root = &fixture().root;
+    let (plain, config) = dry_run(root, &[]);
+    let mut expected = RunSpec::default();
+    expected.data.dir = std::fs::canonicalize(root.join("data")).unwrap();
+    assert_eq!(config.spec, expected);
+    assert_eq!(config.run_name, RunSpec::default().run_name());
+    assert!(
+        plain.starts_with(&format!(
+            "run directory: runs/human/resnet8/{}\n",
+            RunSpec::default().run_name()
+        )),
+        "{plain}"
+    );
+
+    // An empty --config file changes nothing.
+    let empty = root.join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let (from_empty, _) = dry_run(root, &["--config", empty.to_str().unwrap()]);
+    assert_eq!(from_empty, plain);
+
+    // A run's config.toml reproduces that run's specification, and its directory.
+    let stored = reference().join("config.toml");
+    let (_, config) = dry_run(root, &["--config", stored.to_str().unwrap()]);
+    let original = RunConfig::from_toml_str(&std::fs::read_to_string(&stored).unwrap()).unwrap();
+    assert_eq!(config.spec, original.spec);
+    assert_eq!(config.run_name, original.run_name);
+    assert_eq!(config.teacher, original.teacher);
+    assert_eq!(config.dataset_hash, original.dataset_hash);
+}
+
+#[test]
+fn label_smoothing_reaches_the_loss_the_name_and_the_config() {
+    let out = fixture().root.join("smoothing");
+    let one_epoch = ["--epochs", "1", "--max-batches", "2"];
+    let o = hkd_train(&args(&out), &one_epoch);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut with = one_epoch.to_vec();
+    with.extend(["--label-smoothing", "0.1"]);
+    let o = hkd_train(&args(&out), &with);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let mut plain = spec();
+    plain.training.epochs = 1;
+    plain.training.max_batches = Some(2);
+    let mut smoothed = plain.clone();
+    smoothed.loss.label_smoothing = 0.1;
+    let name = smoothed.run_name();
+    assert_eq!(
+        name,
+        plain
+            .run_name()
+            .replace("_iter_0+", "_iter_0+label_smoothing=0.1+")
+    );
+    let dir = out.join("human/resnet8");
+    let (a, b) = (dir.join(plain.run_name()), dir.join(&name));
+    let config =
+        RunConfig::from_toml_str(&std::fs::read_to_string(b.join("config.toml")).unwrap()).unwrap();
+    assert_eq!(config.spec.loss.label_smoothing, 0.1);
+    assert_eq!(config.run_name, name);
+    let (ma, mb) = (metrics_without_timing(&a), metrics_without_timing(&b));
+    assert_eq!((ma.len(), mb.len()), (1, 1));
+    assert_ne!(ma[0]["train_hard"], mb[0]["train_hard"], "{ma:?} {mb:?}");
+}
+
+#[test]
+fn a_broken_teacher_fails_before_the_run_directory_exists() {
+    // A teacher run whose weights are not loadable (a copy of the reference run).
+    let teacher = fixture().root.join("broken-teacher");
+    std::fs::create_dir_all(&teacher).unwrap();
+    for f in ["config.toml", "last.json", "best.json"] {
+        std::fs::copy(reference().join(f), teacher.join(f)).unwrap();
+    }
+    std::fs::write(teacher.join("best.safetensors"), b"not weights").unwrap();
+    let out = fixture().root.join("of-a-broken-teacher");
+    let mut request = args(&out);
+    let at = request.iter().position(|a| a == "--teacher").unwrap();
+    request[at + 1] = teacher.to_str().unwrap().to_string();
+    let extra = ["--epochs", "1", "--max-batches", "1"];
+    let o = hkd_train(&request, &extra);
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("best.safetensors"), "{stderr}");
+    assert!(!out.exists(), "{stderr}");
+
+    // Repaired, the same command (no --resume) trains.
+    std::fs::copy(
+        reference().join("best.safetensors"),
+        teacher.join("best.safetensors"),
+    )
+    .unwrap();
+    let o = hkd_train(&request, &extra);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.exists());
 }

@@ -19,7 +19,7 @@ fn main() {
     let t = Instant::now();
     let mut n = 0;
     for teacher in [TeacherSpec::Baseline, TeacherSpec::Human] {
-        for distil in [DistilFn::KL, DistilFn::CE] {
+        for distil in [DistilFn::Kl, DistilFn::Ce] {
             for (li, lambda) in [0.2, 0.4, 0.6, 0.8, 1.0].into_iter().enumerate() {
                 for (ti, th) in [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 16.0, 20.0, 32.0, 64.0]
                     .into_iter()
@@ -33,8 +33,8 @@ fn main() {
                             .eval_set("cifar10", acc, loss, 80.0 * loss, Some(loss + 0.5))
                             .eval_set("cinic", acc - 0.2, loss + 1.0, 800.0 * loss, None)
                             .eval_set("imagenet_far", acc - 0.3, loss + 1.5, 300.0 * loss, None);
-                        spec.temperature_human = th;
-                        spec.epochs = 30;
+                        spec.run.loss.temperature_human = th;
+                        spec.run.training.epochs = 30;
                         write_run(root, &spec);
                         n += 1;
                     }

@@ -7,7 +7,7 @@ use polars::prelude::*;
 
 use crate::error::{AnalysisError, Result};
 use crate::table::{
-    DEFAULT_GROUP_KEYS, OTHER_HYPERPARAMETERS, RunsTable, any_value_string, groupable_columns,
+    DEFAULT_GROUP_KEYS, RunsTable, any_value_string, groupable_columns, other_hyperparameters,
     varying_columns,
 };
 
@@ -29,13 +29,15 @@ pub struct Grouping {
 
 /// Chooses the grouping keys: `group_by` if given (each must be one of
 /// [`groupable_columns`]), else [`DEFAULT_GROUP_KEYS`] plus every hyperparameter of
-/// [`OTHER_HYPERPARAMETERS`] that varies. Warns when a hyperparameter that is not a key
+/// [`other_hyperparameters`] that varies. Warns when a hyperparameter that is not a key
 /// varies inside a group (it is averaged over) and when a group has the same `iter` twice.
 pub fn resolve_grouping(table: &RunsTable, group_by: Option<&[String]>) -> Result<Grouping> {
     let allowed = groupable_columns();
     let (keys, added) = match group_by {
         None => {
-            let added = varying_columns(&table.frame, &OTHER_HYPERPARAMETERS)?;
+            let others = other_hyperparameters();
+            let others: Vec<&str> = others.iter().map(String::as_str).collect();
+            let added = varying_columns(&table.frame, &others)?;
             let mut keys: Vec<String> = DEFAULT_GROUP_KEYS.iter().map(|s| s.to_string()).collect();
             keys.extend(added.iter().cloned());
             (keys, added)
@@ -43,7 +45,7 @@ pub fn resolve_grouping(table: &RunsTable, group_by: Option<&[String]>) -> Resul
         Some(list) => {
             let mut keys: Vec<String> = Vec::new();
             for k in list.iter().map(|k| k.trim()).filter(|k| !k.is_empty()) {
-                if !allowed.contains(&k) {
+                if !allowed.iter().any(|a| a == k) {
                     return Err(AnalysisError::UnknownGroupKey {
                         key: k.to_string(),
                         allowed: allowed.join(", "),
@@ -76,10 +78,11 @@ pub fn resolve_grouping(table: &RunsTable, group_by: Option<&[String]>) -> Resul
     let row_keys: Vec<String> = (0..frame.height()).map(row_key).collect();
 
     let mut warnings = Vec::new();
+    let others = other_hyperparameters();
     let hyper: Vec<&str> = DEFAULT_GROUP_KEYS
         .iter()
-        .chain(OTHER_HYPERPARAMETERS.iter())
         .copied()
+        .chain(others.iter().map(String::as_str))
         .filter(|h| !keys.iter().any(|k| k == h))
         .collect();
     for h in hyper {

@@ -790,7 +790,7 @@ pub fn draw_figures(
                     "{} — best of {} run(s): iter {}",
                     g.label(&all_keys),
                     g.runs,
-                    r.config.iter
+                    r.config.spec.iter
                 ),
                 metrics: r.metrics.clone(),
                 best_epoch: r.best.epoch,

@@ -30,8 +30,8 @@ pub use figures::{FigureFiles, draw_figures, ensure_font};
 pub use load::{LoadedGrid, RunRecord, SkippedRun, load_grid};
 pub use summary::{SummaryInput, render_summary};
 pub use table::{
-    AttackColumns, DEFAULT_GROUP_KEYS, DESCRIPTIVE_CONFIG_COLUMNS, EvalSetColumns,
-    OTHER_HYPERPARAMETERS, RunsTable, any_value_string, attack_tag, eval_column, groupable_columns,
+    AttackColumns, DEFAULT_GROUP_KEYS, DESCRIPTIVE_CONFIG_COLUMNS, EvalSetColumns, REPEAT_KEYS,
+    RunsTable, any_value_string, attack_tag, eval_column, groupable_columns, other_hyperparameters,
     runs_table,
 };
 

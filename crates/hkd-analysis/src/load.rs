@@ -67,7 +67,7 @@ enum Outcome {
 
 /// Finds every run directory under `root` (recursively; see [`hkd_rundir::find_run_dirs`])
 /// and reads it. A run is analysed when its `config.toml`, `last.json` (finished),
-/// `best.json` and `metrics.jsonl` are all readable; otherwise it is listed in
+/// `best.json`, `metrics.jsonl` and the header of `best.safetensors` are all readable; otherwise it is listed in
 /// [`LoadedGrid::skipped`] with the reason. Nothing here panics or fails on a half-written
 /// run; only an unlistable `root` is an error.
 pub fn load_grid(root: &Path) -> Result<LoadedGrid> {
@@ -128,6 +128,10 @@ fn load_run(root: &Path, dir: &RunDir) -> Outcome {
         Ok(b) => b,
         Err(e) => return skip(format!("best record unreadable: {e}")),
     };
+    // best.json names weights that `--teacher best:` and hkd-eval will load
+    if let Err(e) = dir.check_weights(RunDir::BEST_WEIGHTS) {
+        return skip(format!("best weights unreadable: {e}"));
+    }
     let metrics = match dir.read_metrics() {
         Ok(m) if m.is_empty() => {
             return skip(format!(

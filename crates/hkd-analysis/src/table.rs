@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hkd_rundir::py_float;
+use hkd_rundir::{RunSpec, py_float};
 use polars::prelude::*;
 
 use crate::error::{AnalysisError, Result};
@@ -19,23 +19,22 @@ pub const DEFAULT_GROUP_KEYS: [&str; 7] = [
     "temperature_human",
 ];
 
-/// Hyperparameter columns beyond [`DEFAULT_GROUP_KEYS`]. With the default grouping, any of
-/// them that takes more than one value in the grid joins the keys, so that runs trained
-/// differently are never averaged together.
-pub const OTHER_HYPERPARAMETERS: [&str; 12] = [
-    "kl_reduction",
-    "human_smoothing",
-    "epochs",
-    "batch_size",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "scheduler",
-    "classes",
-    "train_split",
-    "val_split",
-    "data_manifest_hash",
-];
+/// Settings of the specification that are not hyperparameters: the repeat's seed and
+/// index (runs that differ only in them are repeats of one configuration).
+pub const REPEAT_KEYS: [&str; 2] = ["seed", "iter"];
+
+/// Hyperparameter columns beyond [`DEFAULT_GROUP_KEYS`]: every other setting of a run's
+/// identity (`hkd_rundir::RunSpec::identity_keys`, so a new setting of the specification
+/// becomes a column without a change here), then the dataset's classes and manifest hash.
+/// With the default grouping, any of them that takes more than one value in the grid joins
+/// the keys, so that runs trained differently are never averaged together.
+pub fn other_hyperparameters() -> Vec<String> {
+    RunSpec::identity_keys()
+        .into_iter()
+        .filter(|k| !DEFAULT_GROUP_KEYS.contains(&k.as_str()) && !REPEAT_KEYS.contains(&k.as_str()))
+        .chain(["classes".to_string(), "data_manifest_hash".to_string()])
+        .collect()
+}
 
 /// Configuration columns that are not hyperparameters of the objective but may still be
 /// chosen with `--group-by` (`mode` and `teacher_arch` follow from `teacher`).
@@ -51,13 +50,55 @@ pub const DESCRIPTIVE_CONFIG_COLUMNS: [&str; 8] = [
 ];
 
 /// Every column that may be a `--group-by` key.
-pub fn groupable_columns() -> Vec<&'static str> {
+pub fn groupable_columns() -> Vec<String> {
     DEFAULT_GROUP_KEYS
         .iter()
-        .chain(OTHER_HYPERPARAMETERS.iter())
-        .chain(DESCRIPTIVE_CONFIG_COLUMNS.iter())
-        .copied()
+        .map(|s| s.to_string())
+        .chain(other_hyperparameters())
+        .chain(DESCRIPTIVE_CONFIG_COLUMNS.iter().map(|s| s.to_string()))
         .collect()
+}
+
+/// The keys of a serialized specification whose values are lists.
+fn list_keys(value: &serde_json::Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if let serde_json::Value::Object(map) = value {
+        for (k, v) in map {
+            match v {
+                serde_json::Value::Object(_) => out.extend(list_keys(v)),
+                serde_json::Value::Array(_) => {
+                    out.insert(k.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// A column of one identity setting: unsigned integers, floats or text, whichever all
+/// present values parse as (an optional setting left unset is null); a list setting
+/// (`step_milestones`) is always text, so that its column has one type in every grid.
+fn identity_column(name: &str, values: Vec<Option<String>>, list: bool) -> Column {
+    let present = || values.iter().flatten();
+    if list {
+        return Column::new(name.into(), values);
+    }
+    if present().all(|v| v.parse::<u64>().is_ok()) {
+        let parsed: Vec<Option<u64>> = values
+            .iter()
+            .map(|v| v.as_ref().and_then(|v| v.parse().ok()))
+            .collect();
+        return Column::new(name.into(), parsed);
+    }
+    if present().all(|v| v.parse::<f64>().is_ok()) {
+        let parsed: Vec<Option<f64>> = values
+            .iter()
+            .map(|v| v.as_ref().and_then(|v| v.parse().ok()))
+            .collect();
+        return Column::new(name.into(), parsed);
+    }
+    Column::new(name.into(), values)
 }
 
 /// One robustness result column family: attack name and ε, and its column tag.
@@ -199,55 +240,42 @@ pub fn runs_table(runs: &[RunRecord]) -> Result<RunsTable> {
     let mut columns = vec![
         str_col("run_dir", s(&|r| r.rel_dir.clone())),
         str_col("run_name", s(&|r| r.config.run_name.clone())),
-        // hyperparameters (default keys first)
         str_col("teacher", s(&|r| r.config.teacher.slug().to_string())),
-        str_col("student", s(&|r| r.config.student.clone())),
-        str_col(
-            "distil_fn",
-            s(&|r| r.config.distillation.distil_fn.to_string()),
-        ),
-        f64_col("lambda", f(&|r| r.config.distillation.lambda)),
-        f64_col("gamma", f(&|r| r.config.distillation.gamma)),
-        f64_col(
-            "temperature_teacher",
-            f(&|r| r.config.distillation.temperature_teacher),
-        ),
-        f64_col(
-            "temperature_human",
-            f(&|r| r.config.distillation.temperature_human),
-        ),
-        str_col(
-            "kl_reduction",
-            s(&|r| r.config.distillation.kl_reduction.to_string()),
-        ),
-        f64_col(
-            "human_smoothing",
-            f(&|r| r.config.distillation.human_smoothing),
-        ),
-        u32_col("epochs", u(&|r| r.config.optimizer.epochs)),
-        u64_col(
-            "batch_size",
-            runs.iter()
-                .map(|r| r.config.optimizer.batch_size as u64)
-                .collect(),
-        ),
-        f64_col("lr", f(&|r| r.config.optimizer.lr)),
-        f64_col("momentum", f(&|r| r.config.optimizer.momentum)),
-        f64_col("weight_decay", f(&|r| r.config.optimizer.weight_decay)),
-        str_col(
-            "scheduler",
-            s(&|r| r.config.optimizer.scheduler.to_string()),
-        ),
+    ];
+    // hyperparameters: the identity of the specification, default keys first
+    let identities: Vec<BTreeMap<String, String>> = runs
+        .iter()
+        .map(|r| r.config.spec.identity().into_iter().collect())
+        .collect();
+    let keys = RunSpec::identity_keys();
+    let ordered = DEFAULT_GROUP_KEYS
+        .iter()
+        .filter(|k| keys.iter().any(|x| x == *k))
+        .map(|k| k.to_string())
+        .chain(
+            keys.iter()
+                .filter(|k| {
+                    !DEFAULT_GROUP_KEYS.contains(&k.as_str()) && !REPEAT_KEYS.contains(&k.as_str())
+                })
+                .cloned(),
+        );
+    let lists: BTreeSet<String> = serde_json::to_value(RunSpec::default())
+        .ok()
+        .map(|v| list_keys(&v))
+        .unwrap_or_default();
+    for key in ordered {
+        columns.push(identity_column(
+            &key,
+            identities.iter().map(|m| m.get(&key).cloned()).collect(),
+            lists.contains(&key),
+        ));
+    }
+    columns.extend([
         u64_col(
             "classes",
             runs.iter().map(|r| r.config.classes as u64).collect(),
         ),
-        str_col("train_split", s(&|r| r.config.data.train_split.clone())),
-        str_col("val_split", s(&|r| r.config.data.val_split.clone())),
-        str_col(
-            "data_manifest_hash",
-            s(&|r| r.config.data.manifest_hash.clone()),
-        ),
+        str_col("data_manifest_hash", s(&|r| r.config.dataset_hash.clone())),
         // descriptive
         str_col("mode", s(&|r| r.config.mode().to_string())),
         Column::new(
@@ -256,11 +284,14 @@ pub fn runs_table(runs: &[RunRecord]) -> Result<RunsTable> {
                 .map(|r| r.config.teacher.arch().map(str::to_string))
                 .collect::<Vec<Option<String>>>(),
         ),
-        u32_col("iter", u(&|r| r.config.iter)),
-        u64_col("seed", runs.iter().map(|r| r.config.seed).collect()),
+        u32_col("iter", u(&|r| r.config.spec.iter)),
+        u64_col("seed", runs.iter().map(|r| r.config.spec.seed).collect()),
         str_col("device", s(&|r| r.config.device.clone())),
         str_col("hkd_version", s(&|r| r.config.hkd_version.clone())),
-        str_col("data_dir", s(&|r| r.config.data.dir.display().to_string())),
+        str_col(
+            "data_dir",
+            s(&|r| r.config.spec.data.dir.display().to_string()),
+        ),
         // training results
         u32_col("epochs_recorded", u(&|r| r.metrics.len() as u32)),
         u32_col("best_epoch", u(&|r| r.best.epoch)),
@@ -282,7 +313,7 @@ pub fn runs_table(runs: &[RunRecord]) -> Result<RunsTable> {
                     / r.metrics.len().max(1) as f64
             }),
         ),
-    ];
+    ]);
 
     for set in &eval_sets {
         let opt = |name: &str, get: &dyn Fn(&hkd_rundir::SetMetrics) -> Option<f64>| {

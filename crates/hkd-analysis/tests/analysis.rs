@@ -6,7 +6,9 @@ use std::path::Path;
 
 use common::*;
 use hkd_analysis::*;
-use hkd_rundir::{GridBest, RunDir, TeacherSpec, best_run_under};
+use hkd_rundir::{
+    GridBest, HumanTarget, KlReduction, RunDir, RunSpec, SchedulerKind, TeacherSpec, best_run_under,
+};
 
 fn tables_only(root: &Path) -> AnalyzeOptions {
     AnalyzeOptions {
@@ -66,7 +68,7 @@ fn averages_over_repeats_are_exact() {
     assert_eq!(avg.f(r, "best_iter"), 1.0);
     assert_eq!(
         avg.s(r, "best_run_dir"),
-        "human/resnet8/student_resnet8_distil_fn_KL_temperature_h_1.0_temperature_t_1.0_lambda_0.5_gamma_0.0_iter_1"
+        Spec::new(TeacherSpec::Human, 0.5, 1, 0.75, 1.0).rel_dir()
     );
     assert_eq!(avg.f(r, "best_epoch_mean"), 3.0);
     assert_eq!(avg.f(r, "train_seconds_mean"), 8.0);
@@ -191,9 +193,7 @@ fn grid_best_json_names_the_best_group_and_its_best_run() {
     assert_eq!(best.group.len(), 7);
     assert_eq!(
         best.run_dir,
-        Path::new(
-            "human/resnet8/student_resnet8_distil_fn_KL_temperature_h_1.0_temperature_t_1.0_lambda_1.0_gamma_0.0_iter_0"
-        )
+        Path::new(&Spec::new(TeacherSpec::Human, 1.0, 0, 0.875, 0.5).rel_dir())
     );
     // what `hkd-train --teacher best:<grid>` resolves
     let (run, record) = best_run_under(dir.path()).unwrap();
@@ -222,11 +222,8 @@ fn varying_hyperparameters_join_the_default_keys() {
     let h = || TeacherSpec::Human;
     write_run(dir.path(), &Spec::new(h(), 0.5, 0, 0.5, 1.0));
     write_run(dir.path(), &Spec::new(h(), 0.5, 1, 0.75, 1.0));
-    // (run names do not include lr: the trainer's grid puts such runs in another output dir)
-    write_run(
-        &dir.path().join("lr0.05"),
-        &Spec::new(h(), 0.5, 0, 0.25, 2.0).lr(0.05),
-    );
+    // another lr gives another run name (`…+lr=0.05`), beside the others
+    write_run(dir.path(), &Spec::new(h(), 0.5, 0, 0.25, 2.0).lr(0.05));
     write_run(
         dir.path(),
         &Spec::new(h(), 0.5, 0, 0.125, 2.0).student("resnet20"),
@@ -302,7 +299,7 @@ fn half_written_and_corrupt_runs_are_left_out_with_a_reason() {
     // config.toml only: the trainer just started
     let s = Spec::new(h(), 0.5, 2, 0.0, 0.0);
     let c = s.config();
-    let started = RunDir::in_output(root, "human", "resnet8", &c.run_name);
+    let started = c.run_dir_in(root);
     started.create().unwrap();
     started.write_config(&c).unwrap();
     // stopped after 2 of 4 epochs
@@ -334,46 +331,57 @@ fn half_written_and_corrupt_runs_are_left_out_with_a_reason() {
         &Spec::new(h(), 0.5, 8, 0.25, 2.0).eval_set("cinic", 0.5, 1.0, 8.0, None),
     );
     std::fs::write(bad_eval.file(RunDir::EVAL), "{").unwrap();
+    // finished, but best.safetensors (what `--teacher best:` and hkd-eval load) is cut off
+    let cut_weights = write_run(root, &Spec::new(h(), 0.5, 9, 0.875, 0.5));
+    let bytes = weights_bytes();
+    std::fs::write(
+        cut_weights.file(RunDir::BEST_WEIGHTS),
+        &bytes[..bytes.len() - 4],
+    )
+    .unwrap();
 
     let report = analyze(&tables_only(root)).unwrap();
     assert_eq!(report.runs, 3);
-    let reasons: Vec<(String, &str)> = report
+    let reasons: Vec<(&Path, &str)> = report
         .skipped
         .iter()
-        .map(|s| {
-            let name = s.dir.file_name().unwrap().to_string_lossy();
-            (name[name.len() - 6..].to_string(), s.reason.as_str())
-        })
+        .map(|s| (s.dir.as_path(), s.reason.as_str()))
         .collect();
-    assert_eq!(reasons.len(), 6, "{reasons:#?}");
-    let reason = |iter: &str| {
+    assert_eq!(reasons.len(), 7, "{reasons:#?}");
+    let reason = |run: &RunDir| {
         reasons
             .iter()
-            .find(|(n, _)| n.ends_with(iter))
+            .find(|(dir, _)| *dir == run.path())
             .map(|(_, r)| *r)
-            .unwrap()
+            .unwrap_or_else(|| panic!("{} is not skipped: {reasons:#?}", run.path().display()))
     };
-    assert_eq!(reason("iter_2"), "unfinished (no last.json yet)");
-    assert_eq!(reason("iter_3"), "unfinished (2 of 4 epochs done)");
+    assert_eq!(reason(&started), "unfinished (no last.json yet)");
+    assert_eq!(reason(&unfinished), "unfinished (2 of 4 epochs done)");
     assert!(
-        reason("iter_4").contains("metrics.jsonl") && reason("iter_4").contains("line 2"),
+        reason(&corrupt_metrics).contains("metrics.jsonl")
+            && reason(&corrupt_metrics).contains("line 2"),
         "{}",
-        reason("iter_4")
+        reason(&corrupt_metrics)
     );
     assert!(
-        reason("iter_5").contains("best.json"),
+        reason(&no_best).contains("best.json"),
         "{}",
-        reason("iter_5")
+        reason(&no_best)
     );
     assert!(
-        reason("iter_6").contains("config.toml"),
+        reason(&bad_config).contains("config.toml"),
         "{}",
-        reason("iter_6")
+        reason(&bad_config)
     );
     assert!(
-        reason("iter_7").starts_with("unfinished (last.json unreadable"),
+        reason(&bad_state).starts_with("unfinished (last.json unreadable"),
         "{}",
-        reason("iter_7")
+        reason(&bad_state)
+    );
+    assert!(
+        reason(&cut_weights).contains("best.safetensors"),
+        "{}",
+        reason(&cut_weights)
     );
     assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
     assert!(
@@ -393,7 +401,7 @@ fn half_written_and_corrupt_runs_are_left_out_with_a_reason() {
     );
 
     let summary = std::fs::read_to_string(&report.summary).unwrap();
-    assert!(summary.contains("6 run directories left out"), "{summary}");
+    assert!(summary.contains("7 run directories left out"), "{summary}");
     assert!(summary.contains("no last.json yet"));
 }
 
@@ -511,9 +519,186 @@ fn runs_table_has_every_hyperparameter_and_training_result() {
     assert_eq!(get("train_seconds"), "8.0");
     assert_eq!(get("images_per_s"), "500.0");
     assert_eq!(get("final_lr"), hkd_rundir::py_float(0.1 * 0.9f64.powi(3)));
+    // the settings the specification added, at the values the run recorded (its defaults)
+    assert_eq!(get("epochs"), "4");
+    assert_eq!(get("batch_size"), "128");
+    assert_eq!(get("eval_batch_size"), "512");
+    assert_eq!(get("max_batches"), "", "unset: an empty cell");
+    assert_eq!(get("human_smoothing"), "0.0");
+    assert_eq!(get("human_target"), "log");
+    assert_eq!(get("label_smoothing"), "0.0");
+    assert_eq!(get("plateau_factor"), "0.9");
+    assert_eq!(get("plateau_patience"), "5");
+    assert_eq!(get("step_milestones"), "0.5,0.75");
+    assert_eq!(get("step_gamma"), "0.1");
+    assert_eq!(get("cosine_min_lr"), "0.0");
+    assert_eq!(get("train_split"), "train");
+    assert_eq!(get("data_manifest_hash"), "feedbeef");
+    assert_eq!(get("data_dir"), "/data/hkd");
     assert!(table.eval_sets.is_empty());
     for k in groupable_columns() {
-        assert!(df.column(k).is_ok(), "group key {k} is not a column");
+        assert!(df.column(&k).is_ok(), "group key {k} is not a column");
+    }
+}
+
+/// The hyperparameter columns: the identity settings of `RunSpec` (default group keys
+/// first, then the specification's order), then the dataset's; a new setting of the
+/// specification becomes a column (and a group key candidate) by itself.
+#[test]
+fn runs_csv_has_a_column_for_every_setting_of_the_specification() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Spec::new(TeacherSpec::Human, 0.5, 1, 0.5, 1.0).with(|s| {
+        s.loss.human_target = HumanTarget::Pilot;
+        s.loss.label_smoothing = 0.125;
+        s.training.eval_batch_size = 256;
+        s.training.max_batches = Some(7);
+        s.schedule.scheduler = SchedulerKind::Step;
+        s.schedule.plateau_factor = 0.5;
+        s.schedule.plateau_patience = 3;
+        s.schedule.step_milestones = vec![0.25, 0.5];
+        s.schedule.step_gamma = 0.2;
+        s.schedule.cosine_min_lr = 0.001;
+        s.data.val_split = "val5k".into();
+    });
+    write_run(dir.path(), &spec);
+    let report = analyze(&tables_only(dir.path())).unwrap();
+    let runs = Csv::read(&report.out_dir.join("runs.csv"));
+    let hyperparameters = [
+        "teacher",
+        "student",
+        "distil_fn",
+        "lambda",
+        "gamma",
+        "temperature_teacher",
+        "temperature_human",
+        "train_split",
+        "val_split",
+        "kl_reduction",
+        "human_smoothing",
+        "human_target",
+        "label_smoothing",
+        "epochs",
+        "batch_size",
+        "eval_batch_size",
+        "max_batches",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "scheduler",
+        "plateau_factor",
+        "plateau_patience",
+        "step_milestones",
+        "step_gamma",
+        "cosine_min_lr",
+        "classes",
+        "data_manifest_hash",
+    ];
+    let expected: Vec<&str> = ["run_dir", "run_name"]
+        .into_iter()
+        .chain(hyperparameters)
+        .chain([
+            "mode",
+            "teacher_arch",
+            "iter",
+            "seed",
+            "device",
+            "hkd_version",
+            "data_dir",
+            "epochs_recorded",
+        ])
+        .collect();
+    assert_eq!(runs.header[..expected.len()], expected);
+    assert_eq!(
+        other_hyperparameters(),
+        hyperparameters[DEFAULT_GROUP_KEYS.len()..],
+        "the non-default hyperparameters, in table order"
+    );
+    for key in RunSpec::identity_keys() {
+        assert!(
+            runs.has(&key) && groupable_columns().contains(&key),
+            "identity setting {key} is not a groupable column"
+        );
+    }
+
+    let r = &runs.rows[0];
+    assert_eq!(runs.s(r, "run_dir"), spec.rel_dir());
+    assert_eq!(runs.s(r, "run_name"), spec.run.run_name());
+    for (column, value) in [
+        ("val_split", "val5k"),
+        ("human_target", "pilot"),
+        ("label_smoothing", "0.125"),
+        ("eval_batch_size", "256"),
+        ("max_batches", "7"),
+        ("scheduler", "step"),
+        ("plateau_factor", "0.5"),
+        ("plateau_patience", "3"),
+        ("step_milestones", "0.25,0.5"),
+        ("step_gamma", "0.2"),
+        ("cosine_min_lr", "0.001"),
+        ("seed", "101"),
+        ("iter", "1"),
+    ] {
+        assert_eq!(runs.s(r, column), value, "{column}");
+    }
+}
+
+/// Runs that differ in one hyperparameter only are different configurations: with the
+/// default grouping the setting joins the keys and they are not averaged together.
+#[test]
+fn a_setting_that_varies_keeps_its_runs_apart() {
+    type Change = fn(&mut RunSpec);
+    let changes: [(&str, &str, Change); 14] = [
+        ("label_smoothing", "0.1", |s| s.loss.label_smoothing = 0.1),
+        ("human_target", "pilot", |s| {
+            s.loss.human_target = HumanTarget::Pilot
+        }),
+        ("human_smoothing", "0.001", |s| {
+            s.loss.human_smoothing = 0.001
+        }),
+        ("kl_reduction", "elementwise_mean", |s| {
+            s.loss.kl_reduction = KlReduction::ElementwiseMean
+        }),
+        ("lr", "0.05", |s| s.optimizer.lr = 0.05),
+        ("eval_batch_size", "100", |s| {
+            s.training.eval_batch_size = 100
+        }),
+        ("max_batches", "3", |s| s.training.max_batches = Some(3)),
+        ("epochs", "6", |s| s.training.epochs = 6),
+        ("plateau_factor", "0.5", |s| s.schedule.plateau_factor = 0.5),
+        ("plateau_patience", "2", |s| s.schedule.plateau_patience = 2),
+        ("step_milestones", "0.3", |s| {
+            s.schedule.step_milestones = vec![0.3]
+        }),
+        ("step_gamma", "0.5", |s| s.schedule.step_gamma = 0.5),
+        ("cosine_min_lr", "0.01", |s| s.schedule.cosine_min_lr = 0.01),
+        ("train_split", "train8k", |s| {
+            s.data.train_split = "train8k".into()
+        }),
+    ];
+    for (key, value, change) in changes {
+        let dir = tempfile::tempdir().unwrap();
+        let h = || TeacherSpec::Human;
+        write_run(dir.path(), &Spec::new(h(), 0.5, 0, 0.5, 1.0));
+        write_run(dir.path(), &Spec::new(h(), 0.5, 1, 0.75, 1.0));
+        let other = Spec::new(h(), 0.5, 0, 0.25, 2.0).with(change);
+        write_run(dir.path(), &other);
+        let report = analyze(&tables_only(dir.path())).unwrap();
+        assert_eq!(report.runs, 3, "{key}");
+        assert_eq!(report.grouping.added, [key], "{key}");
+        assert_eq!(report.groups, 2, "{key}");
+        assert!(
+            report.grouping.warnings.is_empty(),
+            "{key}: {:?}",
+            report.grouping.warnings
+        );
+        let avg = Csv::read(&report.out_dir.join("average_results.csv"));
+        let r = avg.row(&[(key, value)]);
+        assert_eq!(avg.f(r, "runs"), 1.0, "{key}");
+        assert_eq!(avg.f(r, "val_acc_mean"), 0.25, "{key}");
+        assert_eq!(avg.s(r, "best_run_dir"), other.rel_dir(), "{key}");
+        let rest: Vec<&Vec<String>> = avg.rows.iter().filter(|row| *row != r).collect();
+        assert_eq!(avg.f(rest[0], "runs"), 2.0, "{key}");
+        assert_eq!(avg.f(rest[0], "val_acc_mean"), 0.625, "{key}");
     }
 }
 

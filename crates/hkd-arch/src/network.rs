@@ -417,7 +417,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path: path.to_path_buf(),
         source,
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err)?;
+    // `.hkd-*.tmp` (what hkd-train tidies after a kill), 0666 minus the umask like any
+    // other tool's output (tempfile's default 0600 would hide weights from lab mates)
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".hkd-")
+        .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(&dir)
+        .map_err(io_err)?;
     tmp.write_all(bytes).map_err(io_err)?;
     tmp.as_file().sync_all().map_err(io_err)?;
     tmp.persist(path).map_err(|e| io_err(e.error))?;

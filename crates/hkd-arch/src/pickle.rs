@@ -111,6 +111,90 @@ pub(crate) enum Value {
     Tensor(Rc<TensorRef>),
 }
 
+/// How deep values may nest. PyTorch checkpoints nest a few levels (a dict of dicts of
+/// tensors); a pickle nesting deeper is refused rather than risking the stack.
+pub(crate) const MAX_NESTING: usize = 100;
+
+/// Dropping a value dismantles nested containers with an explicit stack, so that a deeply
+/// nested value (a malicious pickle builds one with a few bytes per level) cannot overflow
+/// the call stack, whatever the error path.
+impl Drop for Value {
+    fn drop(&mut self) {
+        let mut pending: Vec<Value> = Vec::new();
+        take_children(self, &mut pending);
+        while let Some(mut v) = pending.pop() {
+            take_children(&mut v, &mut pending);
+        }
+    }
+}
+
+/// Moves the children of `v` out into `out` where `v` is their last owner.
+fn take_children(v: &mut Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Tuple(items) => out.append(items),
+        Value::List(list) => {
+            if let Some(cell) = Rc::get_mut(list) {
+                out.append(cell.get_mut());
+            }
+        }
+        Value::Dict(dict) => {
+            if let Some(cell) = Rc::get_mut(dict) {
+                for (k, v) in cell.get_mut().drain(..) {
+                    out.push(k);
+                    out.push(v);
+                }
+            }
+        }
+        Value::Object(object) => {
+            if let Some(cell) = Rc::get_mut(object) {
+                let o = cell.get_mut();
+                out.push(std::mem::replace(&mut o.args, Value::None));
+                if let Some(state) = o.state.take() {
+                    out.push(state);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The deepest nesting of `top` (containers in containers), counted without recursion and
+/// stopping past `limit`; shared containers are visited once (cycles end there).
+fn nesting_exceeds(top: &Value, limit: usize) -> bool {
+    let mut seen: std::collections::HashSet<*const ()> = std::collections::HashSet::new();
+    let mut stack: Vec<(Value, usize)> = vec![(top.clone(), 0)];
+    while let Some((v, depth)) = stack.pop() {
+        if depth > limit {
+            return true;
+        }
+        let mut children = |items: Vec<Value>| {
+            stack.extend(items.into_iter().map(|c| (c, depth + 1)));
+        };
+        match &v {
+            Value::Tuple(items) => children(items.clone()),
+            Value::List(list) if seen.insert(Rc::as_ptr(list) as *const ()) => {
+                children(list.borrow().clone());
+            }
+            Value::Dict(dict) if seen.insert(Rc::as_ptr(dict) as *const ()) => {
+                children(
+                    dict.borrow()
+                        .iter()
+                        .flat_map(|(k, v)| [k.clone(), v.clone()])
+                        .collect(),
+                );
+            }
+            Value::Object(object) if seen.insert(Rc::as_ptr(object) as *const ()) => {
+                let o = object.borrow();
+                let mut items = vec![o.args.clone()];
+                items.extend(o.state.clone());
+                children(items);
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 impl Value {
     pub fn type_name(&self) -> String {
         match self {
@@ -185,6 +269,14 @@ pub(crate) fn unpickle(
         storages,
     };
     let v = vm.run()?;
+    if nesting_exceeds(&v, MAX_NESTING) {
+        return Err(PickleError {
+            offset: start,
+            reason: format!(
+                "values nest deeper than {MAX_NESTING} levels, which no PyTorch checkpoint does; refusing this pickle"
+            ),
+        });
+    }
     Ok((v, vm.pos))
 }
 
@@ -316,7 +408,7 @@ impl Vm<'_, '_> {
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             pairs.push((k, v));
         }
-        match target {
+        match &target {
             Value::Dict(d) => {
                 let mut d = d.borrow_mut();
                 for (k, v) in pairs {
@@ -341,7 +433,7 @@ impl Vm<'_, '_> {
 
     fn append_items(&mut self, items: Vec<Value>) -> PResult<()> {
         let target = self.top()?.clone();
-        match target {
+        match &target {
             Value::List(l) => {
                 l.borrow_mut().extend(items);
                 Ok(())
@@ -352,7 +444,7 @@ impl Vm<'_, '_> {
     }
 
     fn persistent_load(&mut self, pid: Value) -> PResult<Value> {
-        let Value::Tuple(t) = pid else {
+        let Value::Tuple(t) = &pid else {
             return self.err(format!(
                 "persistent id is a {}, expected a tuple ('storage', ...)",
                 pid.type_name()
@@ -360,7 +452,11 @@ impl Vm<'_, '_> {
         };
         if t.first().and_then(Value::as_str) != Some("storage") || t.len() < 5 {
             return self.err(format!(
-                "unsupported persistent id {t:?}; expected ('storage', type, key, location, size)"
+                "unsupported persistent id ({}); expected ('storage', type, key, location, size)",
+                t.iter()
+                    .map(Value::type_name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         let dtype = match &t[1] {
@@ -750,8 +846,10 @@ impl Vm<'_, '_> {
                 0x93 => {
                     let name = self.pop()?;
                     let module = self.pop()?;
-                    match (module, name) {
-                        (Value::Str(m), Value::Str(n)) => self.stack.push(Value::Global(m, n)),
+                    match (&module, &name) {
+                        (Value::Str(m), Value::Str(n)) => {
+                            self.stack.push(Value::Global(m.clone(), n.clone()))
+                        }
                         _ => return self.err("STACK_GLOBAL needs two strings"),
                     }
                 }
@@ -866,7 +964,7 @@ mod tests {
         let bytes = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01K\x01X\x01\x00\x00\x00bq\x02]q\x03(G@\x04\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00xq\x04eX\x01\x00\x00\x00cq\x05N\x88\x86q\x06u.";
         let v = run(bytes);
         assert!(matches!(dict_get(&v, "a"), Some(Value::Int(1))));
-        match dict_get(&v, "b") {
+        match &dict_get(&v, "b") {
             Some(Value::List(l)) => {
                 let l = l.borrow();
                 assert!(matches!(l[0], Value::Float(f) if f == 2.5));
@@ -874,7 +972,7 @@ mod tests {
             }
             other => panic!("expected list, got {other:?}"),
         }
-        match dict_get(&v, "c") {
+        match &dict_get(&v, "c") {
             Some(Value::Tuple(t)) => {
                 assert!(matches!(t[0], Value::None));
                 assert!(matches!(t[1], Value::Bool(true)));
@@ -891,6 +989,28 @@ mod tests {
         assert!(matches!(v, Value::Int(-1)));
         let v = run(b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.");
         assert!(matches!(v, Value::BigInt(ref b) if b.len() == 10));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        // a list nested 200,000 levels deep: EMPTY_LIST × n, then APPEND × (n - 1)
+        let n = 200_000;
+        let mut bytes = b"\x80\x02".to_vec();
+        bytes.extend(std::iter::repeat_n(b']', n));
+        bytes.extend(std::iter::repeat_n(b'a', n - 1));
+        bytes.push(b'.');
+        let mut st = HashMap::new();
+        let e = unpickle(&bytes, 0, &mut st).unwrap_err();
+        assert!(e.reason.contains("nest deeper than 100"), "{}", e.reason);
+        // an unfinished one (no STOP) is dropped from the VM's stack just as safely
+        let mut st = HashMap::new();
+        assert!(unpickle(&bytes[..bytes.len() - 1], 0, &mut st).is_err());
+        // shallow nesting is fine
+        let mut ok = b"\x80\x02".to_vec();
+        ok.extend(std::iter::repeat_n(b']', 50));
+        ok.extend(std::iter::repeat_n(b'a', 49));
+        ok.push(b'.');
+        assert!(matches!(run(&ok), Value::List(_)));
     }
 
     #[test]

@@ -321,8 +321,8 @@ fn read_torch_legacy(path: &Path, bytes: &[u8], device: &Device) -> Result<State
     let mut scratch = HashMap::new();
     let (magic, pos) =
         unpickle(bytes, 0, &mut scratch).map_err(|e| pickle_error(path, "magic number", e))?;
-    match magic {
-        Value::BigInt(b) if b == LEGACY_MAGIC => {}
+    match &magic {
+        Value::BigInt(b) if *b == LEGACY_MAGIC => {}
         other => {
             return Err(format_error(
                 path,
@@ -338,7 +338,13 @@ fn read_torch_legacy(path: &Path, bytes: &[u8], device: &Device) -> Result<State
     if !matches!(version, Value::Int(1001)) {
         return Err(format_error(
             path,
-            format!("legacy protocol version {version:?}, expected 1001"),
+            format!(
+                "legacy protocol version {}, expected 1001",
+                match &version {
+                    Value::Int(i) => i.to_string(),
+                    other => format!("a {}", other.type_name()),
+                }
+            ),
         ));
     }
     let (sys_info, pos) =
@@ -358,7 +364,7 @@ fn read_torch_legacy(path: &Path, bytes: &[u8], device: &Device) -> Result<State
     })?;
     let (keys, mut pos) = unpickle(bytes, pos, &mut scratch)
         .map_err(|e| pickle_error(path, "storage key list", e))?;
-    let keys: Vec<String> = match keys {
+    let keys: Vec<String> = match &keys {
         Value::List(l) => l
             .borrow()
             .iter()

@@ -650,9 +650,7 @@ pub fn write_split(dir: &Path, split: &str, dataset: &Dataset, source: Option<&s
 /// Writes a manifest atomically.
 pub fn write_manifest(path: &Path, manifest: &Manifest) -> Result<()> {
     let text = manifest.to_toml()?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| DatasetError::io(dir, "create temporary file in", e))?;
+    let mut tmp = crate::npy::temp_file_beside(path)?;
     tmp.write_all(text.as_bytes())
         .map_err(|e| DatasetError::io(path, "write", e))?;
     tmp.persist(path)

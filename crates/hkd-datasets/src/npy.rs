@@ -110,7 +110,18 @@ impl RawNpy {
             )));
         }
         let mut cursor: &[u8] = &bytes;
-        let header = NpyHeader::from_reader(&mut cursor).map_err(|e| {
+        // npyz multiplies the shape without checking: a hand-made shape whose product
+        // overflows panics in builds with overflow checks (and wraps, caught below, in
+        // release builds). Either way it is a bad file, not a crash.
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            NpyHeader::from_reader(&mut cursor)
+        }))
+        .map_err(|_| {
+            not_npy(
+                "its header's shape holds more values than any file can (the product overflows 64 bits): a corrupt or hand-made header".into(),
+            )
+        })?;
+        let header = parsed.map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 not_npy("the header is cut off (file truncated inside the header)".into())
             } else {
@@ -151,7 +162,15 @@ impl RawNpy {
                 "the array is stored in Fortran order; save it with np.save(path, np.ascontiguousarray(a))".into(),
             ));
         }
-        let count: u64 = shape.iter().product();
+        let count = shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .filter(|&c| usize::try_from(c).is_ok())
+            .ok_or_else(|| {
+                not_npy(format!(
+                    "its header's shape {shape:?} holds more values than any file can (the product overflows 64 bits): a corrupt or hand-made header"
+                ))
+            })?;
         let expected = count.saturating_mul(elem.size() as u64);
         let found = cursor.len() as u64;
         if found < expected {
@@ -573,15 +592,28 @@ pub(crate) fn read_ids(path: &Path, role: &'static str) -> Result<Vec<i64>> {
     Ok(ids)
 }
 
+/// A temporary file beside `path`, to be renamed onto it: `.hkd-*.tmp` (what hkd-train
+/// tidies after a kill), created 0666 minus the umask like any other tool's output.
+pub(crate) fn temp_file_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".hkd-")
+        .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(|e| DatasetError::io(dir, "create temporary file in", e))
+}
+
 /// Writes an array atomically (temp file in the same directory, then rename).
 pub(crate) fn write_npy<T: npyz::AutoSerialize + Copy>(
     path: &Path,
     shape: &[u64],
     data: &[T],
 ) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| DatasetError::io(dir, "create temporary file in", e))?;
+    let tmp = temp_file_beside(path)?;
     {
         let mut buf = BufWriter::new(tmp.as_file());
         let io_err = |e: std::io::Error| DatasetError::io(path, "write", e);

@@ -49,6 +49,20 @@ fn non_npy_empty_and_truncated_files() {
         "{err}"
     );
     assert!(err.to_string().contains("short.npy") && err.to_string().contains("truncated"));
+    // A header whose shape product overflows 64 bits (2^62·32·32·3 wraps to 0).
+    let header =
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (4611686018427387904, 32, 32, 3), }";
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let pad = 64 - (10 + header.len() + 1) % 64;
+    let len = (header.len() + pad + 1) as u16;
+    bytes.extend_from_slice(&len.to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(std::iter::repeat_n(b' ', pad));
+    bytes.push(b'\n');
+    bytes.extend_from_slice(&[0u8; 64]);
+    std::fs::write(d.join("huge.npy"), bytes).unwrap();
+    let e = err_images(&d.join("huge.npy"));
+    assert!(e.contains("huge.npy") && e.contains("overflows"), "{e}");
     // Missing file.
     let e = err_images(&d.join("missing.npy"));
     assert!(

@@ -168,6 +168,25 @@ pub enum EvalError {
 }
 
 impl EvalError {
+    /// Whether the error refuses the command line or an input before any work (exit 2 of
+    /// the binaries' policy) rather than a failure while working (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            EvalError::SetSpec { .. }
+                | EvalError::SetUnavailable { .. }
+                | EvalError::SplitNotNamed { .. }
+                | EvalError::DuplicateSet(_)
+                | EvalError::SetsFile { .. }
+                | EvalError::NoSetsForCheckpoint(_)
+                | EvalError::NoTargets { .. }
+                | EvalError::InvalidOption { .. }
+                | EvalError::Device { .. }
+        )
+    }
+}
+
+impl EvalError {
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

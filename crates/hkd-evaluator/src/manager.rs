@@ -25,34 +25,13 @@ use crate::sets::{
 /// metrics makes every run count as not yet evaluated.
 pub const METRICS_VERSION: u32 = 1;
 
-/// Default images per evaluation batch.
-pub const DEFAULT_BATCH_SIZE: usize = 500;
+pub use hkd_rundir::cli::eval::{DEFAULT_BATCH_SIZE, WeightsChoice};
 
 /// Suffix of a bare checkpoint's report file (`<checkpoint stem>.eval.json`).
 pub const CHECKPOINT_REPORT_SUFFIX: &str = ".eval.json";
 
 /// Suffix of the original project's result file (`<run>_generalization.npy`).
 pub const GENERALIZATION_SUFFIX: &str = "_generalization.npy";
-
-/// Which weights of a run directory are evaluated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WeightsChoice {
-    /// `best.safetensors`: the epoch of the best validation accuracy (the default).
-    #[default]
-    Best,
-    /// `last.safetensors`: the last completed epoch.
-    Last,
-}
-
-impl WeightsChoice {
-    /// File name inside the run directory.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            WeightsChoice::Best => RunDir::BEST_WEIGHTS,
-            WeightsChoice::Last => RunDir::LAST_WEIGHTS,
-        }
-    }
-}
 
 /// How runs are evaluated.
 #[derive(Debug, Clone, PartialEq)]
@@ -375,10 +354,11 @@ impl Evaluator {
                             Ok(config) => {
                                 let spec = SetSpec::new(
                                     DEFAULT_SET_NAME,
-                                    &config.data.dir,
-                                    Some(config.data.val_split.clone()),
+                                    &config.spec.data.dir,
+                                    Some(config.spec.data.val_split.clone()),
                                 );
-                                let set = load(&spec).map_err(|e| match e {
+                                // one run's moved or broken data fails that run only
+                                load(&spec).map_err(|e| match e {
                                     EvalError::SetUnavailable { source_desc, source, .. } => EvalError::SetUnavailable {
                                         name: format!(
                                             "{DEFAULT_SET_NAME} (the validation split named in {}; name the sets with --set if the data moved)",
@@ -386,10 +366,10 @@ impl Evaluator {
                                         ),
                                         source_desc,
                                         source,
-                                    },
-                                    other => other,
-                                })?;
-                                Ok(set)
+                                    }
+                                    .to_string(),
+                                    other => other.to_string(),
+                                })
                             }
                             Err(e) => Err(e.to_string()),
                         };
@@ -491,7 +471,12 @@ impl Evaluator {
                         run.path().display()
                     );
                 }
-                (config.student, config.classes, weights, file.to_string())
+                (
+                    config.spec.student,
+                    config.classes,
+                    weights,
+                    file.to_string(),
+                )
             }
             Target::Checkpoint {
                 path,

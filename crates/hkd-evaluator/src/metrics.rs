@@ -14,9 +14,7 @@ use crate::error::{EvalError, Result};
 /// Number of equal-width confidence bins of the expected calibration error.
 pub const ECE_BINS: usize = 15;
 
-/// Batch size of the original project's evaluation loop, used for
-/// [`SetMetrics::ce_sum_batch_means`].
-pub const ORIGINAL_BATCH_SIZE: usize = 128;
+pub use hkd_rundir::cli::eval::ORIGINAL_BATCH_SIZE;
 
 /// `log_softmax` of one logit row, in f64.
 pub fn log_softmax(row: &[f32]) -> Vec<f64> {

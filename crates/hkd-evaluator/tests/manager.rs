@@ -318,7 +318,13 @@ fn a_missing_set_is_an_error_before_any_work() {
         Err(EvalError::DuplicateSet(_))
     ));
 
-    // The default set of a run whose data moved.
+    assert!(!run.file(RunDir::EVAL).exists(), "nothing was evaluated");
+}
+
+#[test]
+fn a_run_whose_data_moved_fails_alone_and_names_the_way_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
     let moved_run = make_run(
         tmp.path(),
         "m",
@@ -327,11 +333,26 @@ fn a_missing_set_is_an_error_before_any_work() {
         &tmp.path().join("gone"),
         "val",
     );
-    let err =
-        Evaluator::prepare(&[Target::Run(moved_run)], &[], options(), Device::Cpu).unwrap_err();
-    assert!(err.to_string().contains("--set"), "{err}");
-
-    assert!(!run.file(RunDir::EVAL).exists(), "nothing was evaluated");
+    let run = make_run(tmp.path(), "r", "plane2", 1, &data, "val");
+    let targets = [Target::Run(moved_run.clone()), Target::Run(run.clone())];
+    let outcomes = evaluate(&targets, &[], options());
+    match &outcomes[0].result {
+        RunResult::Failed(e) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("--set") && text.contains("config.toml") && text.contains("gone"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(!moved_run.file(RunDir::EVAL).exists());
+    assert!(
+        matches!(outcomes[1].result, RunResult::Evaluated { .. }),
+        "{:?}",
+        outcomes[1].result
+    );
+    assert_eq!(report(&run).sets["val"].images, 60);
 }
 
 #[test]

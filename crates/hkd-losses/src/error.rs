@@ -1,5 +1,6 @@
 //! The error type of this crate.
 
+#[cfg(feature = "candle")]
 use candle_core::DType;
 
 use crate::config::DistillationMode;
@@ -44,7 +45,18 @@ pub enum LossError {
         found: f64,
     },
 
-    /// A text value for an enum field (`mode`, `distil_fn`, `kl_reduction`) is unknown.
+    /// `label_smoothing` is outside `[0, 1)` or NaN.
+    #[error(
+        "distillation config field `label_smoothing` is {found}, expected a number in [0, 1); \
+         set `label_smoothing` to α of the hard-label target (1-α)·onehot + α/C, e.g. 0.1, \
+         or 0 for plain cross-entropy"
+    )]
+    InvalidLabelSmoothing {
+        /// The rejected value.
+        found: f64,
+    },
+
+    /// A text value for an enum field (`mode`, `distil_fn`, `kl_reduction`, `human_target`) is unknown.
     #[error(
         "distillation config field `{field}` is {found:?}, expected one of {expected}; \
          use one of those spellings exactly"
@@ -61,7 +73,8 @@ pub enum LossError {
     /// Teacher logits were passed although the mode is not `student`.
     #[error(
         "teacher logits were given to the distillation loss in `{mode}` mode, expected none: \
-         only `student` mode distils from a teacher; pass `None` or set `mode = \"student\"`"
+         only `student` mode distils from a teacher; pass `None`, or build the loss with \
+         `DistillationMode::Student`"
     )]
     UnexpectedTeacher {
         /// The configured mode.
@@ -76,7 +89,7 @@ pub enum LossError {
     )]
     MissingTeacher,
 
-    /// Human label distributions are missing in `human` or `student` mode.
+    /// Human label distributions are missing in `human` mode or `student` mode with γ > 0.
     #[error(
         "no human label distributions were given to the distillation loss in `{mode}` mode, \
          expected a [N, C] tensor of rows summing to 1; pass the batch's human labels or use \
@@ -114,6 +127,7 @@ pub enum LossError {
     },
 
     /// An input tensor has an unsupported data type.
+    #[cfg(feature = "candle")]
     #[error(
         "distillation loss input `{input}` has dtype {found:?}, expected {expected}; \
          convert it with `Tensor::to_dtype` before calling the loss"
@@ -142,7 +156,7 @@ pub enum LossError {
     },
 
     /// A human label row is not a probability distribution (see
-    /// [`crate::check_human_distributions`]).
+    /// `check_human_distributions`).
     #[error(
         "human label row {row} is not a probability distribution: {problem}; \
          expected non-negative finite entries summing to 1 (within {tolerance}); \
@@ -158,6 +172,7 @@ pub enum LossError {
     },
 
     /// An error from candle while computing.
+    #[cfg(feature = "candle")]
     #[error("tensor operation failed while computing the distillation loss: {0}")]
     Candle(#[from] candle_core::Error),
 }

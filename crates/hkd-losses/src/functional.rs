@@ -21,14 +21,26 @@ pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
 }
 
 /// Mean cross-entropy of logits `[N, C]` against integer class labels `[N]`
-/// (`u8`, `u32` or `i64`).
+/// (`u8`, `u32` or `i64`), with label smoothing `α`: the target is
+/// `(1-α)·onehot(y) + α/C`, i.e. `(1-α)·CE + α·mean_c(−log p_c)`, PyTorch's
+/// `cross_entropy(…, label_smoothing=α)`. At `α = 0` only the plain CE is computed.
 ///
 /// Labels must lie in `0..C`; the CPU backend reports an out-of-range label as an error,
 /// other backends may not.
-pub fn hard_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+pub fn hard_cross_entropy(
+    logits: &Tensor,
+    labels: &Tensor,
+    label_smoothing: f64,
+) -> Result<Tensor> {
     let log_probs = log_softmax(logits)?;
     let index = labels.unsqueeze(1)?.contiguous()?;
-    Ok(log_probs.gather(&index, 1)?.mean_all()?.neg()?)
+    let nll = log_probs.gather(&index, 1)?.mean_all()?.neg()?;
+    if label_smoothing == 0.0 {
+        return Ok(nll);
+    }
+    // mean over classes and batch of −log p: (Σ_c −log p_c)/C averaged over the batch
+    let uniform = log_probs.mean_all()?.neg()?;
+    Ok((nll.affine(1.0 - label_smoothing, 0.0)? + uniform.affine(label_smoothing, 0.0)?)?)
 }
 
 /// `log ĥ` for human label distributions `[N, C]`, with `ĥ = (h + ε) / (1 + C·ε)`.

@@ -2,25 +2,19 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::config::{DistillationConfig, DistillationMode};
+use crate::config::{DistillationConfig, DistillationMode, HumanTarget};
 use crate::error::{LossError, Result};
 use crate::functional::{hard_cross_entropy, smoothed_human_log_probs, soft_distillation_term};
 
-/// The HKD objective, built from a validated [`DistillationConfig`].
+/// The HKD objective: a [`DistillationMode`] (which terms exist) and a validated
+/// [`DistillationConfig`] (their hyperparameters).
 ///
 /// Construct once per run with [`DistillationLoss::new`]; call
 /// [`compute`](DistillationLoss::compute) every step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DistillationLoss {
+    mode: DistillationMode,
     config: DistillationConfig,
-}
-
-impl TryFrom<DistillationConfig> for DistillationLoss {
-    type Error = LossError;
-
-    fn try_from(config: DistillationConfig) -> Result<Self> {
-        Self::new(config)
-    }
 }
 
 /// The loss parts of one batch, each a scalar (rank-0) tensor in the student logits'
@@ -31,7 +25,8 @@ impl TryFrom<DistillationConfig> for DistillationLoss {
 /// `None`.
 #[derive(Debug, Clone)]
 pub struct LossParts {
-    /// Cross-entropy of the student logits with the hard labels, batch mean.
+    /// Cross-entropy of the student logits with the hard labels, batch mean; with
+    /// `label_smoothing` α > 0 against the smoothed target `(1-α)·onehot + α/C`.
     pub hard_ce: Tensor,
     /// The soft part `L2` before λ: in `human` mode `T_h²·D_h`; in `student` mode
     /// `teacher_term + human_term`. `None` in `baseline` mode.
@@ -104,10 +99,16 @@ impl LossParts {
 }
 
 impl DistillationLoss {
-    /// Validates `config` (see [`DistillationConfig::validate`]) and builds the loss.
-    pub fn new(config: DistillationConfig) -> Result<Self> {
+    /// Validates `config` (see [`DistillationConfig::validate`]) and builds the loss of
+    /// `mode`.
+    pub fn new(mode: DistillationMode, config: DistillationConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self { config })
+        Ok(Self { mode, config })
+    }
+
+    /// Which terms the loss has.
+    pub fn mode(&self) -> DistillationMode {
+        self.mode
     }
 
     /// The validated configuration.
@@ -115,20 +116,40 @@ impl DistillationLoss {
         &self.config
     }
 
+    /// Whether [`compute`](Self::compute) needs the teacher's logits: in `student` mode
+    /// with γ < 1. At γ = 1 the teacher term has weight 0, so a trainer can skip the
+    /// teacher's forward pass; the term is then reported as 0, which is what it is with
+    /// the logits too.
+    pub fn needs_teacher_logits(&self) -> bool {
+        self.mode == DistillationMode::Student && self.config.gamma < 1.0
+    }
+
+    /// Whether [`compute`](Self::compute) needs the human label distributions: in
+    /// `human` mode, and in `student` mode with γ > 0. At γ = 0 the human term has weight
+    /// 0 and is reported as 0 without them, as the teacher term is at γ = 1.
+    pub fn needs_human_labels(&self) -> bool {
+        match self.mode {
+            DistillationMode::Baseline => false,
+            DistillationMode::Human => true,
+            DistillationMode::Student => self.config.gamma > 0.0,
+        }
+    }
+
     /// Computes the loss parts of one batch.
     ///
     /// - `student_logits`: `[N, C]`, float (f16, bf16, f32 or f64); defines dtype and
     ///   device of everything.
     /// - `hard_labels`: `[N]`, `u32`, `i64` or `u8`, values in `0..C`.
-    /// - `human`: `[N, C]` rows summing to 1; required in `human` and `student` mode,
-    ///   ignored in `baseline` mode. Cast to the student's dtype if it differs.
+    /// - `human`: `[N, C]` rows summing to 1; required in `human` mode and in `student`
+    ///   mode with γ > 0 (see [`DistillationLoss::needs_human_labels`]), optional at γ = 0
+    ///   (the human term is then 0), ignored in `baseline` mode. Cast to the student's dtype if it differs.
     /// - `teacher_logits`: `[N, C]`; required in `student` mode with γ < 1 (see
-    ///   [`DistillationConfig::needs_teacher_logits`]), optional at γ = 1 (the teacher
+    ///   [`DistillationLoss::needs_teacher_logits`]), optional at γ = 1 (the teacher
     ///   term is then 0, as it is with the logits), rejected in the other modes. Cast to
     ///   the student's dtype if it differs; never receives a gradient.
     ///
     /// Nothing is copied to the host, except one scalar (the smallest human entry) when
-    /// `human_smoothing` is 0, to reject rows with zeros.
+    /// `human_smoothing` is 0 with the `log` human target, to reject rows with zeros.
     pub fn compute(
         &self,
         student_logits: &Tensor,
@@ -137,9 +158,9 @@ impl DistillationLoss {
         teacher_logits: Option<&Tensor>,
     ) -> Result<LossParts> {
         let config = &self.config;
-        let mode = config.mode;
+        let mode = self.mode;
         match (mode, teacher_logits.is_some()) {
-            (DistillationMode::Student, false) if config.needs_teacher_logits() => {
+            (DistillationMode::Student, false) if self.needs_teacher_logits() => {
                 return Err(LossError::MissingTeacher);
             }
             (DistillationMode::Baseline | DistillationMode::Human, true) => {
@@ -147,7 +168,7 @@ impl DistillationLoss {
             }
             _ => {}
         }
-        if mode != DistillationMode::Baseline && human.is_none() {
+        if self.needs_human_labels() && human.is_none() {
             return Err(LossError::MissingHuman { mode });
         }
 
@@ -155,16 +176,22 @@ impl DistillationLoss {
         let device = student_logits.device();
         let dtype = student_logits.dtype();
         check_labels(hard_labels, batch, device)?;
-        let hard_ce = hard_cross_entropy(student_logits, hard_labels)?;
+        let hard_ce = hard_cross_entropy(student_logits, hard_labels, config.label_smoothing)?;
 
+        // The human term's target logits: log ĥ, or the raw probabilities (pilot).
         let human_log_probs = match (mode, human) {
             (DistillationMode::Baseline, _) | (_, None) => None,
             (_, Some(human)) => {
                 let human = check_soft_input("human", human, batch, classes, device, dtype)?;
-                if config.human_smoothing == 0.0 {
-                    reject_zero_entries(&human)?;
-                }
-                Some(smoothed_human_log_probs(&human, config.human_smoothing)?)
+                Some(match config.human_target {
+                    HumanTarget::Log => {
+                        if config.human_smoothing == 0.0 {
+                            reject_zero_entries(&human)?;
+                        }
+                        smoothed_human_log_probs(&human, config.human_smoothing)?
+                    }
+                    HumanTarget::Pilot => human,
+                })
             }
         };
         let teacher = teacher_logits
@@ -187,14 +214,19 @@ impl DistillationLoss {
                 let kd = soft_term(human_log_probs, config.temperature_human)?;
                 (Some(kd), None, None)
             }
-            (DistillationMode::Student, Some(human_log_probs), teacher) => {
-                let human_term = soft_term(human_log_probs, config.temperature_human)?
-                    .affine(config.gamma, 0.0)?;
+            (DistillationMode::Student, human_log_probs, teacher) => {
+                let zero = || Tensor::zeros((), dtype, device);
+                let human_term = match human_log_probs {
+                    Some(human_log_probs) => soft_term(human_log_probs, config.temperature_human)?
+                        .affine(config.gamma, 0.0)?,
+                    // γ = 0 (checked above): weight 0.
+                    None => zero()?,
+                };
                 let teacher_term = match teacher {
                     Some(teacher) => soft_term(teacher, config.temperature_teacher)?
                         .affine(1.0 - config.gamma, 0.0)?,
                     // γ = 1 (checked above): weight 0.
-                    None => human_term.zeros_like()?,
+                    None => zero()?,
                 };
                 let kd = (&teacher_term + &human_term)?;
                 (Some(kd), Some(teacher_term), Some(human_term))

@@ -1,9 +1,11 @@
 //! Properties of the objective on random inputs: KL ≥ 0, KL = 0 at the target, soft CE =
 //! KL + target entropy, T²-scaling of the gradient, finiteness for extreme logits.
+#![cfg(feature = "candle")]
 
 use candle_core::{DType, Device, Tensor, Var};
 use hkd_losses::{
-    DistilFn, DistillationConfig, DistillationLoss, DistillationMode, KlReduction, LossValues,
+    DistilFn, DistillationConfig, DistillationLoss, DistillationMode, HumanTarget, KlReduction,
+    LossValues,
 };
 use proptest::prelude::*;
 
@@ -66,10 +68,10 @@ fn reduction_strategy() -> impl Strategy<Value = KlReduction> {
     ]
 }
 
-fn values(config: DistillationConfig, batch: &Batch) -> LossValues {
+fn values(mode: DistillationMode, config: DistillationConfig, batch: &Batch) -> LossValues {
     let (student, teacher, human, labels) = batch.tensors();
-    let teacher = (config.mode == DistillationMode::Student).then_some(&teacher);
-    DistillationLoss::new(config)
+    let teacher = (mode == DistillationMode::Student).then_some(&teacher);
+    DistillationLoss::new(mode, config)
         .unwrap()
         .compute(&student, &labels, Some(&human), teacher)
         .unwrap()
@@ -95,7 +97,6 @@ proptest! {
         human_smoothing in 1e-4..0.1f64,
     ) {
         let config = DistillationConfig {
-            mode: DistillationMode::Student,
             lambda,
             gamma,
             temperature_teacher,
@@ -103,9 +104,10 @@ proptest! {
             distil_fn: DistilFn::Kl,
             kl_reduction: reduction,
             human_smoothing,
+            ..DistillationConfig::default()
         };
-        let student = values(config, &batch);
-        let human = values(DistillationConfig { mode: DistillationMode::Human, ..config }, &batch);
+        let student = values(DistillationMode::Student, config, &batch);
+        let human = values(DistillationMode::Human, config, &batch);
         for value in [
             student.kd.unwrap(),
             student.teacher_term.unwrap(),
@@ -116,7 +118,11 @@ proptest! {
         }
         prop_assert!(student.total.is_finite() && student.total >= 0.0);
         // The human term alone (γ = 1) equals human mode's kd.
-        let only_human = values(DistillationConfig { gamma: 1.0, ..config }, &batch);
+        let only_human = values(
+            DistillationMode::Student,
+            DistillationConfig { gamma: 1.0, ..config },
+            &batch,
+        );
         prop_assert!((only_human.kd.unwrap() - human.kd.unwrap()).abs() <= 1e-12 * (1.0 + human.kd.unwrap()));
     }
 
@@ -133,20 +139,19 @@ proptest! {
             ..batch.clone()
         };
         let config = DistillationConfig {
-            mode: DistillationMode::Student,
             gamma: 0.0,
             temperature_teacher: temperature,
             distil_fn: DistilFn::Kl,
             kl_reduction: reduction,
             ..DistillationConfig::default()
         };
-        let at_target = values(config, &student);
+        let at_target = values(DistillationMode::Student, config, &student);
         prop_assert!(at_target.teacher_term.unwrap().abs() <= 1e-12, "{at_target:?}");
         prop_assert!(at_target.kd.unwrap().abs() <= 1e-12, "{at_target:?}");
         // And it is not zero elsewhere: where the tempered distributions of the unmodified
         // random student and the teacher differ visibly, the KL is positive. (Distinct logits
         // are not enough: at T = 0.25 both softmaxes can saturate on the same class.)
-        let elsewhere = values(config, &batch);
+        let elsewhere = values(DistillationMode::Student, config, &batch);
         let softmax = |row: &[f64]| {
             let max = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x / temperature));
             let exp: Vec<f64> = row.iter().map(|&x| (x / temperature - max).exp()).collect();
@@ -180,14 +185,43 @@ proptest! {
             ..batch.clone()
         };
         let config = DistillationConfig {
-            mode: DistillationMode::Human,
             temperature_human: temperature,
             distil_fn: DistilFn::Kl,
             kl_reduction: reduction,
             human_smoothing,
             ..DistillationConfig::default()
         };
-        let at_target = values(config, &student);
+        let at_target = values(DistillationMode::Human, config, &student);
+        prop_assert!(at_target.kd.unwrap().abs() <= 1e-12, "{at_target:?}");
+    }
+
+    #[test]
+    fn pilot_kl_is_never_negative_and_zero_at_the_raw_human_rows(
+        batch in batch_strategy(20.0),
+        reduction in reduction_strategy(),
+        temperature in 0.25..10.0f64,
+        gamma in 0.0..=1.0f64,
+    ) {
+        // The pilot target is softmax(h/T_h): student logits equal to h give KL = 0, with
+        // zeros in h and whatever human_smoothing says (it is not used).
+        let config = DistillationConfig {
+            gamma,
+            temperature_human: temperature,
+            distil_fn: DistilFn::Kl,
+            kl_reduction: reduction,
+            human_smoothing: 0.0,
+            human_target: HumanTarget::Pilot,
+            ..DistillationConfig::default()
+        };
+        let elsewhere = values(DistillationMode::Student, config, &batch);
+        for value in [elsewhere.kd.unwrap(), elsewhere.teacher_term.unwrap(), elsewhere.human_term.unwrap()] {
+            prop_assert!(value >= -1e-12, "a KL part is negative: {elsewhere:?}");
+        }
+        let student = Batch {
+            student: batch.human.clone(),
+            ..batch.clone()
+        };
+        let at_target = values(DistillationMode::Human, config, &student);
         prop_assert!(at_target.kd.unwrap().abs() <= 1e-12, "{at_target:?}");
     }
 
@@ -197,14 +231,14 @@ proptest! {
         temperature in 0.25..10.0f64,
     ) {
         let config = DistillationConfig {
-            mode: DistillationMode::Student,
             gamma: 0.0,
             temperature_teacher: temperature,
             kl_reduction: KlReduction::BatchMean,
             ..DistillationConfig::default()
         };
-        let kl = values(DistillationConfig { distil_fn: DistilFn::Kl, ..config }, &batch);
-        let ce = values(DistillationConfig { distil_fn: DistilFn::Ce, ..config }, &batch);
+        let student = DistillationMode::Student;
+        let kl = values(student, DistillationConfig { distil_fn: DistilFn::Kl, ..config }, &batch);
+        let ce = values(student, DistillationConfig { distil_fn: DistilFn::Ce, ..config }, &batch);
         let mut entropy = 0.0;
         for row in batch.teacher.chunks(batch.classes) {
             let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -239,13 +273,16 @@ fn teacher_gradient_norms(batch: &Batch) -> Vec<f64> {
     TEMPERATURES
         .iter()
         .map(|&temperature| {
-            let loss = DistillationLoss::new(DistillationConfig {
-                mode: DistillationMode::Student,
-                lambda: 1.0,
-                gamma: 0.0,
-                temperature_teacher: temperature,
-                ..DistillationConfig::default()
-            })
+            let loss = DistillationLoss::new(
+                DistillationMode::Student,
+                DistillationConfig {
+                    lambda: 1.0,
+                    gamma: 0.0,
+                    temperature_teacher: temperature,
+                    kl_reduction: KlReduction::BatchMean,
+                    ..DistillationConfig::default()
+                },
+            )
             .unwrap();
             let parts = loss
                 .compute(student.as_tensor(), &labels, Some(&human), Some(&teacher))
@@ -289,12 +326,18 @@ fn extreme_logits_stay_finite_in_f32() {
     let human = Tensor::new(&[[0.0f32, 1.0, 0.0], [1.0, 0.0, 0.0]], cpu).unwrap();
     let labels = Tensor::new(&[2u32, 0], cpu).unwrap();
     for distil_fn in [DistilFn::Kl, DistilFn::Ce] {
-        let loss = DistillationLoss::new(DistillationConfig {
-            mode: DistillationMode::Student,
-            distil_fn,
-            temperature_teacher: 0.5,
-            ..DistillationConfig::default()
-        })
+        // γ = 0.5 and batchmean (the defaults before they became the original project's)
+        // so that both soft terms are present and large.
+        let loss = DistillationLoss::new(
+            DistillationMode::Student,
+            DistillationConfig {
+                distil_fn,
+                gamma: 0.5,
+                kl_reduction: KlReduction::BatchMean,
+                temperature_teacher: 0.5,
+                ..DistillationConfig::default()
+            },
+        )
         .unwrap();
         let student = Var::from_tensor(&student).unwrap();
         let parts = loss

@@ -1,16 +1,21 @@
 //! Every validation error, with its message, and the config's serde form.
+#![cfg(feature = "candle")]
 
 use candle_core::{DType, Device, Tensor};
 use hkd_losses::{
-    DistilFn, DistillationConfig, DistillationLoss, DistillationMode, KlReduction, LossError,
-    LossValues, check_human_distributions,
+    DistilFn, DistillationConfig, DistillationLoss, DistillationMode, HumanTarget, KlReduction,
+    LossError, LossValues, check_human_distributions,
 };
 
-fn config(mode: DistillationMode) -> DistillationConfig {
-    DistillationConfig {
-        mode,
-        ..DistillationConfig::default()
-    }
+const MODES: [DistillationMode; 3] = [
+    DistillationMode::Baseline,
+    DistillationMode::Human,
+    DistillationMode::Student,
+];
+
+/// The loss of `mode` with the default config.
+fn loss(mode: DistillationMode) -> DistillationLoss {
+    DistillationLoss::new(mode, DistillationConfig::default()).unwrap()
 }
 
 struct Inputs {
@@ -46,16 +51,22 @@ fn student_values(loss: &DistillationLoss, batch: &Inputs, teacher: bool) -> Los
 
 #[test]
 fn default_config_is_valid_and_documented_values() {
+    // The original project's values, with no label smoothing.
     let config = DistillationConfig::default();
-    assert_eq!(config.mode, DistillationMode::Baseline);
     assert_eq!(config.lambda, 0.5);
-    assert_eq!(config.gamma, 0.5);
+    assert_eq!(config.gamma, 0.0);
     assert_eq!(config.temperature_teacher, 1.0);
     assert_eq!(config.temperature_human, 1.0);
     assert_eq!(config.distil_fn, DistilFn::Kl);
-    assert_eq!(config.kl_reduction, KlReduction::BatchMean);
+    assert_eq!(config.kl_reduction, KlReduction::ElementwiseMean);
     assert_eq!(config.human_smoothing, 0.02);
-    assert!(DistillationLoss::new(config).is_ok());
+    assert_eq!(config.human_target, HumanTarget::Log);
+    assert_eq!(config.label_smoothing, 0.0);
+    for mode in MODES {
+        let loss = DistillationLoss::new(mode, config).unwrap();
+        assert_eq!(loss.mode(), mode);
+        assert_eq!(*loss.config(), config);
+    }
 }
 
 #[test]
@@ -67,16 +78,19 @@ fn lambda_and_gamma_outside_zero_one_are_rejected() {
                 "lambda" => config.lambda = value,
                 _ => config.gamma = value,
             }
-            let error = DistillationLoss::new(config).unwrap_err();
-            match &error {
-                LossError::WeightOutOfRange { field: found, .. } => assert_eq!(*found, field),
-                other => panic!("{field} = {value}: unexpected error {other:?}"),
+            // Checked in every mode, also where the field is unused.
+            for mode in MODES {
+                let error = DistillationLoss::new(mode, config).unwrap_err();
+                match &error {
+                    LossError::WeightOutOfRange { field: found, .. } => assert_eq!(*found, field),
+                    other => panic!("{mode}, {field} = {value}: unexpected error {other:?}"),
+                }
+                let message = error.to_string();
+                assert!(
+                    message.contains(field) && message.contains("[0, 1]"),
+                    "{message}"
+                );
             }
-            let message = error.to_string();
-            assert!(
-                message.contains(field) && message.contains("[0, 1]"),
-                "{message}"
-            );
         }
         for value in [0.0, 1.0, 0.3] {
             let mut config = DistillationConfig::default();
@@ -84,7 +98,12 @@ fn lambda_and_gamma_outside_zero_one_are_rejected() {
                 "lambda" => config.lambda = value,
                 _ => config.gamma = value,
             }
-            assert!(DistillationLoss::new(config).is_ok(), "{field} = {value}");
+            for mode in MODES {
+                assert!(
+                    DistillationLoss::new(mode, config).is_ok(),
+                    "{mode}, {field} = {value}"
+                );
+            }
         }
     }
 }
@@ -121,7 +140,7 @@ fn negative_or_non_finite_smoothing_is_rejected() {
             human_smoothing: value,
             ..DistillationConfig::default()
         };
-        let error = DistillationLoss::new(config).unwrap_err();
+        let error = DistillationLoss::new(DistillationMode::Human, config).unwrap_err();
         assert!(
             matches!(error, LossError::InvalidSmoothing { .. }),
             "{value}: {error:?}"
@@ -132,31 +151,74 @@ fn negative_or_non_finite_smoothing_is_rejected() {
         human_smoothing: 0.0,
         ..DistillationConfig::default()
     };
-    assert!(DistillationLoss::new(zero).is_ok());
+    assert!(DistillationLoss::new(DistillationMode::Human, zero).is_ok());
+}
+
+#[test]
+fn label_smoothing_outside_zero_one_is_rejected() {
+    for value in [
+        -0.1,
+        -f64::MIN_POSITIVE,
+        1.0,
+        1.5,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    ] {
+        let config = DistillationConfig {
+            label_smoothing: value,
+            ..DistillationConfig::default()
+        };
+        // Checked in every mode: the hard-label term exists in all of them.
+        for mode in MODES {
+            let error = DistillationLoss::new(mode, config).unwrap_err();
+            assert!(
+                matches!(error, LossError::InvalidLabelSmoothing { found } if found.to_bits() == value.to_bits()),
+                "{mode}, {value}: {error:?}"
+            );
+            let message = error.to_string();
+            assert!(
+                message.contains("label_smoothing") && message.contains("[0, 1)"),
+                "{message}"
+            );
+        }
+    }
+    for value in [0.0, 0.1, 0.5, 0.999] {
+        let config = DistillationConfig {
+            label_smoothing: value,
+            ..DistillationConfig::default()
+        };
+        assert!(config.validate().is_ok(), "{value}");
+    }
 }
 
 #[test]
 fn teacher_is_required_in_student_mode_and_rejected_elsewhere() {
     let batch = inputs();
-    let student = DistillationLoss::new(config(DistillationMode::Student)).unwrap();
+    let student = loss(DistillationMode::Student);
+    assert!(student.needs_teacher_logits());
     let error = student
         .compute(&batch.student, &batch.labels, Some(&batch.human), None)
         .unwrap_err();
     assert!(matches!(error, LossError::MissingTeacher), "{error:?}");
     assert!(error.to_string().contains("student"));
-    let almost_human = DistillationLoss::new(DistillationConfig {
-        gamma: 0.999,
-        ..config(DistillationMode::Student)
-    })
+    let almost_human = DistillationLoss::new(
+        DistillationMode::Student,
+        DistillationConfig {
+            gamma: 0.999,
+            ..DistillationConfig::default()
+        },
+    )
     .unwrap();
-    assert!(almost_human.config().needs_teacher_logits());
+    assert!(almost_human.needs_teacher_logits());
     let error = almost_human
         .compute(&batch.student, &batch.labels, Some(&batch.human), None)
         .unwrap_err();
     assert!(matches!(error, LossError::MissingTeacher), "{error:?}");
 
     for mode in [DistillationMode::Baseline, DistillationMode::Human] {
-        let loss = DistillationLoss::new(config(mode)).unwrap();
+        let loss = loss(mode);
+        assert!(!loss.needs_teacher_logits(), "{mode}");
         let error = loss
             .compute(
                 &batch.student,
@@ -176,11 +238,20 @@ fn teacher_is_required_in_student_mode_and_rejected_elsewhere() {
 #[test]
 fn human_labels_are_required_in_human_and_student_mode() {
     let batch = inputs();
-    for (mode, teacher) in [
-        (DistillationMode::Human, None),
-        (DistillationMode::Student, Some(&batch.teacher)),
+    let student_with_human_share = DistillationLoss::new(
+        DistillationMode::Student,
+        DistillationConfig {
+            gamma: 0.5,
+            ..DistillationConfig::default()
+        },
+    )
+    .unwrap();
+    for (loss, teacher) in [
+        (loss(DistillationMode::Human), None),
+        (student_with_human_share, Some(&batch.teacher)),
     ] {
-        let loss = DistillationLoss::new(config(mode)).unwrap();
+        let mode = loss.mode();
+        assert!(loss.needs_human_labels(), "{mode}");
         let error = loss
             .compute(&batch.student, &batch.labels, None, teacher)
             .unwrap_err();
@@ -189,8 +260,22 @@ fn human_labels_are_required_in_human_and_student_mode() {
             "{mode}: {error:?}"
         );
     }
+    // A student with γ = 0 needs none: its human term has weight 0 and is reported as 0,
+    // the total bit-identical to passing them.
+    let student = loss(DistillationMode::Student);
+    assert!(!student.needs_human_labels());
+    let with = student_values(&student, &batch, true);
+    let without = student
+        .compute(&batch.student, &batch.labels, None, Some(&batch.teacher))
+        .unwrap()
+        .to_f64()
+        .unwrap();
+    assert_eq!(without.human_term, Some(0.0));
+    assert_eq!(without.total.to_bits(), with.total.to_bits());
+    assert_eq!(without.kd.map(f64::to_bits), with.kd.map(f64::to_bits));
     // Baseline mode needs no human labels and ignores them when given.
-    let baseline = DistillationLoss::new(config(DistillationMode::Baseline)).unwrap();
+    let baseline = loss(DistillationMode::Baseline);
+    assert!(!baseline.needs_human_labels());
     let without = baseline
         .compute(&batch.student, &batch.labels, None, None)
         .unwrap()
@@ -212,11 +297,13 @@ fn human_labels_are_required_in_human_and_student_mode() {
 #[test]
 fn zero_smoothing_rejects_rows_with_zeros_and_accepts_positive_rows() {
     let batch = inputs();
-    let loss = DistillationLoss::new(DistillationConfig {
-        mode: DistillationMode::Human,
-        human_smoothing: 0.0,
-        ..DistillationConfig::default()
-    })
+    let loss = DistillationLoss::new(
+        DistillationMode::Human,
+        DistillationConfig {
+            human_smoothing: 0.0,
+            ..DistillationConfig::default()
+        },
+    )
     .unwrap();
     let error = loss
         .compute(&batch.student, &batch.labels, Some(&batch.human), None)
@@ -243,7 +330,7 @@ fn zero_smoothing_rejects_rows_with_zeros_and_accepts_positive_rows() {
 fn shape_mismatches_name_the_input() {
     let batch = inputs();
     let cpu = &Device::Cpu;
-    let student_loss = DistillationLoss::new(config(DistillationMode::Student)).unwrap();
+    let student_loss = loss(DistillationMode::Student);
     let compute = |student: &Tensor, labels: &Tensor, human: &Tensor, teacher: &Tensor| {
         student_loss.compute(student, labels, Some(human), Some(teacher))
     };
@@ -325,7 +412,7 @@ fn shape_mismatches_name_the_input() {
 #[test]
 fn unsupported_dtypes_name_the_input() {
     let batch = inputs();
-    let loss = DistillationLoss::new(config(DistillationMode::Student)).unwrap();
+    let loss = loss(DistillationMode::Student);
     let as_u32 = |tensor: &Tensor| tensor.to_dtype(DType::U32).unwrap();
     let cases = [
         (
@@ -377,7 +464,15 @@ fn unsupported_dtypes_name_the_input() {
 #[test]
 fn mixed_float_dtypes_and_label_dtypes_agree() {
     let batch = inputs();
-    let loss = DistillationLoss::new(config(DistillationMode::Student)).unwrap();
+    // γ = 0.5 so that both the teacher and the human term count.
+    let loss = DistillationLoss::new(
+        DistillationMode::Student,
+        DistillationConfig {
+            gamma: 0.5,
+            ..DistillationConfig::default()
+        },
+    )
+    .unwrap();
     let reference = student_values(&loss, &batch, true);
     for labels in [DType::I64, DType::U8] {
         let values = loss
@@ -408,7 +503,7 @@ fn mixed_float_dtypes_and_label_dtypes_agree() {
 #[test]
 fn out_of_range_labels_are_an_error_on_the_cpu() {
     let batch = inputs();
-    let loss = DistillationLoss::new(config(DistillationMode::Baseline)).unwrap();
+    let loss = loss(DistillationMode::Baseline);
     let labels = Tensor::new(&[0u32, 3], &Device::Cpu).unwrap();
     let error = loss
         .compute(&batch.student, &labels, None, None)
@@ -479,10 +574,16 @@ fn enum_spellings_parse_and_display() {
         "elementwise_mean".parse::<KlReduction>().unwrap(),
         KlReduction::ElementwiseMean
     );
+    for (text, target) in [("log", HumanTarget::Log), ("pilot", HumanTarget::Pilot)] {
+        assert_eq!(text.parse::<HumanTarget>().unwrap(), target);
+        assert_eq!(target.to_string(), text);
+    }
     for (field, result) in [
         ("mode", "teacher".parse::<DistillationMode>().map(|_| ())),
         ("distil_fn", "kl".parse::<DistilFn>().map(|_| ())),
         ("kl_reduction", "mean".parse::<KlReduction>().map(|_| ())),
+        ("human_target", "raw".parse::<HumanTarget>().map(|_| ())),
+        ("human_target", "Pilot".parse::<HumanTarget>().map(|_| ())),
     ] {
         let error = result.unwrap_err();
         assert!(
@@ -495,35 +596,48 @@ fn enum_spellings_parse_and_display() {
 
 #[test]
 fn config_reads_from_serde_with_defaults_and_rejects_unknown_fields() {
-    let full = r#"{"mode": "student", "lambda": 0.3, "gamma": 0.7,
+    let full = r#"{"lambda": 0.3, "gamma": 0.7,
         "temperature_teacher": 4.0, "temperature_human": 2.0, "distil_fn": "CE",
-        "kl_reduction": "elementwise_mean", "human_smoothing": 0.01}"#;
+        "kl_reduction": "batchmean", "human_smoothing": 0.01,
+        "human_target": "pilot", "label_smoothing": 0.1}"#;
     let config: DistillationConfig = serde_json::from_str(full).unwrap();
     assert_eq!(
         config,
         DistillationConfig {
-            mode: DistillationMode::Student,
             lambda: 0.3,
             gamma: 0.7,
             temperature_teacher: 4.0,
             temperature_human: 2.0,
             distil_fn: DistilFn::Ce,
-            kl_reduction: KlReduction::ElementwiseMean,
+            kl_reduction: KlReduction::BatchMean,
             human_smoothing: 0.01,
+            human_target: HumanTarget::Pilot,
+            label_smoothing: 0.1,
         }
     );
     let round_trip: DistillationConfig =
         serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
     assert_eq!(round_trip, config);
 
-    let partial: DistillationConfig = serde_json::from_str(r#"{"mode": "human"}"#).unwrap();
-    assert_eq!(partial, config_with_mode_human());
+    let empty: DistillationConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(empty, DistillationConfig::default());
+    let partial: DistillationConfig =
+        serde_json::from_str(r#"{"lambda": 0.7, "human_target": "log"}"#).unwrap();
+    assert_eq!(
+        partial,
+        DistillationConfig {
+            lambda: 0.7,
+            ..DistillationConfig::default()
+        }
+    );
 
     for bad in [
-        r#"{"mode": "human", "lamda": 0.5}"#,
+        r#"{"lamda": 0.5}"#,
         r#"{"distil_fn": "kl"}"#,
         r#"{"kl_reduction": "mean"}"#,
-        r#"{"mode": "teacher"}"#,
+        r#"{"human_target": "raw"}"#,
+        // The mode is not part of the config: it is given to `DistillationLoss::new`.
+        r#"{"mode": "human"}"#,
     ] {
         assert!(
             serde_json::from_str::<DistillationConfig>(bad).is_err(),
@@ -532,24 +646,23 @@ fn config_reads_from_serde_with_defaults_and_rejects_unknown_fields() {
     }
 }
 
-fn config_with_mode_human() -> DistillationConfig {
-    config(DistillationMode::Human)
-}
-
 #[test]
 fn at_gamma_one_the_teacher_is_optional_and_changes_nothing() {
     let batch = inputs();
     for distil_fn in [DistilFn::Kl, DistilFn::Ce] {
-        let loss = DistillationLoss::new(DistillationConfig {
-            gamma: 1.0,
-            lambda: 0.7,
-            temperature_teacher: 3.0,
-            temperature_human: 2.0,
-            distil_fn,
-            ..config(DistillationMode::Student)
-        })
+        let loss = DistillationLoss::new(
+            DistillationMode::Student,
+            DistillationConfig {
+                gamma: 1.0,
+                lambda: 0.7,
+                temperature_teacher: 3.0,
+                temperature_human: 2.0,
+                distil_fn,
+                ..DistillationConfig::default()
+            },
+        )
         .unwrap();
-        assert!(!loss.config().needs_teacher_logits());
+        assert!(!loss.needs_teacher_logits());
         let with = student_values(&loss, &batch, true);
         let without = student_values(&loss, &batch, false);
         assert_eq!(with.teacher_term, Some(0.0), "{distil_fn}");
@@ -572,8 +685,119 @@ fn at_gamma_one_the_teacher_is_optional_and_changes_nothing() {
     for mode in [DistillationMode::Baseline, DistillationMode::Human] {
         let cfg = DistillationConfig {
             gamma: 1.0,
-            ..config(mode)
+            ..DistillationConfig::default()
         };
-        assert!(!cfg.needs_teacher_logits(), "{mode}");
+        assert!(
+            !DistillationLoss::new(mode, cfg)
+                .unwrap()
+                .needs_teacher_logits(),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn pilot_target_uses_raw_rows_without_smoothing_or_zero_check() {
+    let batch = inputs();
+    let values = |human_target, human_smoothing| {
+        DistillationLoss::new(
+            DistillationMode::Human,
+            DistillationConfig {
+                human_target,
+                human_smoothing,
+                ..DistillationConfig::default()
+            },
+        )
+        .unwrap()
+        .compute(&batch.student, &batch.labels, Some(&batch.human), None)
+        .unwrap()
+        .to_f64()
+        .unwrap()
+    };
+    // The rows contain zeros: an error for the log target at ε = 0, fine for pilot.
+    let pilot = values(HumanTarget::Pilot, 0.0);
+    assert!(
+        pilot.kd.unwrap().is_finite() && pilot.kd.unwrap() > 0.0,
+        "{pilot:?}"
+    );
+    // ε does not enter the pilot target.
+    assert_eq!(values(HumanTarget::Pilot, 0.02), pilot);
+    assert_ne!(values(HumanTarget::Log, 0.02).kd, pilot.kd);
+    // Human mode, KL, elementwise_mean, T_h = 1: kd = mean over N·C of p·(log p − log_softmax(s))
+    // with p = softmax(h) of the raw rows.
+    let softmax = |row: [f64; 3]| {
+        let sum: f64 = row.iter().map(|x| x.exp()).sum();
+        row.map(|x| x.exp() / sum)
+    };
+    let student = [[1.0, 0.0, -1.0], [0.5, 0.5, 2.0]];
+    let human = [[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]];
+    let mut expected = 0.0;
+    for (s, h) in student.into_iter().zip(human) {
+        let (p, q) = (softmax(h), softmax(s));
+        expected += (0..3).map(|c| p[c] * (p[c].ln() - q[c].ln())).sum::<f64>();
+    }
+    expected /= 6.0;
+    let kd = pilot.kd.unwrap();
+    assert!(
+        (kd - expected).abs() <= 1e-14,
+        "kd {kd}, expected {expected}"
+    );
+}
+
+#[test]
+fn label_smoothing_mixes_the_hard_ce_with_the_uniform_ce_in_every_mode() {
+    let batch = inputs();
+    let values = |mode, label_smoothing| {
+        let loss = DistillationLoss::new(
+            mode,
+            DistillationConfig {
+                label_smoothing,
+                gamma: 0.5,
+                ..DistillationConfig::default()
+            },
+        )
+        .unwrap();
+        let teacher = loss.needs_teacher_logits().then_some(&batch.teacher);
+        loss.compute(&batch.student, &batch.labels, Some(&batch.human), teacher)
+            .unwrap()
+            .to_f64()
+            .unwrap()
+    };
+    // −log_softmax of the two rows; labels 0 and 2.
+    let neg_log_softmax = |row: [f64; 3]| {
+        let log_sum: f64 = row.iter().map(|x| x.exp()).sum::<f64>().ln();
+        row.map(|x| log_sum - x)
+    };
+    let rows = [
+        neg_log_softmax([1.0, 0.0, -1.0]),
+        neg_log_softmax([0.5, 0.5, 2.0]),
+    ];
+    let ce = (rows[0][0] + rows[1][2]) / 2.0;
+    let uniform = rows.iter().flatten().sum::<f64>() / 6.0;
+    for mode in MODES {
+        let plain = values(mode, 0.0);
+        assert!((plain.hard_ce - ce).abs() <= 1e-14, "{mode}: {plain:?}");
+        let alpha = 0.3;
+        let smoothed = values(mode, alpha);
+        let expected = (1.0 - alpha) * ce + alpha * uniform;
+        assert!(
+            (smoothed.hard_ce - expected).abs() <= 1e-14,
+            "{mode}: hard_ce {} expected {expected}",
+            smoothed.hard_ce
+        );
+        // Only the hard term changes.
+        assert_eq!(
+            (smoothed.kd, smoothed.teacher_term, smoothed.human_term),
+            (plain.kd, plain.teacher_term, plain.human_term),
+            "{mode}"
+        );
+        let total = match smoothed.kd {
+            None => smoothed.hard_ce,
+            Some(kd) => 0.5 * smoothed.hard_ce + 0.5 * kd,
+        };
+        assert!(
+            (smoothed.total - total).abs() <= 1e-14,
+            "{mode}: {smoothed:?}"
+        );
     }
 }

@@ -18,6 +18,14 @@ pub enum RunDirError {
     },
     #[error("no finished run with a best.json under {0}: train some runs there first")]
     NoRuns(PathBuf),
+    /// `--teacher` cannot be resolved.
+    #[error("teacher `{teacher}`: {reason}")]
+    Teacher { teacher: String, reason: String },
+    /// Another process holds the run directory's lock.
+    #[error(
+        "{dir} is in use by another hkd-train ({holder}); wait for it to finish, or stop it first"
+    )]
+    Locked { dir: PathBuf, holder: String },
 }
 
 impl RunDirError {

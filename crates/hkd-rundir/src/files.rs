@@ -18,9 +18,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    // 0666 minus the umask, like any other tool's output (tempfile's own default is 0600,
+    // which would hide results from lab mates and other accounts' analysis jobs).
     let mut tmp = tempfile::Builder::new()
         .prefix(".hkd-")
         .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
@@ -156,7 +159,7 @@ impl RunDir {
     pub fn read_config(&self) -> Result<RunConfig> {
         let path = self.file(Self::CONFIG);
         let text = read_string(&path)?;
-        toml::from_str(&text).map_err(|e| RunDirError::parse(&path, "run config", e))
+        RunConfig::from_toml_str(&text).map_err(|e| RunDirError::parse(&path, "run config", e))
     }
 
     pub fn write_config(&self, config: &RunConfig) -> Result<()> {
@@ -242,13 +245,57 @@ impl RunDir {
             },
             Err(_) => RunStatus::InProgress {
                 epochs_completed: 0,
-                epochs: self.read_config().map(|c| c.optimizer.epochs).unwrap_or(0),
+                epochs: self
+                    .read_config()
+                    .map(|c| c.spec.training.epochs)
+                    .unwrap_or(0),
             },
         }
     }
 
     pub fn is_finished(&self) -> bool {
         self.status() == RunStatus::Finished
+    }
+
+    /// Checks that a weights file of this run (e.g. [`RunDir::BEST_WEIGHTS`]) is a
+    /// readable safetensors file: its header parses and every tensor's data lies inside
+    /// the file. Reads the header only, so it is cheap for grids of thousands of runs.
+    pub fn check_weights(&self, name: &str) -> Result<()> {
+        let path = self.file(name);
+        let bad = |why: String| RunDirError::parse(&path, "weights file", why);
+        let mut file = std::fs::File::open(&path).map_err(|e| RunDirError::io("open", &path, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| RunDirError::io("read", &path, e))?
+            .len();
+        let mut len = [0u8; 8];
+        std::io::Read::read_exact(&mut file, &mut len)
+            .map_err(|_| bad(format!("{size} bytes, too short for a safetensors header")))?;
+        let len = u64::from_le_bytes(len);
+        if len > size.saturating_sub(8) || len > 100 << 20 {
+            return Err(bad(format!(
+                "its header claims {len} bytes but the file has {size}: not a safetensors file, or cut off"
+            )));
+        }
+        let mut header = vec![0u8; len as usize];
+        std::io::Read::read_exact(&mut file, &mut header)
+            .map_err(|e| RunDirError::io("read", &path, e))?;
+        let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
+            .map_err(|e| bad(format!("its header is not safetensors JSON: {e}")))?;
+        let data = size - 8 - len;
+        for (tensor, entry) in header.iter().filter(|(k, _)| *k != "__metadata__") {
+            let end = entry
+                .get("data_offsets")
+                .and_then(|o| o.get(1))
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| bad(format!("tensor `{tensor}` has no data_offsets")))?;
+            if end > data {
+                return Err(bad(format!(
+                    "tensor `{tensor}` ends at byte {end} of {data} data bytes: the file is cut off"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Writes a file of this run atomically.
@@ -302,7 +349,8 @@ pub fn find_run_dirs(root: &Path) -> Result<Vec<RunDir>> {
 
 /// The best run under `root`: the run named by `root/best.json` (written by the analysis:
 /// best configuration by mean validation accuracy) if present, else the finished run with
-/// the highest best validation accuracy (ties: lower validation loss, then path order).
+/// readable best weights and the highest best validation accuracy (ties: lower validation
+/// loss, then path order).
 pub fn best_run_under(root: &Path) -> Result<(RunDir, BestRecord)> {
     let grid_best = root.join(RunDir::BEST);
     if grid_best.is_file() && !RunDir::new(root).has_config() {
@@ -315,7 +363,7 @@ pub fn best_run_under(root: &Path) -> Result<(RunDir, BestRecord)> {
     }
     let mut best: Option<(RunDir, BestRecord)> = None;
     for run in find_run_dirs(root)? {
-        if !run.is_finished() {
+        if !run.is_finished() || run.check_weights(RunDir::BEST_WEIGHTS).is_err() {
             continue;
         }
         let Ok(record) = run.read_best() else {

@@ -5,7 +5,8 @@
 //!
 //! | file | written by | what |
 //! |---|---|---|
-//! | `config.toml` | trainer, at start | [`RunConfig`]: every resolved setting |
+//! | `config.toml` | trainer, at start | [`RunConfig`]: the run's [`RunSpec`] and what was resolved |
+//! | `.lock` | trainer, while it trains | [`RunLock`]: one process per run |
 //! | `metrics.jsonl` | trainer, each epoch | one [`EpochMetrics`] per line |
 //! | `best.safetensors`, `best.json` | trainer | weights and [`BestRecord`] at the best validation accuracy |
 //! | `last.safetensors`, `last.optimizer.safetensors`, `last.json` | trainer, each epoch and on a signal | weights, momentum buffers, [`RunState`] |
@@ -14,16 +15,24 @@
 //! Every file is written atomically ([`write_atomic`]): a crash at any instant leaves the
 //! previous good version. This crate has no tensor dependency so that the grid and the
 //! analysis build fast on a login node.
+//!
+//! It also holds the one definition of a training run, [`RunSpec`] (with its identity and
+//! name), the one teacher resolver ([`resolve_teacher`]) and `hkd-train`'s command line
+//! ([`TrainCommand`]), which `hkd-grid` parses in-process.
 
+pub mod cli;
 mod config;
 mod error;
 mod eval;
 mod files;
+mod lock;
 mod naming;
+pub mod spec;
+mod teacher;
 
+pub use cli::{CommandError, Execution, TrainCommand};
 pub use config::{
-    DataSettings, DistilFn, DistillationSettings, KlReduction, Mode, OptimizerSettings, RunConfig,
-    SchedulerKind, TeacherSpec,
+    LegacyData, LegacyDistillation, LegacyOptimizer, LegacyRunConfig, RunConfig, TeacherSpec,
 };
 pub use error::RunDirError;
 pub use eval::{AttackMetrics, EvalReport, HumanAgreement, SetMetrics};
@@ -31,7 +40,16 @@ pub use files::{
     BestRecord, EpochMetrics, GridBest, RunDir, RunState, RunStatus, best_run_under, find_run_dirs,
     write_atomic,
 };
-pub use naming::{py_float, run_name, teacher_slug};
+pub use hkd_losses::{
+    DistilFn, DistillationConfig, DistillationMode as Mode, HumanTarget, KlReduction,
+};
+pub use lock::RunLock;
+pub use naming::py_float;
+pub use spec::{
+    DataSpec, InvalidSetting, OptimizerSpec, RunSpec, ScheduleSpec, SchedulerKind, TeacherChoice,
+    TrainingSpec,
+};
+pub use teacher::{ResolvedTeacher, absolute, resolve_teacher};
 
 /// Exit code of `hkd-train` when it stopped on SIGTERM or SIGUSR1 after writing `last.*`:
 /// the run is incomplete but resumable. Grid tooling requeues such tasks

@@ -3,39 +3,15 @@ use std::path::Path;
 use hkd_rundir::*;
 
 fn config(student: &str, teacher: TeacherSpec, lambda: f64, iter: u32) -> RunConfig {
-    RunConfig {
-        hkd_version: HKD_VERSION.to_string(),
-        run_name: run_name(student, DistilFn::KL, 1.0, 1.0, lambda, 0.0, iter),
+    let mut spec = RunSpec {
         student: student.into(),
-        classes: 10,
         seed: 7,
         iter,
-        teacher,
-        distillation: DistillationSettings {
-            lambda,
-            gamma: 0.0,
-            temperature_teacher: 1.0,
-            temperature_human: 1.0,
-            distil_fn: DistilFn::KL,
-            kl_reduction: KlReduction::Batchmean,
-            human_smoothing: 0.02,
-        },
-        optimizer: OptimizerSettings {
-            epochs: 3,
-            batch_size: 128,
-            lr: 0.1,
-            momentum: 0.9,
-            weight_decay: 1e-4,
-            scheduler: SchedulerKind::Plateau,
-        },
-        data: DataSettings {
-            dir: "/data/x".into(),
-            manifest_hash: "abc".into(),
-            train_split: "train".into(),
-            val_split: "val".into(),
-        },
-        device: "cpu".into(),
-    }
+        ..RunSpec::default()
+    };
+    spec.loss.lambda = lambda;
+    spec.data.dir = "/data/x".into();
+    RunConfig::new(spec, teacher, 10, "abc", "cpu")
 }
 
 fn epoch(e: u32, val_acc: f64) -> EpochMetrics {
@@ -56,10 +32,12 @@ fn epoch(e: u32, val_acc: f64) -> EpochMetrics {
 }
 
 fn make_run(out: &Path, c: &RunConfig, best_acc: Option<f64>, finished: bool) -> RunDir {
-    let run = RunDir::in_output(out, c.teacher.slug(), &c.student, &c.run_name);
+    let run = c.run_dir_in(out);
     run.create().unwrap();
     run.write_config(c).unwrap();
     if let Some(acc) = best_acc {
+        // a valid safetensors file without tensors: an 8-byte header length, then `{}`
+        std::fs::write(run.file(RunDir::BEST_WEIGHTS), b"\x02\0\0\0\0\0\0\0{}").unwrap();
         run.write_best(&BestRecord {
             epoch: 2,
             val_acc: acc,
@@ -86,7 +64,7 @@ fn config_round_trips_through_toml() {
     assert_eq!(run.read_config().unwrap(), c);
     assert_eq!(run.read_config().unwrap().mode(), Mode::Human);
     assert!(run.path().ends_with(
-        "human/resnet8/student_resnet8_distil_fn_KL_temperature_h_1.0_temperature_t_1.0_lambda_0.6_gamma_0.0_iter_1"
+        "human/resnet8/student_resnet8_distil_fn_KL_temperature_h_1.0_temperature_t_1.0_lambda_0.6_gamma_0.0_iter_1+seed=7"
     ));
 }
 
@@ -189,9 +167,40 @@ fn find_and_pick_the_best_run() {
         true,
     );
     std::fs::create_dir_all(out.join(".hidden/x")).unwrap();
+    // the highest accuracy of all, but its weights are garbage: never picked
+    let broken = make_run(
+        out,
+        &config("resnet8", TeacherSpec::Human, 0.8, 0),
+        Some(0.95),
+        true,
+    );
+    std::fs::write(
+        broken.file(RunDir::BEST_WEIGHTS),
+        b"\xff\xff\xff\xff garbage",
+    )
+    .unwrap();
+    let e = broken
+        .check_weights(RunDir::BEST_WEIGHTS)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("best.safetensors") && e.contains("header claims"),
+        "{e}"
+    );
+    // cut off inside a tensor's data
+    std::fs::write(
+        broken.file(RunDir::LAST_WEIGHTS),
+        b"\x3b\0\0\0\0\0\0\0{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}    \0\0\0\0",
+    )
+    .unwrap();
+    let e = broken
+        .check_weights(RunDir::LAST_WEIGHTS)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ends at byte 16 of 4"), "{e}");
 
     let runs = find_run_dirs(out).unwrap();
-    assert_eq!(runs.len(), 4);
+    assert_eq!(runs.len(), 5);
     let (picked, record) = best_run_under(out).unwrap();
     assert_eq!(picked, best);
     assert_eq!(record.val_acc, 0.7);
@@ -218,12 +227,238 @@ fn no_runs_is_a_clear_error() {
 }
 
 #[test]
-fn teacher_slug_is_readable() {
+fn teacher_slug_is_readable_and_unique() {
     let c = config("resnet20", TeacherSpec::Human, 1.0, 0);
     assert_eq!(
-        teacher_slug(&c),
+        c.teacher_slug(),
+        "human-resnet20-KL-th1.0-tt1.0-l1.0-g0.0-i0+seed=7"
+    );
+    let mut spec = c.spec.clone();
+    spec.seed = 0;
+    let plain = RunConfig::new(spec.clone(), TeacherSpec::Human, 10, "abc", "cpu");
+    assert_eq!(
+        plain.teacher_slug(),
         "human-resnet20-KL-th1.0-tt1.0-l1.0-g0.0-i0"
     );
+    spec.optimizer.lr = 0.01;
+    let other = RunConfig::new(spec, TeacherSpec::Human, 10, "abc", "cpu");
+    assert_eq!(
+        other.teacher_slug(),
+        "human-resnet20-KL-th1.0-tt1.0-l1.0-g0.0-i0+lr=0.01"
+    );
+}
+
+#[test]
+fn a_config_written_by_hkd_0_1_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    let text = r#"hkd_version = "0.1.0"
+run_name = "student_resnet8_distil_fn_CE_temperature_h_1.0_temperature_t_1.0_lambda_1.0_gamma_0.0_iter_2"
+student = "resnet8"
+classes = 10
+seed = 0
+iter = 2
+device = "cpu"
+
+[teacher]
+kind = "human"
+
+[distillation]
+lambda = 1.0
+gamma = 0.0
+temperature_teacher = 1.0
+temperature_human = 1.0
+distil_fn = "CE"
+kl_reduction = "elementwise_mean"
+human_smoothing = 0.02
+
+[optimizer]
+epochs = 5
+batch_size = 128
+lr = 0.1
+momentum = 0.9
+weight_decay = 0.0001
+scheduler = "plateau"
+
+[data]
+dir = "/work/data/cifar10h-real"
+manifest_hash = "9f2c"
+train_split = "train"
+val_split = "val"
+"#;
+    std::fs::write(run.file(RunDir::CONFIG), text).unwrap();
+    let c = run.read_config().unwrap();
+    assert_eq!(c.mode(), Mode::Human);
+    assert_eq!(c.spec.loss.distil_fn, DistilFn::Ce);
+    assert_eq!(c.spec.loss.lambda, 1.0);
+    assert_eq!(c.spec.training.epochs, 5);
+    assert_eq!(c.spec.iter, 2);
+    assert_eq!(c.dataset_hash, "9f2c");
+    assert_eq!(c.spec.data.dir, Path::new("/work/data/cifar10h-real"));
+    // the name it was written under stays; the specification now spells out epochs
+    assert!(c.run_name.ends_with("_iter_2"));
+    assert!(c.spec.run_name().ends_with("_iter_2+epochs=5"));
+    // a broken old file says which layout it was read as
+    std::fs::write(run.file(RunDir::CONFIG), text.replace("seed = 0\n", "")).unwrap();
+    let err = run.read_config().unwrap_err().to_string();
+    assert!(err.contains("seed") && err.contains("hkd 0.1"), "{err}");
+}
+
+#[test]
+fn every_setting_that_differs_gives_another_run_name() {
+    let base = RunSpec::default();
+    assert_eq!(
+        base.run_name(),
+        "student_resnet8_distil_fn_KL_temperature_h_1.0_temperature_t_1.0_lambda_0.5_gamma_0.0_iter_0"
+    );
+    let variants: Vec<(&str, RunSpec)> = vec![
+        (
+            "lr",
+            RunSpec {
+                optimizer: OptimizerSpec {
+                    lr: 0.01,
+                    ..base.optimizer.clone()
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "seed",
+            RunSpec {
+                seed: 3,
+                ..base.clone()
+            },
+        ),
+        (
+            "epochs",
+            RunSpec {
+                training: TrainingSpec {
+                    epochs: 7,
+                    ..base.training.clone()
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "kl_reduction",
+            RunSpec {
+                loss: DistillationConfig {
+                    kl_reduction: KlReduction::BatchMean,
+                    ..base.loss
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "label_smoothing",
+            RunSpec {
+                loss: DistillationConfig {
+                    label_smoothing: 0.1,
+                    ..base.loss
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "human_smoothing",
+            RunSpec {
+                loss: DistillationConfig {
+                    human_smoothing: 0.001,
+                    ..base.loss
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "scheduler",
+            RunSpec {
+                schedule: ScheduleSpec {
+                    scheduler: SchedulerKind::Cosine,
+                    ..base.schedule.clone()
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "step_milestones",
+            RunSpec {
+                schedule: ScheduleSpec {
+                    step_milestones: vec![0.3],
+                    ..base.schedule.clone()
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "max_batches",
+            RunSpec {
+                training: TrainingSpec {
+                    max_batches: Some(4),
+                    ..base.training.clone()
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "train_split",
+            RunSpec {
+                data: DataSpec {
+                    train_split: "train8k".into(),
+                    ..base.data.clone()
+                },
+                ..base.clone()
+            },
+        ),
+    ];
+    let mut names = std::collections::HashSet::new();
+    names.insert(base.run_name());
+    for (key, spec) in &variants {
+        let name = spec.run_name();
+        assert!(name.contains(&format!("+{key}=")), "{key}: {name}");
+        assert!(names.insert(name.clone()), "{key}: {name} is not unique");
+        assert_eq!(base.identity_differences(spec).len(), 1, "{key}");
+    }
+    // where the data lies and how the teacher was named are not identity
+    let moved = RunSpec {
+        data: DataSpec {
+            dir: "/elsewhere".into(),
+            ..base.data.clone()
+        },
+        teacher: TeacherChoice {
+            teacher: "./human".into(),
+            teacher_arch: None,
+        },
+        ..base.clone()
+    };
+    assert_eq!(moved.run_name(), base.run_name());
+    assert!(base.identity_differences(&moved).is_empty());
+    // very long names keep the original part and hash the rest
+    let mut long = base.clone();
+    long.schedule.step_milestones = (1..=60).map(|i| i as f64 / 60.0).collect();
+    let name = long.run_name();
+    assert!(name.len() <= 200, "{}", name.len());
+    assert!(
+        name.starts_with(&base.run_name()) && name.contains("+h="),
+        "{name}"
+    );
+}
+
+#[test]
+fn atomically_written_files_honour_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f.txt");
+    // SAFETY (test): umask is process-wide; this test restores it and checks only its file.
+    let old = unsafe { libc_umask(0o022) };
+    write_atomic(&p, b"x").unwrap();
+    unsafe { libc_umask(old) };
+    let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "{mode:o}");
+}
+
+unsafe extern "C" {
+    #[link_name = "umask"]
+    fn libc_umask(mask: u32) -> u32;
 }
 
 #[test]

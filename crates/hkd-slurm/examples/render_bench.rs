@@ -4,14 +4,13 @@
 //! `cargo run --release -p hkd-slurm --example render_bench` (part of `just bench`)
 //! prints the median of 7 rounds per step.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use hkd_slurm::config::JobMode;
 use hkd_slurm::{
-    BinaryInfo, BinaryName, Executor, ExecutorKind, FlagInfo, GridConfig, GridDir, LaunchOptions,
-    LocalEvent, RenderContext, expand, launch, prepare, render_jobs, tasks_txt,
+    BinaryInfo, BinaryName, Executor, ExecutorKind, GridConfig, GridDir, LaunchOptions, LocalEvent,
+    RenderContext, check_tasks, expand, launch, prepare, render_jobs, tasks_txt,
 };
 
 const CONFIG: &str = r#"
@@ -40,37 +39,9 @@ max_array_size = 10001
 tasks_per_job = 50
 "#;
 
+/// hkd-train at a made-up path: its flags are known in-process, nothing is run.
 fn binary() -> BinaryInfo {
-    let mut flags = BTreeMap::new();
-    for f in [
-        "out",
-        "data",
-        "teacher",
-        "student",
-        "epochs",
-        "threads",
-        "lambda",
-        "gamma",
-        "distil-fn",
-        "temperature-human",
-        "temperature-teacher",
-        "iter",
-    ] {
-        flags.insert(
-            f.to_string(),
-            FlagInfo {
-                takes_value: true,
-                ..Default::default()
-            },
-        );
-    }
-    flags.insert("resume".into(), FlagInfo::default());
-    BinaryInfo {
-        name: BinaryName::Train,
-        path: PathBuf::from("/opt/hkd/bin/hkd-train"),
-        subcommand: None,
-        flags,
-    }
+    BinaryInfo::at(BinaryName::Train, Path::new("/opt/hkd/bin/hkd-train"), None)
 }
 
 fn median_ms(mut f: impl FnMut()) -> f64 {
@@ -104,6 +75,13 @@ fn main() {
         std::hint::black_box(expand(&config, &bin, path).unwrap());
     });
     row("expand", t, "");
+
+    // every task parsed by hkd-train's own command line, in-process
+    let workdir = Path::new("/scratch/hkd");
+    let t = median_ms(|| {
+        check_tasks(&tasks, &bin, workdir, path).unwrap();
+    });
+    row("check every task", t, "");
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = GridDir::create(tmp.path(), "bench").unwrap();
@@ -160,7 +138,7 @@ fn main() {
         row(
             &format!("whole dry run, {mode}"),
             t,
-            "  (expand; write tasks.txt, manifest.json, scripts)",
+            "  (expand; check every task; write tasks.txt, manifest.json, scripts)",
         );
     }
 }

@@ -10,33 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::error::{GridError, Result};
 use crate::quote::{argument_problem, directive_problem, extra_directive_problem};
 
-/// The hkd binaries a grid can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum BinaryName {
-    #[serde(rename = "hkd-train")]
-    Train,
-    #[serde(rename = "hkd-eval")]
-    Eval,
-    #[serde(rename = "hkd-analyze")]
-    Analyze,
-}
-
-impl BinaryName {
-    /// The executable's file name.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            BinaryName::Train => "hkd-train",
-            BinaryName::Eval => "hkd-eval",
-            BinaryName::Analyze => "hkd-analyze",
-        }
-    }
-}
-
-impl fmt::Display for BinaryName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.file_name())
-    }
-}
+pub use hkd_rundir::cli::BinaryName;
 
 /// Where the tasks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -339,6 +313,10 @@ impl GridConfig {
         {
             return Err(refuse("subcommand".into(), sub, why));
         }
+        // the binary's own command line says which subcommands it has (in-process)
+        self.binary
+            .command(self.subcommand.as_deref())
+            .map_err(|why| GridError::config(path, why))?;
         for (i, arg) in self.args.iter().enumerate() {
             if let Some(why) = argument_problem(arg) {
                 return Err(refuse(format!("args[{i}]"), arg, why));
@@ -514,8 +492,15 @@ mod tests {
 
     #[test]
     fn default_name_is_the_file_stem_and_mode_is_array() {
-        let c = parse("binary = \"hkd-eval\"\n").unwrap();
+        let c = parse("binary = \"hkd-eval\"\nsubcommand = \"run\"\n").unwrap();
         assert_eq!(c.name(), "test");
+        // the binary's own command line says which subcommands it has
+        let e = parse("binary = \"hkd-eval\"\n").unwrap_err().to_string();
+        assert!(e.contains("needs a subcommand: run, predict"), "{e}");
+        let e = parse("binary = \"hkd-eval\"\nsubcommand = \"evaluate\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no subcommand `evaluate`"), "{e}");
         assert_eq!(c.slurm.mode, JobMode::Array);
         assert_eq!(c.task_count(), 1);
     }

@@ -49,6 +49,23 @@ pub enum GridError {
 
     #[error(transparent)]
     RunDir(#[from] hkd_rundir::RunDirError),
+
+    /// sbatch refused a job after accepting others: the accepted ones are recorded in the
+    /// manifest, the rest of the tasks were not submitted.
+    #[error(
+        "{source}\nsubmission stopped there: {accepted} jobs ({}) were accepted and are recorded, {unsubmitted} tasks were not submitted; fix the cause, then submit exactly those with: hkd-grid resubmit {} --unsubmitted",
+        if job_ids.is_empty() { "none".to_string() } else { job_ids.join(",") },
+        dir.display(),
+        accepted = job_ids.len()
+    )]
+    PartialSubmission {
+        dir: PathBuf,
+        /// Job ids sbatch accepted before the refusal.
+        job_ids: Vec<String>,
+        /// Tasks left unsubmitted.
+        unsubmitted: usize,
+        source: Box<GridError>,
+    },
 }
 
 impl GridError {

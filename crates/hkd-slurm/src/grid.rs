@@ -1,12 +1,12 @@
 //! Grid expansion: the cartesian product of the `[grid]` axes, checked against the
-//! binary's flags.
+//! binary's own command line (in-process), task by task.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::binary::{BinaryInfo, suggest};
-use crate::config::{GridConfig, GridPoint, Scalar};
+use crate::config::{BinaryName, GridConfig, GridPoint, Scalar};
 use crate::error::{GridError, Result};
 
 /// The value of one flag in one task.
@@ -45,7 +45,8 @@ pub struct Task {
 }
 
 impl Task {
-    fn flag_args(&self) -> &[String] {
+    /// The task's flags: its arguments after the subcommand and positionals.
+    pub fn flag_args(&self) -> &[String] {
         &self.args[self.positional.min(self.args.len())..]
     }
 
@@ -77,51 +78,60 @@ impl Task {
 
 /// Expands `config`'s grid into tasks, in a stable order: keys sorted, the last key
 /// varying fastest (the original's `flatten_grid`). Every key must be a long flag of
-/// `binary` ([`BinaryInfo::flags`]); switches take booleans; flags with possible values
-/// take one of them.
+/// `binary` (its clap definition, in-process); switches take booleans; an inner list is
+/// one value joined by `,` for flags that take a list (`step-milestones = [[0.3, 0.6]]`)
+/// and a repeated flag for flags that repeat (`set = [["a=x", "b=y"]]`). The values
+/// themselves are checked by [`check_tasks`].
 pub fn expand(config: &GridConfig, binary: &BinaryInfo, path: &Path) -> Result<Vec<Task>> {
+    let command = binary.command()?;
+    let known: Vec<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .filter(|l| !matches!(*l, "help" | "version"))
+        .map(str::to_string)
+        .collect();
     let mut axes: Vec<(&str, Vec<TaskValue>)> = Vec::with_capacity(config.grid.len());
     for (key, axis) in &config.grid {
-        let Some(flag) = binary.flags.get(key) else {
-            let hint = suggest(key, binary.flags.keys())
-                .map(|s| format!(" Did you mean `{s}`?"))
-                .unwrap_or_default();
-            let known: Vec<&str> = binary
-                .flags
-                .keys()
-                .map(String::as_str)
-                .filter(|k| !matches!(*k, "help" | "version"))
-                .collect();
-            return Err(GridError::config(
-                path,
-                format!(
-                    "[grid] key `{key}` is not a flag of {} (asked `{} --help`).{hint} Its flags: {}",
-                    binary.name,
-                    binary.path.display(),
-                    known.join(", ")
-                ),
-            ));
-        };
         if matches!(key.as_str(), "help" | "version") {
             return Err(GridError::config(
                 path,
                 format!("[grid] key `{key}` would only print text: remove it"),
             ));
         }
+        let Some(arg) = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()))
+        else {
+            let hint = suggest(key, known.iter())
+                .map(|s| format!(" Did you mean `{s}`?"))
+                .unwrap_or_default();
+            return Err(GridError::config(
+                path,
+                format!(
+                    "[grid] key `{key}` is not a flag of {}.{hint} Its flags: {}",
+                    binary.name,
+                    known.join(", ")
+                ),
+            ));
+        };
+        let switch = !arg.get_action().takes_values();
+        let repeats = matches!(arg.get_action(), clap::ArgAction::Append);
+        let list = arg.get_value_delimiter().is_some();
         let mut values = Vec::with_capacity(axis.0.len());
         for point in &axis.0 {
-            let value = match (point, flag.takes_value) {
-                (GridPoint::One(Scalar::Bool(b)), false) => TaskValue::Switch(*b),
-                (GridPoint::One(other), false) => {
+            let value = match (point, switch) {
+                (GridPoint::One(Scalar::Bool(b)), true) => TaskValue::Switch(*b),
+                (GridPoint::One(other), true) => {
                     return Err(GridError::config(
                         path,
                         format!(
-                            "[grid] key `{key}`: --{key} is a switch of {} and takes true or false, found {other:?}",
-                            binary.name
+                            "[grid] key `{key}`: --{key} is a switch of {} and takes true or false, found {}",
+                            binary.name,
+                            other.render()
                         ),
                     ));
                 }
-                (GridPoint::Repeat(_), false) => {
+                (GridPoint::Repeat(_), true) => {
                     return Err(GridError::config(
                         path,
                         format!(
@@ -129,28 +139,27 @@ pub fn expand(config: &GridConfig, binary: &BinaryInfo, path: &Path) -> Result<V
                         ),
                     ));
                 }
-                (GridPoint::One(s), true) => TaskValue::Value(s.render()),
-                (GridPoint::Repeat(list), true) => {
-                    TaskValue::Repeat(list.iter().map(Scalar::render).collect())
+                (GridPoint::One(s), false) => TaskValue::Value(s.render()),
+                (GridPoint::Repeat(items), false) if list => TaskValue::Value(
+                    items
+                        .iter()
+                        .map(Scalar::render)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                (GridPoint::Repeat(items), false) if repeats => {
+                    TaskValue::Repeat(items.iter().map(Scalar::render).collect())
                 }
-            };
-            let rendered: Vec<&String> = match &value {
-                TaskValue::Value(v) => vec![v],
-                TaskValue::Repeat(vs) => vs.iter().collect(),
-                TaskValue::Switch(_) => vec![],
-            };
-            for v in rendered {
-                if !flag.possible_values.is_empty() && !flag.possible_values.contains(v) {
+                (GridPoint::Repeat(_), false) => {
                     return Err(GridError::config(
                         path,
                         format!(
-                            "[grid] key `{key}`: {v:?} is not a value --{key} of {} accepts; possible values: {}",
-                            binary.name,
-                            flag.possible_values.join(", ")
+                            "[grid] key `{key}`: --{key} of {} takes one value, but a value of the axis is a list; write the axis as a flat list of values",
+                            binary.name
                         ),
                     ));
                 }
-            }
+            };
             values.push(value);
         }
         axes.push((key.as_str(), values));
@@ -208,53 +217,113 @@ pub fn expand(config: &GridConfig, binary: &BinaryInfo, path: &Path) -> Result<V
     Ok(tasks)
 }
 
+/// How many problems [`check_tasks`] lists before summing up the rest.
+const MAX_LISTED_PROBLEMS: usize = 20;
+
+/// Parses every task with the binary's own command line, in-process, and reports every
+/// task that would be refused (unknown flag, wrong type, value out of range, naming the
+/// task and the key) for the whole grid at once. For `hkd-train` it also refuses two tasks
+/// that are the same run (same identity, output and teacher, e.g. `lambda = [1, 1.0]`).
+/// Relative paths resolve against `workdir`, where the tasks will run.
+pub fn check_tasks(tasks: &[Task], binary: &BinaryInfo, workdir: &Path, path: &Path) -> Result<()> {
+    let mut problems: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashMap<String, (usize, std::path::PathBuf)> =
+        std::collections::HashMap::new();
+    let command = binary.command()?;
+    let mut teachers = crate::plan::TeacherCache::default();
+    for task in tasks {
+        let shown = task.flag_args().join(" ");
+        let problem = match binary.name {
+            BinaryName::Train => {
+                match hkd_rundir::TrainCommand::parse_in(task.flag_args(), workdir) {
+                    Ok(request) => {
+                        let key = teachers.identity_key(&request);
+                        match seen.get(&key) {
+                            Some((first, data)) if *data != request.spec.data.dir => Some(format!(
+                                "is the same run as task {first} but for --data ({} vs {}): where the data lies is not part of a run's identity (its content is checked by hash), so two datasets need two --out directories",
+                                data.display(),
+                                request.spec.data.dir.display()
+                            )),
+                            Some((first, _)) => Some(format!(
+                                "is the same run as task {first} (same settings once parsed, e.g. 1 and 1.0): remove the duplicate value from the grid"
+                            )),
+                            None => {
+                                seen.insert(key, (task.index, request.spec.data.dir.clone()));
+                                None
+                            }
+                        }
+                    }
+                    Err(e) => Some(match e.key() {
+                        Some(k) => format!("key `{}`: {e}", k.replace('_', "-")),
+                        None => e.to_string(),
+                    }),
+                }
+            }
+            BinaryName::Eval | BinaryName::Analyze => {
+                let argv = std::iter::once(binary.name.file_name().to_string()).chain(
+                    task.args
+                        .iter()
+                        .skip(usize::from(binary.subcommand.is_some()))
+                        .cloned(),
+                );
+                command.clone().try_get_matches_from(argv).err().map(|e| {
+                    let message = hkd_rundir::cli::one_line(&e);
+                    match hkd_rundir::cli::key_of(&message) {
+                        Some(k) => format!("key `{}`: {message}", k.replace('_', "-")),
+                        None => message,
+                    }
+                })
+            }
+        };
+        if let Some(p) = problem {
+            problems.push(format!("task {} ({shown}): {p}", task.index));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let total = problems.len();
+    let mut message = format!(
+        "{total} of {} tasks would be refused by {}; nothing was submitted:",
+        tasks.len(),
+        binary.name
+    );
+    for p in problems.iter().take(MAX_LISTED_PROBLEMS) {
+        message.push_str("\n  ");
+        message.push_str(p);
+    }
+    if total > MAX_LISTED_PROBLEMS {
+        message.push_str(&format!("\n  … and {} more", total - MAX_LISTED_PROBLEMS));
+    }
+    Err(GridError::config(path, message))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binary::FlagInfo;
-    use crate::config::BinaryName;
-    use std::collections::BTreeMap;
-    use std::path::PathBuf;
 
-    fn train_binary() -> BinaryInfo {
-        let mut flags = BTreeMap::new();
-        for f in ["out", "lambda", "iter", "teacher", "set"] {
-            flags.insert(
-                f.to_string(),
-                FlagInfo {
-                    takes_value: true,
-                    ..Default::default()
-                },
-            );
-        }
-        flags.insert(
-            "distil-fn".into(),
-            FlagInfo {
-                takes_value: true,
-                default: Some("KL".into()),
-                possible_values: vec!["KL".into(), "CE".into()],
-            },
-        );
-        flags.insert("resume".into(), FlagInfo::default());
-        flags.insert("help".into(), FlagInfo::default());
-        BinaryInfo {
-            name: BinaryName::Train,
-            path: PathBuf::from("/opt/hkd/hkd-train"),
-            subcommand: None,
-            flags,
-        }
+    fn binary(name: BinaryName, sub: Option<&str>) -> BinaryInfo {
+        BinaryInfo::at(name, Path::new("/opt/hkd/bin"), sub)
     }
 
     fn config(text: &str) -> GridConfig {
         GridConfig::from_toml_str(text, Path::new("t.toml")).unwrap()
     }
 
+    fn expand_and_check(text: &str) -> Result<Vec<Task>> {
+        let c = config(text);
+        let b = binary(c.binary, c.subcommand.as_deref());
+        let tasks = expand(&c, &b, Path::new("configs/x.toml"))?;
+        check_tasks(&tasks, &b, Path::new("/w"), Path::new("configs/x.toml"))?;
+        Ok(tasks)
+    }
+
     #[test]
     fn product_is_sorted_by_key_with_the_last_key_fastest() {
-        let c = config(
+        let tasks = expand_and_check(
             "binary = \"hkd-train\"\n[grid]\nlambda = [0.5, 1.0]\ndistil-fn = [\"KL\", \"CE\"]\niter = [0, 1, 2]\n",
-        );
-        let tasks = expand(&c, &train_binary(), Path::new("t.toml")).unwrap();
+        )
+        .unwrap();
         assert_eq!(tasks.len(), 12);
         // keys sorted: distil-fn, iter, lambda
         assert_eq!(
@@ -279,56 +348,67 @@ mod tests {
     }
 
     #[test]
-    fn subcommand_args_switches_and_repeats() {
-        let c = config(
-            "binary = \"hkd-train\"\nsubcommand = \"run\"\nargs = [\"runs dir\"]\n[grid]\nresume = [true, false]\nset = [[\"a=1\", \"b=2\"]]\n",
-        );
-        let tasks = expand(&c, &train_binary(), Path::new("t.toml")).unwrap();
+    fn subcommand_args_switches_repeats_and_lists() {
+        let tasks = expand_and_check(
+            "binary = \"hkd-eval\"\nsubcommand = \"run\"\nargs = [\"runs dir\"]\n[grid]\nforce = [true, false]\nset = [[\"a=1\", \"b=2\"]]\n",
+        )
+        .unwrap();
         assert_eq!(tasks.len(), 2);
         assert_eq!(
             tasks[0].args,
-            ["run", "runs dir", "--resume", "--set=a=1", "--set=b=2"]
+            ["run", "runs dir", "--force", "--set=a=1", "--set=b=2"]
         );
         assert_eq!(tasks[1].args, ["run", "runs dir", "--set=a=1", "--set=b=2"]);
-        assert!(tasks[0].sets("resume"));
-        assert!(!tasks[1].sets("resume"));
+        assert!(tasks[0].sets("force"));
+        assert!(!tasks[1].sets("force"));
+        let tasks = expand_and_check(
+            "binary = \"hkd-train\"\n[grid]\nscheduler = \"step\"\nstep-milestones = [[0.3, 0.6], [0.5]]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            tasks[0].args,
+            ["--scheduler=step", "--step-milestones=0.3,0.6"]
+        );
     }
 
     #[test]
-    fn unknown_flags_and_bad_values_are_errors() {
-        let bin = train_binary();
-        let err = expand(
-            &config("binary = \"hkd-train\"\n[grid]\nlamda = [1]\n"),
-            &bin,
-            Path::new("configs/x.toml"),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("configs/x.toml"), "{err}");
-        assert!(err.contains("`lamda` is not a flag of hkd-train"), "{err}");
-        assert!(err.contains("Did you mean `lambda`"), "{err}");
-        let err = expand(
-            &config("binary = \"hkd-train\"\n[grid]\ndistil-fn = [\"KD\"]\n"),
-            &bin,
-            Path::new("x.toml"),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("possible values: KL, CE"), "{err}");
-        let err = expand(
-            &config("binary = \"hkd-train\"\n[grid]\nresume = [\"yes\"]\n"),
-            &bin,
-            Path::new("x.toml"),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("is a switch"), "{err}");
+    fn unknown_flags_and_bad_values_are_errors_naming_task_and_key() {
+        let err = |text: &str| expand_and_check(text).unwrap_err().to_string();
+        let e = err("binary = \"hkd-train\"\n[grid]\nlamda = [1]\n");
+        assert!(e.contains("configs/x.toml"), "{e}");
+        assert!(e.contains("`lamda` is not a flag of hkd-train"), "{e}");
+        assert!(e.contains("Did you mean `lambda`"), "{e}");
+        let e = err("binary = \"hkd-train\"\n[grid]\nscheduler = [\"plateau\", \"sgdr\"]\n");
+        assert!(
+            e.contains("1 of 2 tasks") && e.contains("task 1") && e.contains("key `scheduler`"),
+            "{e}"
+        );
+        assert!(e.contains("plateau, step, cosine"), "{e}");
+        let e = err("binary = \"hkd-train\"\n[grid]\nmomentum = [0.9, 2]\nlr = [0.1, -1]\n");
+        assert!(e.contains("3 of 4 tasks"), "{e}");
+        assert!(
+            e.contains("key `momentum`") && e.contains("key `lr`"),
+            "{e}"
+        );
+        let e = err("binary = \"hkd-train\"\n[grid]\nresume = [\"yes\"]\n");
+        assert!(e.contains("is a switch"), "{e}");
+        let e = err("binary = \"hkd-train\"\n[grid]\nlambda = [[0.5, 1.0]]\n");
+        assert!(e.contains("takes one value"), "{e}");
+        let e = err("binary = \"hkd-train\"\n[grid]\nlambda = [1, 1.0]\n");
+        assert!(
+            e.contains("task 1") && e.contains("same run as task 0"),
+            "{e}"
+        );
+        let e = err(
+            "binary = \"hkd-eval\"\nsubcommand = \"run\"\nargs = [\"r\"]\n[grid]\nweights = [\"best\", \"worst\"]\n",
+        );
+        assert!(e.contains("task 1") && e.contains("worst"), "{e}");
     }
 
     #[test]
     fn values_starting_with_a_dash_stay_values() {
         let c = config("binary = \"hkd-train\"\n[grid]\nlambda = [-0.5]\n");
-        let tasks = expand(&c, &train_binary(), Path::new("t.toml")).unwrap();
+        let tasks = expand(&c, &binary(BinaryName::Train, None), Path::new("t.toml")).unwrap();
         assert_eq!(tasks[0].args, ["--lambda=-0.5"]);
     }
 }

@@ -5,8 +5,10 @@
 //! `hkd-analyze`), a `[grid]` of its flags and how to run it (`[slurm]`, `[local]`). This
 //! crate
 //! - parses it, refusing unknown keys ([`GridConfig`]);
-//! - asks the binary for its flags (`--help`) and expands the grid into tasks, checking
-//!   each key against them ([`BinaryInfo`], [`expand`]);
+//! - expands the grid into tasks and checks every task with the binary's own command line
+//!   (`hkd_rundir::cli`, in-process: unknown keys, wrong types and invalid values for the
+//!   whole grid, and two tasks that are the same run) before anything is written
+//!   ([`expand`], [`check_tasks`]);
 //! - writes the grid directory `grids/<timestamp>-<name>/` with `tasks.txt` and
 //!   `manifest.json` ([`GridDir`], [`Manifest`], [`prepare`]);
 //! - renders sbatch jobs in `array`, `multiprog` or `wrap` mode and submits them, or runs
@@ -37,18 +39,18 @@ pub mod runner;
 pub mod slurm;
 pub mod status;
 
-pub use binary::{BinaryInfo, FlagInfo, locate, parse_help};
+pub use binary::{BinaryInfo, locate};
 pub use config::{BinaryName, ExecutorChoice, GridConfig, JobMode, LocalSettings, SlurmSettings};
 pub use error::{GridError, Result};
-pub use grid::{Task, expand};
-pub use local::{LocalEvent, default_jobs, run_local};
+pub use grid::{Task, check_tasks, expand};
+pub use local::{LocalControl, LocalEvent, LocalRun, default_jobs, run_local};
 pub use manifest::{ExecutorKind, GridDir, JobRecord, Manifest, Submission, TaskState};
 pub use ops::{
     Executor, LaunchOptions, LaunchReport, choose_executor, create_and_prepare, failed_tasks,
-    launch, prepare, resubmit_executor, tasks_txt,
+    launch, prepare, resubmit_executor, tasks_txt, unsubmitted_tasks,
 };
 pub use pipeline::{Pipeline, PipelineOptions, PipelineRecord, PipelineRun, run_pipeline};
-pub use plan::{TaskAction, TaskPlan, plan_task, train_run_dir};
+pub use plan::{TaskAction, TaskPlan, TeacherCache, plan_task, train_run_dir};
 pub use render::{RenderContext, RenderedJob, render_jobs};
-pub use runner::{RunOptions, TaskOutcome, run_task};
+pub use runner::{RunOptions, TaskOutcome, run_task, run_task_under};
 pub use status::{SchedulerView, StatusKind, TaskStatus, grid_status};

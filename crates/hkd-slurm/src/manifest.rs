@@ -264,16 +264,15 @@ pub fn write_replace(path: &Path, bytes: &[u8], executable: bool) -> std::io::Re
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    use std::os::unix::fs::PermissionsExt;
+    // 0666 (scripts 0777) minus the umask, like any other tool's output
+    let mode = if executable { 0o777 } else { 0o666 };
     let mut tmp = tempfile::Builder::new()
         .prefix(".hkd-grid-")
         .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
-    if executable {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o755))?;
-    }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

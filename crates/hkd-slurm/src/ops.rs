@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::binary::BinaryInfo;
 use crate::config::{ExecutorChoice, GridConfig, absolute};
 use crate::error::{GridError, Result};
-use crate::grid::expand;
+use crate::grid::{check_tasks, expand};
 use crate::local::{LocalEvent, default_jobs, run_local};
 use crate::manifest::{ExecutorKind, GridDir, JobRecord, Manifest, Submission, TASKS_TXT, now};
 use crate::quote::push_quoted;
@@ -74,7 +74,8 @@ pub fn tasks_txt(manifest: &Manifest) -> String {
     out
 }
 
-/// Expands the grid and writes `tasks.txt` and `manifest.json` into `dir`.
+/// Expands the grid, checks every task ([`check_tasks`]) and writes `tasks.txt` and
+/// `manifest.json` into `dir`.
 pub fn prepare(
     config: GridConfig,
     config_path: &Path,
@@ -83,10 +84,11 @@ pub fn prepare(
     workdir: &Path,
 ) -> Result<Manifest> {
     let tasks = expand(&config, &binary, config_path)?;
+    check_tasks(&tasks, &binary, workdir, config_path)?;
     write_prepared(config, config_path, binary, tasks, dir, workdir)
 }
 
-/// Expands the grid, then (only if that succeeded) creates
+/// Expands the grid and checks every task, then (only if that succeeded) creates
 /// `<grids_root>/<timestamp>-<name>/` and writes `tasks.txt` and `manifest.json` there.
 pub fn create_and_prepare(
     config: GridConfig,
@@ -96,6 +98,7 @@ pub fn create_and_prepare(
     workdir: &Path,
 ) -> Result<(GridDir, Manifest)> {
     let tasks = expand(&config, &binary, config_path)?;
+    check_tasks(&tasks, &binary, workdir, config_path)?;
     let dir = GridDir::create(grids_root, config.name())?;
     let manifest = write_prepared(config, config_path, binary, tasks, &dir, workdir)?;
     Ok((dir, manifest))
@@ -147,6 +150,9 @@ pub struct LaunchReport {
     pub outcomes: Vec<TaskOutcome>,
     /// Slurm: the rendered jobs (for printing in a dry run).
     pub rendered: Vec<RenderedJob>,
+    /// Local: the signal that interrupted the grid (running tasks checkpointed, the rest
+    /// were not started).
+    pub interrupted_by: Option<String>,
 }
 
 impl LaunchReport {
@@ -203,8 +209,8 @@ pub fn launch(
             });
             manifest.submissions.push(submission.clone());
             dir.write_manifest(manifest)?;
-            let outcomes = if options.dry_run {
-                Vec::new()
+            let run = if options.dry_run {
+                crate::local::LocalRun::default()
             } else {
                 let jobs = options
                     .jobs
@@ -213,8 +219,9 @@ pub fn launch(
             };
             Ok(LaunchReport {
                 submission,
-                outcomes,
+                outcomes: run.outcomes,
                 rendered: Vec::new(),
+                interrupted_by: run.interrupted_by,
             })
         }
         ExecutorKind::Slurm => {
@@ -272,14 +279,41 @@ pub fn launch(
                 manifest.submissions.push(submission.clone());
             }
             dir.write_manifest(manifest)?;
-            result?;
+            if let Err(e) = result {
+                let accepted: usize = submission.jobs.iter().map(|j| j.tasks.len()).sum();
+                return Err(GridError::PartialSubmission {
+                    dir: dir.path().to_path_buf(),
+                    job_ids: submission
+                        .jobs
+                        .iter()
+                        .filter_map(|j| j.job_id.clone())
+                        .collect(),
+                    unsubmitted: tasks.len() - accepted,
+                    source: Box::new(e),
+                });
+            }
             Ok(LaunchReport {
                 submission,
                 outcomes: Vec::new(),
                 rendered,
+                interrupted_by: None,
             })
         }
     }
+}
+
+/// The tasks no real (not dry-run) submission includes: what a submission that stopped
+/// half-way left out, for `resubmit --unsubmitted`.
+pub fn unsubmitted_tasks(manifest: &Manifest) -> Vec<usize> {
+    let submitted: std::collections::HashSet<usize> = manifest
+        .submissions
+        .iter()
+        .filter(|s| !s.dry_run)
+        .flat_map(|s| s.jobs.iter().flat_map(|j| j.tasks.iter().copied()))
+        .collect();
+    (0..manifest.tasks.len())
+        .filter(|i| !submitted.contains(i))
+        .collect()
 }
 
 /// The tasks `resubmit --failed` would run again.

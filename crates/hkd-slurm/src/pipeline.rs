@@ -246,13 +246,21 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &PipelineOptions<'_>) -> Resul
         if let std::collections::hash_map::Entry::Vacant(slot) = binaries.entry(key) {
             let info =
                 (options.find_binary)(stage.config.binary, stage.config.subcommand.as_deref())?;
-            // check the grid keys now, before anything is created
-            crate::grid::expand(&stage.config, &info, &stage.config_path)?;
             slot.insert(info);
-        } else {
-            let info = &binaries[&(stage.config.binary, stage.config.subcommand.clone())];
-            crate::grid::expand(&stage.config, info, &stage.config_path)?;
         }
+        // check every task of every stage now, before anything is created
+        let info = &binaries[&(stage.config.binary, stage.config.subcommand.clone())];
+        let in_stage = |e: GridError| match e {
+            GridError::Config { path, message } => GridError::Config {
+                path,
+                message: format!("stage `{}`: {message}", stage.name),
+            },
+            other => other,
+        };
+        let tasks =
+            crate::grid::expand(&stage.config, info, &stage.config_path).map_err(in_stage)?;
+        crate::grid::check_tasks(&tasks, info, &options.workdir, &stage.config_path)
+            .map_err(in_stage)?;
     }
     let root = GridDir::create(&options.grids_root, &pipeline.name)?;
     let dir = root.path().to_path_buf();

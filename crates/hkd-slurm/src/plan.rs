@@ -3,26 +3,20 @@
 //! hkd-train tasks run with `--resume` added (unless the grid sets `resume` or
 //! `overwrite` itself). The contract hkd-grid relies on (docs/grid.md): `hkd-train
 //! --resume` starts a run that does not exist yet, continues one that has `last.*`,
-//! starts again one that never checkpointed, and exits 0 at once for a finished run. So
+//! starts again one that never checkpointed, exits 0 at once for a finished run of the
+//! same specification, and refuses a run directory holding another specification. So
 //! rerunning or resubmitting any task is always safe and never loses work.
 //!
 //! To skip finished runs without starting a process, and to report progress, hkd-grid
-//! also works out the run directory from the task's flags (and the binary's defaults for
-//! flags the grid leaves out), with [`hkd_rundir::run_name`] and the teacher's slug:
-//!
-//! | `--teacher`            | teacher level of the run directory                       |
-//! |------------------------|----------------------------------------------------------|
-//! | `baseline`, `human`    | `baseline`, `human`                                      |
-//! | a run directory        | [`hkd_rundir::teacher_slug`] of its `config.toml`        |
-//! | `best:<dir>`           | the slug of [`hkd_rundir::best_run_under`]`(<dir>)`      |
-//! | a bare weights file    | unknown (hkd-train names it): the task just runs         |
-//!
-//! Where it is unknown (a weights-file teacher, a `--config` file, a teacher grid with no
-//! finished run yet) the task runs with `--resume` and hkd-train decides.
+//! works out each task's run directory in-process, with hkd-train's own definitions:
+//! [`hkd_rundir::TrainCommand`] parses the task, [`hkd_rundir::resolve_teacher`] resolves
+//! its teacher, [`hkd_rundir::RunSpec::run_name`] names it. A finished run is skipped
+//! only when its stored specification is the task's.
 
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 
-use hkd_rundir::{DistilFn, RunDir, RunStatus};
+use hkd_rundir::{RunDir, RunStatus, TrainCommand};
 
 use crate::binary::BinaryInfo;
 use crate::config::BinaryName;
@@ -80,11 +74,11 @@ pub fn plan_task(binary: &BinaryInfo, task: &Task, workdir: &Path) -> TaskPlan {
             argv,
         };
     }
-    let run_dir = match train_run_dir(binary, task, workdir) {
-        Ok(dir) => dir,
+    let explicit = task.sets("overwrite") || task.sets("resume");
+    let (run_dir, same_spec) = match train_run_dir(task, workdir) {
+        Ok(found) => found,
         Err(why) => {
-            let explicit = task.sets("overwrite") || task.sets("resume");
-            if !explicit && binary.flags.contains_key("resume") {
+            if !explicit {
                 argv.push("--resume".into());
             }
             return TaskPlan {
@@ -95,13 +89,14 @@ pub fn plan_task(binary: &BinaryInfo, task: &Task, workdir: &Path) -> TaskPlan {
             };
         }
     };
-    let explicit = task.sets("overwrite") || task.sets("resume");
     let status = run_dir.status();
     let action = if task.sets("overwrite") {
         TaskAction::Run
-    } else if status == RunStatus::Finished {
+    } else if status == RunStatus::Finished && same_spec {
         TaskAction::Skip
-    } else if explicit {
+    } else if explicit || status == RunStatus::Finished {
+        // finished with another specification: hkd-train --resume refuses it, naming
+        // the differing keys (the task fails visibly instead of being skipped)
         TaskAction::Run
     } else if status == RunStatus::NotStarted {
         TaskAction::Fresh
@@ -110,7 +105,7 @@ pub fn plan_task(binary: &BinaryInfo, task: &Task, workdir: &Path) -> TaskPlan {
     } else {
         TaskAction::Restart
     };
-    if !explicit && action != TaskAction::Skip && binary.flags.contains_key("resume") {
+    if !explicit && action != TaskAction::Skip {
         argv.push("--resume".into());
     }
     TaskPlan {
@@ -121,86 +116,56 @@ pub fn plan_task(binary: &BinaryInfo, task: &Task, workdir: &Path) -> TaskPlan {
     }
 }
 
-/// `path` against `workdir` unless absolute.
-pub fn resolve(workdir: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        workdir.join(p)
-    }
-}
-
-/// The run directory an hkd-train task writes, or why it cannot be known before it runs.
-pub fn train_run_dir(binary: &BinaryInfo, task: &Task, workdir: &Path) -> Result<RunDir, String> {
-    if task.sets("config") {
-        return Err(
-            "the task passes --config, whose file may set the fields that name the run".into(),
-        );
-    }
-    let get = |flag: &str| -> Result<&str, String> {
-        task.value(flag)
-            .or_else(|| binary.default_of(flag))
-            .ok_or_else(|| {
-                format!("the grid sets no --{flag} and hkd-train shows no default for it")
-            })
-    };
-    let float = |flag: &str| -> Result<f64, String> {
-        let v = get(flag)?;
-        v.parse::<f64>()
-            .map_err(|_| format!("--{flag}={v} is not a number"))
-    };
-    let out = resolve(workdir, get("out")?);
-    let student = get("student")?;
-    let distil_fn = match get("distil-fn")?.to_ascii_uppercase().as_str() {
-        "KL" | "KD" => DistilFn::KL,
-        "CE" => DistilFn::CE,
-        other => return Err(format!("--distil-fn={other} is neither KL nor CE")),
-    };
-    let temperature_human = float("temperature-human")?;
-    let temperature_teacher = float("temperature-teacher")?;
-    let lambda = float("lambda")?;
-    let gamma = float("gamma")?;
-    let iter_text = get("iter")?;
-    let iter: u32 = iter_text
-        .parse()
-        .map_err(|_| format!("--iter={iter_text} is not a non-negative integer"))?;
-    let teacher = get("teacher")?;
-    let slug = teacher_level(teacher, workdir)?;
-    let name = hkd_rundir::run_name(
-        student,
-        distil_fn,
-        temperature_human,
-        temperature_teacher,
-        lambda,
-        gamma,
-        iter,
+/// The run directory an hkd-train task writes, and whether a run already there has the
+/// task's specification; or why the directory cannot be known before the task runs (its
+/// teacher is not trained yet, or cannot be resolved).
+pub fn train_run_dir(task: &Task, workdir: &Path) -> Result<(RunDir, bool), String> {
+    let request = TrainCommand::parse_in(task.flag_args(), workdir).map_err(|e| e.to_string())?;
+    let teacher = hkd_rundir::resolve_teacher(&request.spec.teacher).map_err(|e| e.to_string())?;
+    let run = RunDir::in_output(
+        &request.execution.out,
+        teacher.spec.slug(),
+        &request.spec.student,
+        &request.spec.run_name(),
     );
-    Ok(RunDir::in_output(&out, &slug, student, &name))
+    let same = match run.read_config() {
+        Ok(stored) => {
+            stored.spec.identity_differences(&request.spec).is_empty()
+                && stored.teacher.slug() == teacher.spec.slug()
+        }
+        Err(_) => !run.has_config(),
+    };
+    Ok((run, same))
 }
 
-fn teacher_level(teacher: &str, workdir: &Path) -> Result<String, String> {
-    match teacher {
-        "baseline" | "human" => Ok(teacher.to_string()),
-        _ => {
-            let run = if let Some(dir) = teacher.strip_prefix("best:") {
-                let root = resolve(workdir, dir);
-                hkd_rundir::best_run_under(&root)
-                    .map(|(run, _)| run)
-                    .map_err(|e| format!("--teacher={teacher}: {e}"))?
-            } else {
-                let run = RunDir::new(resolve(workdir, teacher));
-                if !run.has_config() {
-                    return Err(format!(
-                        "--teacher={teacher} is not a run directory with config.toml (a bare checkpoint is named by hkd-train)"
-                    ));
-                }
-                run
-            };
-            let config = run
-                .read_config()
-                .map_err(|e| format!("--teacher={teacher}: {e}"))?;
-            Ok(hkd_rundir::teacher_slug(&config))
-        }
+/// Resolved teachers by how a task names them, so that a grid of thousands of tasks
+/// reads each teacher's config once.
+#[derive(Debug, Default)]
+pub struct TeacherCache {
+    slugs: HashMap<String, Option<String>>,
+}
+
+impl TeacherCache {
+    /// A key that two requests share exactly when they would train the same run: the
+    /// output directory, the teacher (its slug when it resolves now, else as named) and
+    /// the run name.
+    pub fn identity_key(&mut self, request: &TrainCommand) -> String {
+        let named = &request.spec.teacher;
+        let slug = self
+            .slugs
+            .entry(format!("{}\u{0}{:?}", named.teacher, named.teacher_arch))
+            .or_insert_with(|| {
+                hkd_rundir::resolve_teacher(named)
+                    .ok()
+                    .map(|t| t.spec.slug().to_string())
+            })
+            .clone()
+            .unwrap_or_else(|| format!("as named: {}", named.teacher));
+        format!(
+            "{}\u{0}{slug}\u{0}{}\u{0}{}",
+            request.execution.out.display(),
+            request.spec.student,
+            request.spec.run_name()
+        )
     }
 }

@@ -67,11 +67,13 @@ fn host_name() -> Option<String> {
     })
 }
 
-fn signal_name(sig: i32) -> String {
+/// `USR1`, `TERM`, `INT`, `HUP` or `signal N`.
+pub(crate) fn signal_name(sig: i32) -> String {
     match sig {
         libc::SIGUSR1 => "USR1".into(),
         libc::SIGTERM => "TERM".into(),
         libc::SIGINT => "INT".into(),
+        libc::SIGHUP => "HUP".into(),
         other => format!("signal {other}"),
     }
 }
@@ -82,6 +84,20 @@ pub fn run_task(
     manifest: &Manifest,
     index: usize,
     options: RunOptions,
+) -> Result<TaskOutcome> {
+    run_task_under(dir, manifest, index, options, None)
+}
+
+/// [`run_task`] under the local executor's control: the child runs in its own process
+/// group (a terminal's Ctrl-C reaches it once, through hkd-grid), is registered with
+/// `control` so that a stop forwards the signal to it, and is not started at all when
+/// the grid is already stopping.
+pub fn run_task_under(
+    dir: &GridDir,
+    manifest: &Manifest,
+    index: usize,
+    options: RunOptions,
+    control: Option<&crate::local::LocalControl>,
 ) -> Result<TaskOutcome> {
     let task = manifest.tasks.get(index).ok_or_else(|| {
         GridError::grid_dir(
@@ -193,13 +209,18 @@ pub fn run_task(
     let stdout_log = log
         .try_clone()
         .map_err(|e| GridError::io("open", &log_path, e))?;
-    let spawned = Command::new(&plan.argv[0])
+    let mut command = Command::new(&plan.argv[0]);
+    command
         .args(&plan.argv[1..])
         .current_dir(&manifest.workdir)
         .stdin(Stdio::null())
         .stdout(Stdio::from(stdout_log))
-        .stderr(Stdio::from(stderr_log))
-        .spawn();
+        .stderr(Stdio::from(stderr_log));
+    if control.is_some() {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    let spawned = command.spawn();
     let exit_code = match spawned {
         Err(e) => {
             let _ = writeln!(log, "== cannot start {}: {e}", plan.argv[0]);
@@ -208,6 +229,9 @@ pub fn run_task(
         Ok(mut child) => {
             let pid = child.id() as i32;
             child_pid.store(pid, Ordering::SeqCst);
+            if let Some(c) = control {
+                c.register(pid);
+            }
             let early = pending.swap(0, Ordering::SeqCst);
             if early != 0 {
                 // SAFETY: as above.
@@ -215,7 +239,14 @@ pub fn run_task(
                     libc::kill(pid, early);
                 }
             }
-            match child.wait() {
+            let waited = child.wait();
+            if let Some(c) = control {
+                c.unregister(pid);
+                if let Some(sig) = c.signal() {
+                    last_signal.store(sig, Ordering::SeqCst);
+                }
+            }
+            match waited {
                 Ok(status) => {
                     use std::os::unix::process::ExitStatusExt;
                     status

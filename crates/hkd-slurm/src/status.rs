@@ -105,7 +105,7 @@ pub fn grid_status(dir: &GridDir, manifest: &Manifest, view: &SchedulerView) -> 
             let submitted = manifest.latest_job_of(index).is_some_and(|(s, _)| !s.dry_run);
             let run_dir = state.as_ref().and_then(|s| s.run_dir.clone()).or_else(|| {
                 (manifest.binary.name == BinaryName::Train)
-                    .then(|| train_run_dir(&manifest.binary, task, &manifest.workdir).ok())
+                    .then(|| train_run_dir(task, &manifest.workdir).ok().map(|(run, _)| run))
                     .flatten()
                     .map(|r| r.path().to_path_buf())
             });
@@ -117,7 +117,13 @@ pub fn grid_status(dir: &GridDir, manifest: &Manifest, view: &SchedulerView) -> 
                 job: job.clone(),
                 run_dir: run_dir.clone(),
             };
-            if run_status == Some(RunStatus::Finished) {
+            // the task's own last attempt decides first: a run finished by someone else
+            // does not make a failed task done
+            let failed_exit = state
+                .as_ref()
+                .and_then(|s| s.ended.as_ref().and(s.exit_code))
+                .filter(|&c| c != 0);
+            if run_status == Some(RunStatus::Finished) && failed_exit.is_none() {
                 return mk(StatusKind::Done, "run finished".into());
             }
             let progress = match run_status {
@@ -171,7 +177,14 @@ pub fn grid_status(dir: &GridDir, manifest: &Manifest, view: &SchedulerView) -> 
                         }
                     }
                 },
-                None if !submitted => mk(StatusKind::NotSubmitted, "dry run".into()),
+                None if !submitted => mk(
+                    StatusKind::NotSubmitted,
+                    if manifest.submissions.iter().any(|s| !s.dry_run) {
+                        "not submitted (a submission stopped before it): hkd-grid resubmit DIR --unsubmitted".into()
+                    } else {
+                        "dry run".into()
+                    },
+                ),
                 None if job.is_some() && view.queue.is_none() => {
                     mk(StatusKind::Unknown, "submitted; squeue does not answer".into())
                 }

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Instant;
 
-use hkd_rundir::{RunDir, TeacherSpec};
+use hkd_rundir::TeacherSpec;
 use hkd_slurm::{
     Executor, ExecutorKind, LaunchOptions, LocalEvent, SchedulerView, StatusKind, TaskAction,
     failed_tasks, grid_status, launch, tasks_txt,
@@ -115,18 +115,8 @@ fn finished_runs_are_skipped_and_others_resume() {
     );
     let runs = tmp.path().join("runs");
     let cfg = |i| run_config(TeacherSpec::Human, "resnet8", 0.5, i, 2);
-    write_run(
-        &RunDir::in_output(&runs, "human", "resnet8", &cfg(0).run_name),
-        &cfg(0),
-        Some(2),
-        0.5,
-    );
-    write_run(
-        &RunDir::in_output(&runs, "human", "resnet8", &cfg(2).run_name),
-        &cfg(2),
-        Some(1),
-        0.4,
-    );
+    write_run(&cfg(0).run_dir_in(&runs), &cfg(0), Some(2), 0.5);
+    write_run(&cfg(2).run_dir_in(&runs), &cfg(2), Some(1), 0.4);
     let report = launch(&dir, &mut manifest, &local(), &[0, 1, 2], &options(1)).unwrap();
     let actions: Vec<TaskAction> = report.outcomes.iter().map(|o| o.action).collect();
     assert_eq!(
@@ -260,4 +250,37 @@ fn an_interrupted_task_counts_as_failed() {
     );
     // task 1 was never part of a submission
     assert_eq!(statuses[1].kind, StatusKind::NotSubmitted);
+}
+
+/// A finished run whose stored specification differs from its task's is not skipped: the
+/// task runs (hkd-train then refuses it, here a fake exiting 1), and its status must say
+/// failed (a finished run directory does not make a failed task done), so that
+/// `resubmit --failed` finds it.
+#[test]
+fn a_refused_finished_run_counts_as_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (fake, bin) = fake_train(
+        tmp.path(),
+        "echo 'cannot resume: its config.toml differs from the settings given in lr: 0.05 -> 0.1' >&2; exit 1",
+    );
+    let (dir, mut manifest) = prepared(
+        tmp.path(),
+        "binary = \"hkd-train\"\n[grid]\nteacher = \"human\"\nepochs = 2\niter = [0]\n",
+        bin,
+    );
+    let mut cfg = run_config(TeacherSpec::Human, "resnet8", 0.5, 0, 2);
+    let place = cfg.run_dir_in(&tmp.path().join("runs"));
+    cfg.spec.optimizer.lr = 0.05;
+    write_run(&place, &cfg, Some(2), 0.5);
+    let report = launch(&dir, &mut manifest, &local(), &[0], &options(1)).unwrap();
+    assert_eq!(report.outcomes[0].action, TaskAction::Run);
+    assert_eq!(report.outcomes[0].exit_code, 1);
+    assert_eq!(fake.calls().len(), 1, "the task ran");
+    let statuses = grid_status(&dir, &manifest, &SchedulerView::default());
+    assert_eq!(
+        (statuses[0].kind, statuses[0].detail.as_str()),
+        (StatusKind::Failed, "exit 1"),
+        "{statuses:?}"
+    );
+    assert_eq!(failed_tasks(&dir, &manifest), [0]);
 }

@@ -9,18 +9,7 @@ use hkd_slurm::{
     BinaryInfo, BinaryName, ExecutorChoice, GridDir, LaunchOptions, LocalEvent, Pipeline,
     PipelineOptions, PipelineRecord, Result, run_pipeline,
 };
-use support::{Fake, TRAIN_HELP};
-
-const ANALYZE_HELP: &str = "\
-Usage: hkd-analyze [OPTIONS] <DIR>
-
-Arguments:
-  <DIR>  Directory with runs
-
-Options:
-      --out <OUT>  Output directory [default: analysis]
-  -h, --help       Print help
-";
+use support::Fake;
 
 fn quiet(_: LocalEvent<'_>) {}
 fn no_stage(_: &str, _: &Path, _: usize) {}
@@ -42,18 +31,8 @@ fn setup(teacher_exit: i32) -> Setup {
     let train_body = format!(
         "case \" $* \" in\n *' --out=teachers '*) sleep 0.3; touch {m}; exit {teacher_exit};;\n *' --out=students '*) [ -e {m} ] || exit 9;;\nesac\nexit 0"
     );
-    let train = Fake::new(
-        &tmp.path().join("train"),
-        "hkd-train",
-        TRAIN_HELP,
-        &train_body,
-    );
-    let analyze = Fake::new(
-        &tmp.path().join("analyze"),
-        "hkd-analyze",
-        ANALYZE_HELP,
-        "exit 0",
-    );
+    let train = Fake::new(&tmp.path().join("train"), "hkd-train", &train_body);
+    let analyze = Fake::new(&tmp.path().join("analyze"), "hkd-analyze", "exit 0");
     std::fs::create_dir_all(tmp.path().join("configs")).unwrap();
     std::fs::write(
         tmp.path().join("configs/train.toml"),
@@ -108,7 +87,7 @@ fn run(s: &Setup, executor: ExecutorChoice, dry_run: bool) -> Result<hkd_slurm::
             BinaryName::Analyze => &analyze,
             BinaryName::Eval => panic!("no eval stage"),
         };
-        BinaryInfo::ask(name, path, sub)
+        Ok(BinaryInfo::at(name, path, sub))
     };
     run_pipeline(
         &pipeline,
@@ -255,4 +234,52 @@ fn slurm_dry_run_renders_every_stage_with_its_dependency() {
             .is_none()
     );
     assert!(teachers.file("job-0-0.sh").is_file());
+}
+
+#[test]
+fn a_refused_task_in_any_stage_stops_the_pipeline_before_anything_runs() {
+    let s = setup(0);
+    let path = s.tmp.path().join("configs/pipeline.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // the last stage's tasks are refused by hkd-analyze; the students' by hkd-train
+    let text = text
+        .replace(
+            "args = [\"students\"]\n",
+            "args = [\"students\"]\n[stage.grid]\ntop = [3, \"many\"]\n",
+        )
+        .replace(
+            "teacher = \"best:teachers\"\n",
+            "teacher = \"best:teachers\"\nmomentum = [0.9, 2]\n",
+        );
+    std::fs::write(&path, text).unwrap();
+    let err = run(&s, ExecutorChoice::Local, false)
+        .unwrap_err()
+        .to_string();
+    // stages are checked in order: the students' refusal is reported first
+    assert!(
+        err.contains("2 of 4 tasks would be refused by hkd-train")
+            && err.contains("task 1 (")
+            && err.contains("task 3 (")
+            && err.contains("key `momentum`"),
+        "{err}"
+    );
+    assert!(
+        !s.tmp.path().join("grids").exists(),
+        "nothing may be created for a refused pipeline"
+    );
+    assert!(s.train.calls().is_empty() && s.analyze.calls().is_empty());
+    // only the analysis refused: still nothing runs, not even the teachers
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("momentum = [0.9, 2]\n", "");
+    std::fs::write(&path, text).unwrap();
+    let err = run(&s, ExecutorChoice::Local, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("hkd-analyze") && err.contains("task 1") && err.contains("many"),
+        "{err}"
+    );
+    assert!(!s.tmp.path().join("grids").exists());
+    assert!(s.train.calls().is_empty());
 }

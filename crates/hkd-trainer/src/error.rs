@@ -17,14 +17,9 @@ pub enum TrainError {
         expected: String,
     },
 
-    /// The `--config` file could not be read or parsed.
-    #[error("config file {path}: {reason}")]
-    ConfigFile {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// A setting of the run specification has an invalid value.
+    #[error("invalid setting {0}")]
+    Setting(#[from] hkd_rundir::InvalidSetting),
 
     /// `--teacher` does not name a usable teacher.
     #[error("teacher `{teacher}`: {reason}")]

@@ -1,6 +1,7 @@
 //! Training manager of hkd: one resumable, exact training run of a teacher or a student.
 //!
-//! [`train`] takes [`TrainOptions`] (the flags of `hkd-train`), resolves the teacher
+//! [`train`] takes a run's [`hkd_rundir::RunSpec`] and its [`hkd_rundir::Execution`] (the
+//! flags of `hkd-train`, defined once in `hkd-rundir`), resolves the teacher
 //! (`baseline`, `human`, a teacher run, a weights file or `best:<dir>`), trains with SGD
 //! ([`Sgd`], PyTorch semantics) and a learning-rate [`Scheduler`], validates after every
 //! epoch, and writes the run directory of `hkd-rundir` (`config.toml`, `metrics.jsonl`,
@@ -16,7 +17,6 @@
 pub mod checkpoint;
 pub mod error;
 pub mod optim;
-pub mod options;
 pub mod runtime;
 pub mod schedule;
 pub mod teacher;
@@ -25,12 +25,9 @@ pub mod trainer;
 pub use checkpoint::{EpochSums, ExtraSettings, PartialEpoch, TrainerState};
 pub use error::{Result, TrainError};
 pub use optim::Sgd;
-pub use options::{
-    TrainOptions, parse_distil_fn, parse_kl_reduction, parse_scheduler, stream_seed,
-};
 pub use runtime::{StopFlag, configure_threads, select_device};
 pub use schedule::{ScheduleSettings, Scheduler};
-pub use teacher::{ResolvedTeacher, load_teacher, resolve_teacher};
+pub use teacher::{check_teacher_arch, load_teacher};
 pub use trainer::{
     NoObserver, Observer, Outcome, Plan, RunInfo, epoch_line, evaluate, plan, train,
 };

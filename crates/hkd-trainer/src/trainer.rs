@@ -1,17 +1,17 @@
 //! One training run: resolve the settings, prepare the run directory, train, validate,
 //! checkpoint, stop on request.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{D, DType, Device, Tensor};
 use hkd_arch::{Network, Phase};
 use hkd_datasets::{Dataset, DatasetDir, Loader, LoaderConfig};
-use hkd_losses::{DistillationConfig, DistillationLoss, DistillationMode};
+use hkd_losses::DistillationLoss;
 use hkd_rundir::{
-    BestRecord, DataSettings, DistillationSettings, EpochMetrics, Mode, OptimizerSettings,
-    RunConfig, RunDir, RunState, RunStatus, SchedulerKind, run_name,
+    BestRecord, EpochMetrics, Execution, Mode, RunConfig, RunDir, RunSpec, RunState, RunStatus,
+    SchedulerKind, absolute, resolve_teacher,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -22,10 +22,9 @@ use crate::checkpoint::{
 };
 use crate::error::{Result, TrainError};
 use crate::optim::Sgd;
-use crate::options::TrainOptions;
 use crate::runtime::{StopFlag, select_device};
 use crate::schedule::{ScheduleSettings, Scheduler};
-use crate::teacher::{ResolvedTeacher, load_teacher, resolve_teacher};
+use crate::teacher::{check_teacher_arch, load_teacher};
 
 /// How a call of [`train`] ended (errors aside).
 #[derive(Debug, Clone, PartialEq)]
@@ -91,7 +90,9 @@ pub struct NoObserver;
 
 impl Observer for NoObserver {}
 
-/// Everything [`train`] resolved before touching the run directory.
+/// Everything [`train`] resolved before touching the run directory: every check that can
+/// fail before training (settings, architectures, device, teacher and its weights,
+/// dataset) has passed when a `Plan` exists.
 pub struct Plan {
     /// The run's settings, as `config.toml` will hold them.
     pub config: RunConfig,
@@ -101,7 +102,8 @@ pub struct Plan {
     pub extra: ExtraSettings,
     /// The schedule.
     pub schedule: ScheduleSettings,
-    teacher: ResolvedTeacher,
+    execution: Execution,
+    teacher: Option<Network>,
     device: Device,
     train_set: Arc<Dataset>,
     val_set: Arc<Dataset>,
@@ -118,32 +120,65 @@ impl std::fmt::Debug for Plan {
     }
 }
 
-/// Resolves the options: validates them, opens the device, resolves the teacher, loads
-/// the dataset splits and hashes the dataset, and names the run directory. Nothing is
-/// written.
-pub fn plan(options: &TrainOptions) -> Result<Plan> {
-    options.validate()?;
-    let (device, device_name) = select_device(&options.device)?;
-    let teacher = resolve_teacher(&options.teacher, options.teacher_arch.as_deref())?;
+/// Checks an architecture name against the registry.
+fn check_arch(field: &'static str, name: &str) -> Result<()> {
+    hkd_arch::ArchSpec::parse(name)
+        .map(|_| ())
+        .map_err(|e| TrainError::InvalidOption {
+            field,
+            found: name.to_string(),
+            expected: format!("an architecture name ({e}); `hkd-train models` lists them"),
+        })
+}
+
+/// Resolves a run: validates the specification, opens the device, resolves the teacher
+/// and loads its weights, loads the dataset splits and hashes the dataset, and names the
+/// run directory. Nothing is written; everything that can fail before training fails
+/// here.
+pub fn plan(spec: &RunSpec, execution: &Execution) -> Result<Plan> {
+    spec.validate()?;
+    check_arch("student", &spec.student)?;
+    if let Some(arch) = &spec.teacher.teacher_arch {
+        check_arch("teacher_arch", arch)?;
+    }
+    let (device, device_name) = select_device(&execution.device)?;
+    let teacher = resolve_teacher(&spec.teacher)?;
+    check_teacher_arch(spec, &teacher)?;
+    if let Some((run, record)) = &teacher.picked {
+        tracing::info!(
+            "teacher {}: {} (best epoch {}, val_acc {:.4})",
+            spec.teacher.teacher,
+            run.display(),
+            record.epoch,
+            record.val_acc
+        );
+    }
+    if teacher.unfinished {
+        tracing::warn!(
+            "teacher run {} is not finished; using its best weights so far",
+            spec.teacher.teacher
+        );
+    }
+    let data = &spec.data;
     let data_err = |source| TrainError::Dataset {
-        path: options.data.clone(),
+        path: data.dir.clone(),
         source,
     };
-    let dir = DatasetDir::open(&options.data).map_err(data_err)?;
-    let train_set = dir.load_split(&options.train_split).map_err(data_err)?;
-    let val_set = dir.load_split(&options.val_split).map_err(data_err)?;
-    let manifest_hash = dir.manifest_hash().map_err(data_err)?;
+    let dir = DatasetDir::open(&data.dir).map_err(data_err)?;
+    let train_set = dir.load_split(&data.train_split).map_err(data_err)?;
+    let val_set = dir.load_split(&data.val_split).map_err(data_err)?;
+    let dataset_hash = dir.manifest_hash().map_err(data_err)?;
     if train_set.is_empty() {
         return Err(TrainError::invalid(
             "train_split",
-            &options.train_split,
+            &data.train_split,
             "a split with at least one image",
         ));
     }
     if val_set.is_empty() {
         return Err(TrainError::invalid(
             "val_split",
-            &options.val_split,
+            &data.val_split,
             "a split with at least one image",
         ));
     }
@@ -151,102 +186,71 @@ pub fn plan(options: &TrainOptions) -> Result<Plan> {
     if val_set.num_classes() != classes {
         return Err(TrainError::invalid(
             "val_split",
-            format!(
-                "{} with {} classes",
-                options.val_split,
-                val_set.num_classes()
-            ),
+            format!("{} with {} classes", data.val_split, val_set.num_classes()),
             format!(
                 "the {classes} classes of the train split {}",
-                options.train_split
+                data.train_split
             ),
         ));
     }
-    let mode = teacher.spec.mode();
-    let needs_human = mode == Mode::Human || (mode == Mode::Student && options.gamma > 0.0);
-    if needs_human && train_set.human().is_none() {
+    // The loss checks its settings once more, with the mode, and says what it needs.
+    let loss = DistillationLoss::new(teacher.spec.mode(), spec.loss)?;
+    if loss.needs_human_labels() && train_set.human().is_none() {
         return Err(TrainError::invalid(
             "teacher",
             format!(
                 "{} (needs human label distributions) with split `{}` of {}, which has none",
-                options.teacher,
-                options.train_split,
-                options.data.display()
+                spec.teacher.teacher,
+                data.train_split,
+                data.dir.display()
             ),
             "a train split with human labels (CIFAR-10H), or --teacher baseline, or a teacher network with --gamma 0",
         ));
     }
+    let teacher_net = load_teacher(&teacher, classes, &device)?;
+    let mut recorded = spec.clone();
+    recorded.data.dir = absolute(&data.dir);
     let config = RunConfig {
         hkd_version: hkd_rundir::HKD_VERSION.to_string(),
-        run_name: run_name(
-            &options.student,
-            options.distil_fn,
-            options.temperature_human,
-            options.temperature_teacher,
-            options.lambda,
-            options.gamma,
-            options.iter,
-        ),
-        student: options.student.clone(),
+        run_name: spec.run_name(),
         classes,
-        seed: options.seed,
-        iter: options.iter,
-        teacher: teacher.spec.clone(),
-        distillation: DistillationSettings {
-            lambda: options.lambda,
-            gamma: options.gamma,
-            temperature_teacher: options.temperature_teacher,
-            temperature_human: options.temperature_human,
-            distil_fn: options.distil_fn,
-            kl_reduction: options.kl_reduction,
-            human_smoothing: options.human_smoothing,
-        },
-        optimizer: OptimizerSettings {
-            epochs: options.epochs,
-            batch_size: options.batch_size,
-            lr: options.lr,
-            momentum: options.momentum,
-            weight_decay: options.weight_decay,
-            scheduler: options.scheduler,
-        },
-        data: DataSettings {
-            dir: absolute(&options.data),
-            manifest_hash,
-            train_split: options.train_split.clone(),
-            val_split: options.val_split.clone(),
-        },
         device: device_name,
+        dataset_hash,
+        teacher: teacher.spec.clone(),
+        spec: recorded,
     };
     let run_dir = RunDir::in_output(
-        &options.out,
+        &execution.out,
         teacher.spec.slug(),
-        &options.student,
+        &spec.student,
         &config.run_name,
     );
-    let schedule = match options.scheduler {
+    let s = &spec.schedule;
+    let schedule = match s.scheduler {
         SchedulerKind::Plateau => ScheduleSettings::Plateau {
-            factor: options.plateau_factor,
-            patience: options.plateau_patience,
+            factor: s.plateau_factor,
+            patience: s.plateau_patience,
         },
         SchedulerKind::Step => ScheduleSettings::Step {
-            milestones: options.step_milestones.clone(),
-            gamma: options.step_gamma,
+            milestones: s.step_milestones.clone(),
+            gamma: s.step_gamma,
         },
         SchedulerKind::Cosine => ScheduleSettings::Cosine {
-            min_lr: options.cosine_min_lr,
+            min_lr: s.cosine_min_lr,
         },
     };
     let extra = ExtraSettings {
-        eval_batch_size: options.eval_batch_size,
-        max_batches: options.max_batches,
-        stream_seed: options.stream_seed(),
+        eval_batch_size: spec.training.eval_batch_size,
+        max_batches: spec.training.max_batches,
+        stream_seed: spec.stream_seed(),
     };
     Ok(Plan {
         config,
         run_dir,
         extra,
         schedule,
-        teacher,
+        execution: execution.clone(),
+        teacher: teacher_net,
         device,
         train_set: Arc::new(train_set),
         val_set: Arc::new(val_set),
@@ -258,16 +262,29 @@ enum Start {
     Resume(Box<Checkpoint>),
 }
 
-/// Trains one run as `options` say; see `docs/training.md`. `stop` is polled after every
-/// batch; `observer` sees the progress.
+/// Trains one run as `spec` says, where and how `execution` says; see
+/// `docs/training.md`. `stop` is polled after every batch; `observer` sees the progress.
+/// The run directory is locked for the whole call.
 pub fn train(
-    options: &TrainOptions,
+    spec: &RunSpec,
+    execution: &Execution,
     observer: &mut dyn Observer,
     stop: &StopFlag,
 ) -> Result<Outcome> {
-    let plan = plan(options)?;
+    let plan = plan(spec, execution)?;
     let run = plan.run_dir.clone();
-    let start = match prepare_run_dir(&plan, options)? {
+    // A directory with a lock file is a run directory: lock first, so that a run another
+    // process is clearing (--overwrite) is reported as in use, not as foreign. Otherwise
+    // check first, so that no lock file is left in a directory that is not a run's.
+    let _lock = if run.file(RunDir::LOCK).exists() {
+        let lock = run.lock()?;
+        refuse_foreign_directory(&run)?;
+        lock
+    } else {
+        refuse_foreign_directory(&run)?;
+        run.lock()?
+    };
+    let start = match prepare_run_dir(&plan)? {
         None => {
             tracing::info!("{}: already finished; nothing to do", run.path().display());
             return Ok(Outcome::AlreadyFinished {
@@ -279,41 +296,68 @@ pub fn train(
     Session::new(plan, start)?.run(observer, stop)
 }
 
-/// Decides how to start from what the run directory holds and the flags; `None` when the
-/// run is finished and `--resume` was given.
-fn prepare_run_dir(plan: &Plan, options: &TrainOptions) -> Result<Option<Start>> {
-    let run = &plan.run_dir;
+/// Files a run directory may hold besides the run's own: the lock and temporary files of
+/// interrupted atomic writes.
+fn is_scratch(name: &str) -> bool {
+    name == RunDir::LOCK || (name.starts_with(".hkd-") && name.ends_with(".tmp"))
+}
+
+/// Refuses to write into an existing directory that holds something other than a run.
+fn refuse_foreign_directory(run: &RunDir) -> Result<()> {
     let path = run.path();
-    if path.exists() && !run.has_config() {
-        let non_empty = std::fs::read_dir(path)
-            .map_err(|e| TrainError::io("list", path, e))?
-            .next()
-            .is_some();
-        if non_empty {
-            return Err(TrainError::NotARunDir {
-                dir: path.to_path_buf(),
-                reason: "hkd-train will not write into it; move it away or choose another --out"
-                    .into(),
-            });
+    if !path.exists() || run.has_config() {
+        return Ok(());
+    }
+    let foreign = std::fs::read_dir(path)
+        .map_err(|e| TrainError::io("list", path, e))?
+        .filter_map(|e| e.ok())
+        .any(|e| !is_scratch(&e.file_name().to_string_lossy()));
+    if foreign {
+        return Err(TrainError::NotARunDir {
+            dir: path.to_path_buf(),
+            reason: "hkd-train will not write into it; move it away or choose another --out".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Removes what interrupted writes left (`.hkd-*.tmp`) and checks that the directory is
+/// writable, before any work is done. Called with the run's lock held.
+fn tidy_and_probe(run: &RunDir) -> Result<()> {
+    let path = run.path();
+    for entry in std::fs::read_dir(path).map_err(|e| TrainError::io("list", path, e))? {
+        let entry = entry.map_err(|e| TrainError::io("list", path, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != RunDir::LOCK && is_scratch(&name) {
+            let f = entry.path();
+            std::fs::remove_file(&f).map_err(|e| TrainError::io("remove the stale", &f, e))?;
+            tracing::info!("removed {}, left by an interrupted write", f.display());
         }
     }
+    tempfile::Builder::new()
+        .prefix(".hkd-probe-")
+        .suffix(".tmp")
+        .tempfile_in(path)
+        .map_err(|e| TrainError::io("write into", path, e))?;
+    Ok(())
+}
+
+/// Decides how to start from what the run directory holds and the flags; `None` when the
+/// run is finished and `--resume` was given. A stored specification that differs from
+/// the given one is refused first, whatever the run's state.
+fn prepare_run_dir(plan: &Plan) -> Result<Option<Start>> {
+    let run = &plan.run_dir;
+    let path = run.path();
+    let execution = &plan.execution;
+    tidy_and_probe(run)?;
     let status = run.status();
     if status == RunStatus::NotStarted {
         return fresh(plan).map(Some);
     }
-    if options.overwrite {
-        tracing::info!("--overwrite: deleting {}", path.display());
-        std::fs::remove_dir_all(path).map_err(|e| TrainError::io("delete", path, e))?;
+    if execution.overwrite {
+        tracing::info!("--overwrite: deleting the run in {}", path.display());
+        clear_run_dir(run)?;
         return fresh(plan).map(Some);
-    }
-    if !options.resume {
-        return Err(TrainError::RunExists {
-            dir: path.to_path_buf(),
-            status: describe(&status),
-        });
-    }
-    if status == RunStatus::Finished {
-        return Ok(None);
     }
     let stored = run.read_config()?;
     let differences = config_differences(&stored, &plan.config);
@@ -322,6 +366,15 @@ fn prepare_run_dir(plan: &Plan, options: &TrainOptions) -> Result<Option<Start>>
             dir: path.to_path_buf(),
             differences,
         });
+    }
+    if !execution.resume {
+        return Err(TrainError::RunExists {
+            dir: path.to_path_buf(),
+            status: describe(&status),
+        });
+    }
+    if status == RunStatus::Finished {
+        return Ok(None);
     }
     if stored.device != plan.config.device {
         tracing::warn!(
@@ -336,10 +389,12 @@ fn prepare_run_dir(plan: &Plan, options: &TrainOptions) -> Result<Option<Start>>
                 return Err(TrainError::ConfigMismatch {
                     dir: path.to_path_buf(),
                     differences: vec![format!(
-                        "trainer settings: stored {:?} {:?}, given {:?} {:?}",
-                        cp.trainer.settings,
+                        "the checkpoint's trainer settings (eval batch size {}, batch limit {:?}, schedule {:?}) differ from the given ones (eval batch size {}, batch limit {:?}, schedule {:?})",
+                        cp.trainer.settings.eval_batch_size,
+                        cp.trainer.settings.max_batches,
                         cp.trainer.scheduler.settings,
-                        plan.extra,
+                        plan.extra.eval_batch_size,
+                        plan.extra.max_batches,
                         plan.schedule
                     )],
                 });
@@ -359,8 +414,27 @@ fn prepare_run_dir(plan: &Plan, options: &TrainOptions) -> Result<Option<Start>>
     }
 }
 
+/// Deletes everything in the run directory but its lock (which this process holds: a
+/// new lock file would let a second process in).
+fn clear_run_dir(run: &RunDir) -> Result<()> {
+    let path = run.path();
+    for entry in std::fs::read_dir(path).map_err(|e| TrainError::io("list", path, e))? {
+        let entry = entry.map_err(|e| TrainError::io("list", path, e))?;
+        if entry.file_name() == RunDir::LOCK {
+            continue;
+        }
+        let p = entry.path();
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        removed.map_err(|e| TrainError::io("delete", &p, e))?;
+    }
+    Ok(())
+}
+
 fn fresh(plan: &Plan) -> Result<Start> {
-    plan.run_dir.create()?;
     plan.run_dir.write_config(&plan.config)?;
     Ok(Start::Fresh)
 }
@@ -378,45 +452,28 @@ fn describe(status: &RunStatus) -> String {
     }
 }
 
-/// `field: stored -> given` for every setting that differs, except those a resumed run
-/// may change (hkd version, device, where the dataset lies).
+/// `key: stored -> given` for every difference that makes the stored run another run:
+/// the specification's identity, the resolved teacher, the dataset's content and its
+/// number of classes (not the hkd version, the device or where the dataset lies).
 fn config_differences(stored: &RunConfig, given: &RunConfig) -> Vec<String> {
-    let a = serde_json::to_value(stored).unwrap_or_default();
-    let b = serde_json::to_value(given).unwrap_or_default();
-    let mut out = Vec::new();
-    diff_values("", &a, &b, &mut out);
-    out.retain(|d| {
-        !["hkd_version:", "device:", "data.dir:"]
-            .iter()
-            .any(|p| d.starts_with(p))
-    });
-    out
-}
-
-fn diff_values(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
-    match (a, b) {
-        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
-            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                let null = serde_json::Value::Null;
-                diff_values(
-                    &path,
-                    x.get(k).unwrap_or(&null),
-                    y.get(k).unwrap_or(&null),
-                    out,
-                );
-            }
-        }
-        _ if a != b => out.push(format!("{prefix}: {a} -> {b}")),
-        _ => {}
+    let mut out = stored.spec.identity_differences(&given.spec);
+    if stored.teacher.slug() != given.teacher.slug() {
+        out.push(format!(
+            "teacher: {} -> {}",
+            stored.teacher.slug(),
+            given.teacher.slug()
+        ));
     }
+    if stored.dataset_hash != given.dataset_hash {
+        out.push(format!(
+            "dataset_hash: {} -> {} (another dataset, or the same one changed)",
+            stored.dataset_hash, given.dataset_hash
+        ));
+    }
+    if stored.classes != given.classes {
+        out.push(format!("classes: {} -> {}", stored.classes, given.classes));
+    }
+    out
 }
 
 /// The state of a run being trained.
@@ -433,28 +490,30 @@ struct Session {
     resumed_from: Option<(u32, u32)>,
     train_loader: Loader,
     val_loader: Loader,
-    uniform_human: bool,
 }
 
 impl Session {
-    fn new(plan: Plan, start: Start) -> Result<Self> {
+    fn new(mut plan: Plan, start: Start) -> Result<Self> {
+        let teacher = plan.teacher.take();
         let cfg = &plan.config;
         let seed = plan.extra.stream_seed;
-        let student = Network::new(&cfg.student, cfg.classes, &plan.device, DType::F32, seed)
-            .map_err(|e| TrainError::arch(format!("building student {}", cfg.student), e))?;
-        let teacher = load_teacher(&plan.teacher, cfg.classes, &plan.device)?;
-        let loss = DistillationLoss::new(distillation_config(cfg))?;
+        let student = Network::new(
+            &cfg.spec.student,
+            cfg.classes,
+            &plan.device,
+            DType::F32,
+            seed,
+        )
+        .map_err(|e| TrainError::arch(format!("building student {}", cfg.spec.student), e))?;
+        let loss = DistillationLoss::new(cfg.mode(), cfg.spec.loss)?;
+        let o = &cfg.spec.optimizer;
         let mut sgd = Sgd::new(
             student.trainable_parameters(),
-            cfg.optimizer.lr,
-            cfg.optimizer.momentum,
-            cfg.optimizer.weight_decay,
+            o.lr,
+            o.momentum,
+            o.weight_decay,
         );
-        let mut scheduler = Scheduler::new(
-            plan.schedule.clone(),
-            cfg.optimizer.lr,
-            cfg.optimizer.epochs,
-        );
+        let mut scheduler = Scheduler::new(plan.schedule.clone(), o.lr, cfg.spec.training.epochs);
         let mut best = None;
         let mut epochs_completed = 0;
         let mut partial = None;
@@ -470,7 +529,7 @@ impl Session {
                 .load_weights(&weights)
                 .map_err(|e| TrainError::Checkpoint {
                     path: weights.clone(),
-                    reason: format!("cannot load it into {}: {e}", cfg.student),
+                    reason: format!("cannot load it into {}: {e}", cfg.spec.student),
                 })?;
             sgd.load_buffers(buffers, &plan.run_dir.file(RunDir::LAST_OPTIMIZER))?;
             scheduler = trainer.scheduler;
@@ -489,11 +548,11 @@ impl Session {
             }
             resumed_from = Some((state.epochs_completed, state.batches_into_epoch));
         }
-        let mut train_cfg = LoaderConfig::train(cfg.optimizer.batch_size, seed);
+        let mut train_cfg = LoaderConfig::train(cfg.spec.training.batch_size, seed);
         train_cfg.prefetch = 2;
         let train_loader = Loader::new(plan.train_set.clone(), train_cfg).map_err(|source| {
             TrainError::Dataset {
-                path: cfg.data.dir.clone(),
+                path: cfg.spec.data.dir.clone(),
                 source,
             }
         })?;
@@ -502,10 +561,9 @@ impl Session {
             LoaderConfig::eval(plan.extra.eval_batch_size),
         )
         .map_err(|source| TrainError::Dataset {
-            path: cfg.data.dir.clone(),
+            path: cfg.spec.data.dir.clone(),
             source,
         })?;
-        let uniform_human = cfg.mode() == Mode::Student && plan.train_set.human().is_none();
         Ok(Session {
             plan,
             student,
@@ -519,7 +577,6 @@ impl Session {
             resumed_from,
             train_loader,
             val_loader,
-            uniform_human,
         })
     }
 
@@ -548,7 +605,7 @@ impl Session {
         let state = RunState {
             epochs_completed: self.epochs_completed,
             batches_into_epoch,
-            epochs: self.plan.config.optimizer.epochs,
+            epochs: self.plan.config.spec.training.epochs,
             finished,
             trainer: serde_json::Value::Null,
         };
@@ -565,7 +622,7 @@ impl Session {
     fn run(mut self, observer: &mut dyn Observer, stop: &StopFlag) -> Result<Outcome> {
         let cfg = self.plan.config.clone();
         let run_dir = self.plan.run_dir.path().to_path_buf();
-        let epochs = cfg.optimizer.epochs;
+        let epochs = cfg.spec.training.epochs;
         let batches = self.batches_per_epoch();
         let info = RunInfo {
             run_dir: run_dir.clone(),
@@ -579,14 +636,14 @@ impl Session {
         tracing::info!(
             "run {}: {} ({} parameters, {} mode, teacher {}) on {}; {} training images in {} batches of {}, {} validation images; {} epochs",
             run_dir.display(),
-            cfg.student,
+            cfg.spec.student,
             info.parameters,
             cfg.mode(),
             cfg.teacher.slug(),
             cfg.device,
             info.train_images,
             batches,
-            cfg.optimizer.batch_size,
+            cfg.spec.training.batch_size,
             info.val_images,
             epochs
         );
@@ -621,7 +678,7 @@ impl Session {
             for b in first_batch..batches {
                 let batch = match iter.next() {
                     Some(batch) => batch.map_err(|source| TrainError::Dataset {
-                        path: cfg.data.dir.clone(),
+                        path: cfg.spec.data.dir.clone(),
                         source,
                     })?,
                     None => break,
@@ -639,7 +696,7 @@ impl Session {
                     })?;
                 // At γ = 1 the teacher term has weight 0: no teacher forward pass.
                 let teacher_logits = match &self.teacher {
-                    Some(t) if self.loss.config().needs_teacher_logits() => {
+                    Some(t) if self.loss.needs_teacher_logits() => {
                         Some(t.forward_eval(&batch.images).map_err(|e| {
                             TrainError::arch(
                                 format!("teacher forward, epoch {epoch} batch {}", b + 1),
@@ -649,20 +706,14 @@ impl Session {
                     }
                     _ => None,
                 };
-                let human = match (&batch.human, self.uniform_human) {
-                    (_, true) => Some(Tensor::full(
-                        1.0f32 / cfg.classes as f32,
-                        (n, cfg.classes),
-                        &self.plan.device,
-                    )?),
-                    (h, false) => h.clone(),
-                };
-                let parts = self.loss.compute(
-                    &logits,
-                    &batch.labels,
-                    human.as_ref(),
-                    teacher_logits.as_ref(),
-                )?;
+                // At γ = 0 a student's human term has weight 0: no human labels needed.
+                let human = batch
+                    .human
+                    .as_ref()
+                    .filter(|_| self.loss.needs_human_labels());
+                let parts =
+                    self.loss
+                        .compute(&logits, &batch.labels, human, teacher_logits.as_ref())?;
                 let values = parts.to_f64()?;
                 if !values.total.is_finite() {
                     return Err(TrainError::NonFiniteLoss {
@@ -814,30 +865,6 @@ pub fn epoch_line(m: &EpochMetrics, epochs: u32, improved: bool) -> String {
     )
 }
 
-fn distillation_config(cfg: &RunConfig) -> DistillationConfig {
-    let d = &cfg.distillation;
-    DistillationConfig {
-        mode: match cfg.mode() {
-            Mode::Baseline => DistillationMode::Baseline,
-            Mode::Human => DistillationMode::Human,
-            Mode::Student => DistillationMode::Student,
-        },
-        lambda: d.lambda,
-        gamma: d.gamma,
-        temperature_teacher: d.temperature_teacher,
-        temperature_human: d.temperature_human,
-        distil_fn: match d.distil_fn {
-            hkd_rundir::DistilFn::KL => hkd_losses::DistilFn::Kl,
-            hkd_rundir::DistilFn::CE => hkd_losses::DistilFn::Ce,
-        },
-        kl_reduction: match d.kl_reduction {
-            hkd_rundir::KlReduction::Batchmean => hkd_losses::KlReduction::BatchMean,
-            hkd_rundir::KlReduction::ElementwiseMean => hkd_losses::KlReduction::ElementwiseMean,
-        },
-        human_smoothing: d.human_smoothing,
-    }
-}
-
 /// The Shake-Shake coefficients' random stream of one batch: a pure function of (seed,
 /// epoch, batch), so a resumed run draws the same coefficients.
 fn shake_rng(seed: u64, epoch: u32, batch: usize) -> ChaCha8Rng {
@@ -883,14 +910,6 @@ pub fn evaluate(net: &Network, loader: &Loader, device: &Device) -> Result<(f64,
     Ok((correct as f64 / n, ce_sum / n))
 }
 
-fn absolute(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| {
-        std::env::current_dir()
-            .map(|d| d.join(path))
-            .unwrap_or_else(|_| path.to_path_buf())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -903,22 +922,5 @@ mod tests {
         assert_ne!(first(1, 2, 3), first(2, 2, 3));
         assert_ne!(first(1, 2, 3), first(1, 3, 3));
         assert_ne!(first(1, 2, 3), first(1, 2, 4));
-    }
-
-    #[test]
-    fn differences_skip_device_and_version() {
-        let a = serde_json::json!({"device": "cpu", "hkd_version": "1", "data": {"dir": "/a", "manifest_hash": "x"}, "seed": 1});
-        let b = serde_json::json!({"device": "cuda:0", "hkd_version": "2", "data": {"dir": "/b", "manifest_hash": "y"}, "seed": 2});
-        let mut out = Vec::new();
-        diff_values("", &a, &b, &mut out);
-        out.retain(|d| {
-            !["hkd_version:", "device:", "data.dir:"]
-                .iter()
-                .any(|p| d.starts_with(p))
-        });
-        assert_eq!(
-            out,
-            vec!["data.manifest_hash: \"x\" -> \"y\"", "seed: 1 -> 2"]
-        );
     }
 }

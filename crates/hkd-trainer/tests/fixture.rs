@@ -4,9 +4,9 @@ mod common;
 
 use std::path::Path;
 
-use common::tmp;
-use hkd_rundir::RunDir;
-use hkd_trainer::{NoObserver, Outcome, StopFlag, TrainOptions, train};
+use common::{execution, tmp};
+use hkd_rundir::{RunDir, RunSpec};
+use hkd_trainer::{NoObserver, Outcome, StopFlag, train};
 
 #[test]
 fn human_mode_on_the_cifar10h_mini_fixture() {
@@ -29,23 +29,29 @@ fn human_mode_on_the_cifar10h_mini_fixture() {
         return;
     }
     let tmp = tmp();
-    let options = TrainOptions {
-        out: tmp.path().to_path_buf(),
-        data: fixture.clone(),
-        teacher: "human".into(),
+    let mut spec = RunSpec {
         student: "resnet8".into(),
-        lambda: 1.0,
-        epochs: 1,
-        batch_size: 32,
-        max_batches: Some(3),
-        device: "cpu".into(),
-        ..TrainOptions::default()
+        ..RunSpec::default()
     };
-    let Outcome::Finished { run_dir, best } =
-        train(&options, &mut NoObserver, &StopFlag::new()).unwrap()
-    else {
+    spec.data.dir = fixture.clone();
+    spec.teacher.teacher = "human".into();
+    spec.loss.lambda = 1.0;
+    spec.training.epochs = 1;
+    spec.training.batch_size = 32;
+    spec.training.max_batches = Some(3);
+    let Outcome::Finished { run_dir, best } = train(
+        &spec,
+        &execution(tmp.path()),
+        &mut NoObserver,
+        &StopFlag::new(),
+    )
+    .unwrap() else {
         panic!("expected a finished run");
     };
+    assert_eq!(
+        run_dir,
+        tmp.path().join("human/resnet8").join(spec.run_name())
+    );
     let run = RunDir::new(&run_dir);
     let config = run.read_config().unwrap();
     assert_eq!(config.classes, 10);
@@ -53,7 +59,9 @@ fn human_mode_on_the_cifar10h_mini_fixture() {
         .unwrap()
         .manifest_hash()
         .unwrap();
-    assert_eq!(config.data.manifest_hash, hash);
+    assert_eq!(config.dataset_hash, hash);
+    assert_eq!(config.spec.training.max_batches, Some(3));
+    assert_eq!(config.spec.loss.lambda, 1.0);
     let m = run.read_metrics().unwrap();
     assert_eq!(m.len(), 1);
     // λ = 1: the objective is the human term alone.

@@ -1,5 +1,5 @@
-//! Shared helpers of hkd-grid's tests: fake hkd binaries (shell scripts that print
-//! clap-like help and record their argv), running hkd-grid, finding grid directories.
+//! Shared helpers of hkd-grid's tests: fake hkd binaries (shell scripts that record their
+//! argv), running hkd-grid, finding grid directories.
 #![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 #[path = "../../../../crates/hkd-slurm/tests/support/fake.rs"]
 mod fake;
-pub use fake::{Fake, TRAIN_HELP};
+pub use fake::Fake;
 
 /// The hkd-grid under test.
 pub fn hkd_grid() -> Command {
@@ -59,4 +59,52 @@ pub fn workspace_root() -> PathBuf {
 /// True when env `CI` is `true`: missing prerequisites fail instead of skipping.
 pub fn in_ci() -> bool {
     std::env::var("CI").map(|v| v == "true").unwrap_or(false)
+}
+
+/// Says loudly on stderr that `test` is skipped and why; in CI (`CI=true`) fails instead.
+pub fn skip_or_fail(test: &str, why: &str) {
+    if in_ci() {
+        panic!(
+            "{test}: {why} (CI=true: this test must run; .ci/run starts Slurm with scripts/local-slurm.sh)"
+        );
+    }
+    // Straight to stderr: libtest hides eprintln! output of passing tests.
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!("SKIPPED {test}: {why}\n"),
+    );
+}
+
+/// `hkd-train` next to this hkd-grid, else in the workspace's target/{release,debug}.
+pub fn find_hkd_train() -> Option<PathBuf> {
+    let own = Path::new(env!("CARGO_BIN_EXE_hkd-grid"))
+        .parent()
+        .map(|d| d.join("hkd-train"));
+    let root = workspace_root();
+    own.into_iter()
+        .chain([
+            root.join("target/release/hkd-train"),
+            root.join("target/debug/hkd-train"),
+        ])
+        .find(|p| p.is_file())
+}
+
+/// Panics unless the hkd-train at `train` has every flag hkd-grid knows in-process: a
+/// stale build would fail every task of a grid, far from the cause.
+pub fn assert_current(train: &Path) {
+    let (code, stdout, stderr) = run(Command::new(train).arg("flags"));
+    assert_eq!(code, 0, "{} flags: {stderr}", train.display());
+    let built: std::collections::BTreeSet<&str> = stdout.lines().collect();
+    let command = hkd_rundir::TrainCommand::clap_command();
+    let missing: Vec<&str> = command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .filter(|l| !matches!(*l, "help" | "version") && !built.contains(l))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} is older than this hkd-grid (it lacks --{}): rebuild it with `cargo build -p hkd-train`",
+        train.display(),
+        missing.join(", --")
+    );
 }

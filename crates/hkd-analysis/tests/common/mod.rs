@@ -9,22 +9,17 @@ use hkd_rundir::*;
 /// Evaluation numbers of one set: (accuracy, ce_mean, ce_sum_batch_means, human CE).
 pub type SetNumbers = (f64, f64, f64, Option<f64>);
 
-/// What a synthetic run records.
+/// What a synthetic run records: its specification (defaults of the tests: KL with
+/// batchmean, no human smoothing, 4 epochs, batch 128, lr 0.1, weight decay 5e-4, seed
+/// 100 + iter), its resolved teacher and its results.
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub teacher: TeacherSpec,
-    pub student: String,
-    pub distil_fn: DistilFn,
-    pub lambda: f64,
-    pub gamma: f64,
-    pub temperature_teacher: f64,
-    pub temperature_human: f64,
-    pub lr: f64,
-    pub iter: u32,
+    /// The run's specification (`config.toml`'s `[spec]`).
+    pub run: RunSpec,
     /// Best validation accuracy / loss (best.json).
     pub best_acc: f64,
     pub best_loss: f64,
-    pub epochs: u32,
     /// Per evaluation set.
     pub eval: Option<BTreeMap<String, SetNumbers>>,
 }
@@ -37,35 +32,75 @@ impl Spec {
         best_acc: f64,
         best_loss: f64,
     ) -> Self {
+        let run = RunSpec {
+            student: "resnet8".into(),
+            seed: 100 + iter as u64,
+            iter,
+            data: DataSpec {
+                dir: "/data/hkd".into(),
+                train_split: "train".into(),
+                val_split: "val".into(),
+            },
+            teacher: TeacherChoice {
+                teacher: match &teacher {
+                    TeacherSpec::Run { dir, .. } => dir.display().to_string(),
+                    TeacherSpec::Checkpoint { path, .. } => path.display().to_string(),
+                    other => other.slug().to_string(),
+                },
+                teacher_arch: None,
+            },
+            loss: DistillationConfig {
+                lambda,
+                gamma: 0.0,
+                temperature_teacher: 1.0,
+                temperature_human: 1.0,
+                distil_fn: DistilFn::Kl,
+                kl_reduction: KlReduction::BatchMean,
+                human_smoothing: 0.0,
+                ..DistillationConfig::default()
+            },
+            training: TrainingSpec {
+                epochs: 4,
+                batch_size: 128,
+                ..TrainingSpec::default()
+            },
+            optimizer: OptimizerSpec {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: 5e-4,
+            },
+            schedule: ScheduleSpec {
+                scheduler: SchedulerKind::Plateau,
+                ..ScheduleSpec::default()
+            },
+        };
         Self {
             teacher,
-            student: "resnet8".into(),
-            distil_fn: DistilFn::KL,
-            lambda,
-            gamma: 0.0,
-            temperature_teacher: 1.0,
-            temperature_human: 1.0,
-            lr: 0.1,
-            iter,
+            run,
             best_acc,
             best_loss,
-            epochs: 4,
             eval: None,
         }
     }
 
     pub fn distil(mut self, d: DistilFn) -> Self {
-        self.distil_fn = d;
+        self.run.loss.distil_fn = d;
         self
     }
 
     pub fn lr(mut self, lr: f64) -> Self {
-        self.lr = lr;
+        self.run.optimizer.lr = lr;
         self
     }
 
     pub fn student(mut self, s: &str) -> Self {
-        self.student = s.into();
+        self.run.student = s.into();
+        self
+    }
+
+    /// Any other change of the specification.
+    pub fn with(mut self, change: impl FnOnce(&mut RunSpec)) -> Self {
+        change(&mut self.run);
         self
     }
 
@@ -84,54 +119,33 @@ impl Spec {
     }
 
     pub fn config(&self) -> RunConfig {
-        RunConfig {
-            hkd_version: HKD_VERSION.to_string(),
-            run_name: run_name(
-                &self.student,
-                self.distil_fn,
-                self.temperature_human,
-                self.temperature_teacher,
-                self.lambda,
-                self.gamma,
-                self.iter,
-            ),
-            student: self.student.clone(),
-            classes: 10,
-            seed: 100 + self.iter as u64,
-            iter: self.iter,
-            teacher: self.teacher.clone(),
-            distillation: DistillationSettings {
-                lambda: self.lambda,
-                gamma: self.gamma,
-                temperature_teacher: self.temperature_teacher,
-                temperature_human: self.temperature_human,
-                distil_fn: self.distil_fn,
-                kl_reduction: KlReduction::Batchmean,
-                human_smoothing: 0.0,
-            },
-            optimizer: OptimizerSettings {
-                epochs: self.epochs,
-                batch_size: 128,
-                lr: self.lr,
-                momentum: 0.9,
-                weight_decay: 5e-4,
-                scheduler: SchedulerKind::Plateau,
-            },
-            data: DataSettings {
-                dir: "/data/hkd".into(),
-                manifest_hash: "feedbeef".into(),
-                train_split: "train".into(),
-                val_split: "val".into(),
-            },
-            device: "cpu".into(),
-        }
+        RunConfig::new(
+            self.run.clone(),
+            self.teacher.clone(),
+            10,
+            "feedbeef",
+            "cpu",
+        )
+    }
+
+    /// The run's directory under `root` (the trainer's layout).
+    pub fn run_dir_in(&self, root: &Path) -> RunDir {
+        self.config().run_dir_in(root)
+    }
+
+    /// The run's directory relative to the grid root, as the tables write it.
+    pub fn rel_dir(&self) -> String {
+        let c = self.config();
+        format!("{}/{}/{}", c.teacher.slug(), c.spec.student, c.run_name)
     }
 
     /// The epochs of `metrics.jsonl`: accuracy rising to `best_acc` at the second-to-last
     /// epoch (the best epoch), then slightly lower.
     pub fn metrics(&self) -> Vec<EpochMetrics> {
-        let best_epoch = self.epochs.saturating_sub(1).max(1);
-        (1..=self.epochs)
+        let epochs = self.run.training.epochs;
+        let lr = self.run.optimizer.lr;
+        let best_epoch = self.best_epoch();
+        (1..=epochs)
             .map(|e| {
                 let val_acc = if e == best_epoch {
                     self.best_acc
@@ -145,16 +159,16 @@ impl Spec {
                 } else {
                     self.best_loss + 0.1 * (e as f64 - best_epoch as f64).abs()
                 };
-                let soft = self.lambda > 0.0;
+                let soft = self.run.loss.lambda > 0.0;
                 EpochMetrics {
                     epoch: e,
-                    lr: self.lr * 0.9f64.powi(e as i32 - 1),
+                    lr: lr * 0.9f64.powi(e as i32 - 1),
                     train_hard: 2.0 / e as f64,
                     train_kd: soft.then(|| 1.0 / e as f64),
                     train_teacher: None,
                     train_human: soft.then(|| 1.0 / e as f64),
                     train_total: 1.5 / e as f64,
-                    train_acc: 0.2 * e as f64 / self.epochs as f64 + 0.5,
+                    train_acc: 0.2 * e as f64 / epochs as f64 + 0.5,
                     val_acc,
                     val_loss,
                     seconds: 2.0,
@@ -165,7 +179,7 @@ impl Spec {
     }
 
     pub fn best_epoch(&self) -> u32 {
-        self.epochs.saturating_sub(1).max(1)
+        self.run.training.epochs.saturating_sub(1).max(1)
     }
 
     pub fn report(&self) -> Option<EvalReport> {
@@ -219,12 +233,25 @@ impl Spec {
     }
 }
 
-/// Writes a finished run under `root` (the trainer's layout) and returns it.
+/// A small valid safetensors file (one f32 tensor `w` of two values): the analysis reads
+/// only the header of a run's weights, to leave out runs whose weights are unreadable.
+pub fn weights_bytes() -> Vec<u8> {
+    let header = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend(1f32.to_le_bytes().into_iter().chain(2f32.to_le_bytes()));
+    bytes
+}
+
+/// Writes a finished run under `root` (the trainer's layout), with weights, and returns it.
 pub fn write_run(root: &Path, spec: &Spec) -> RunDir {
     let c = spec.config();
-    let run = RunDir::in_output(root, c.teacher.slug(), &c.student, &c.run_name);
+    let run = c.run_dir_in(root);
     run.create().unwrap();
     run.write_config(&c).unwrap();
+    for weights in [RunDir::BEST_WEIGHTS, RunDir::LAST_WEIGHTS] {
+        std::fs::write(run.file(weights), weights_bytes()).unwrap();
+    }
     run.write_metrics(&spec.metrics()).unwrap();
     run.write_best(&BestRecord {
         epoch: spec.best_epoch(),
@@ -233,9 +260,9 @@ pub fn write_run(root: &Path, spec: &Spec) -> RunDir {
     })
     .unwrap();
     run.write_state(&RunState {
-        epochs_completed: spec.epochs,
+        epochs_completed: spec.run.training.epochs,
         batches_into_epoch: 0,
-        epochs: spec.epochs,
+        epochs: spec.run.training.epochs,
         finished: true,
         trainer: serde_json::Value::Null,
     })
@@ -271,11 +298,11 @@ pub fn write_grid(root: &Path) {
     write_run(root, &Spec::new(h(), 0.5, 2, 0.5, 1.5));
     write_run(
         root,
-        &Spec::new(h(), 0.5, 0, 0.5, 1.25).distil(DistilFn::CE),
+        &Spec::new(h(), 0.5, 0, 0.5, 1.25).distil(DistilFn::Ce),
     );
     write_run(
         root,
-        &Spec::new(h(), 0.5, 1, 0.5, 0.75).distil(DistilFn::CE),
+        &Spec::new(h(), 0.5, 1, 0.5, 0.75).distil(DistilFn::Ce),
     );
     write_run(
         root,
@@ -294,25 +321,42 @@ pub fn teacher_run(slug: &str) -> TeacherSpec {
     }
 }
 
-/// A parsed CSV: header and rows of cells (no quoting needed for these tables).
+/// A parsed CSV: header and rows of cells.
 pub struct Csv {
     pub header: Vec<String>,
     pub rows: Vec<Vec<String>>,
+}
+
+/// The cells of one CSV line: fields may be quoted (`"0.5,0.75"`, with `""` for a quote),
+/// as list settings such as `step_milestones` are; no field spans lines in these tables.
+fn csv_cells(line: &str) -> Vec<String> {
+    let mut cells = Vec::new();
+    let mut cell = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', false) if cell.is_empty() => quoted = true,
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                cell.push('"');
+            }
+            ('"', true) => quoted = false,
+            (',', false) => cells.push(std::mem::take(&mut cell)),
+            (c, _) => cell.push(c),
+        }
+    }
+    assert!(!quoted, "unterminated quote in CSV line {line:?}");
+    cells.push(cell);
+    cells
 }
 
 impl Csv {
     pub fn read(path: &Path) -> Csv {
         let text = std::fs::read_to_string(path).unwrap();
         let mut lines = text.lines();
-        let header = lines
-            .next()
-            .unwrap()
-            .split(',')
-            .map(str::to_string)
-            .collect::<Vec<_>>();
-        let rows = lines
-            .map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>())
-            .collect::<Vec<_>>();
+        let header = csv_cells(lines.next().unwrap());
+        let rows = lines.map(csv_cells).collect::<Vec<_>>();
         for r in &rows {
             assert_eq!(
                 r.len(),

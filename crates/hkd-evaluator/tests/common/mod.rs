@@ -7,8 +7,8 @@ use candle_core::{DType, Device, Tensor};
 use hkd_arch::Network;
 use hkd_datasets::{Dataset, DatasetParts, Normalization, write_split};
 use hkd_rundir::{
-    DataSettings, DistilFn, DistillationSettings, KlReduction, OptimizerSettings, RunConfig,
-    RunDir, RunState, SchedulerKind, TeacherSpec,
+    DataSpec, DistilFn, DistillationConfig, KlReduction, OptimizerSpec, RunConfig, RunDir, RunSpec,
+    RunState, ScheduleSpec, SchedulerKind, TeacherChoice, TeacherSpec, TrainingSpec,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -115,7 +115,8 @@ pub fn write_set(dir: &Path, split: &str, dataset: &Dataset) {
 }
 
 /// A finished run directory `<root>/<name>` of `arch` (seeded weights in best.safetensors)
-/// whose validation split is `data_dir:val_split`.
+/// whose validation split is `data_dir:val_split`. The directory is placed where the test
+/// says (the evaluator finds runs anywhere), not at the trainer's path of its config.
 pub fn make_run(
     root: &Path,
     name: &str,
@@ -126,39 +127,45 @@ pub fn make_run(
 ) -> RunDir {
     let run = RunDir::new(root.join(name));
     run.create().unwrap();
-    let config = RunConfig {
-        hkd_version: hkd_rundir::HKD_VERSION.to_string(),
-        run_name: name.to_string(),
+    let spec = RunSpec {
         student: arch.to_string(),
-        classes: 10,
         seed,
         iter: 0,
-        teacher: TeacherSpec::Baseline,
-        distillation: DistillationSettings {
+        data: DataSpec {
+            dir: data_dir.to_path_buf(),
+            train_split: "train".into(),
+            val_split: val_split.into(),
+        },
+        teacher: TeacherChoice {
+            teacher: "baseline".into(),
+            teacher_arch: None,
+        },
+        loss: DistillationConfig {
             lambda: 0.0,
             gamma: 0.0,
             temperature_teacher: 1.0,
             temperature_human: 1.0,
-            distil_fn: DistilFn::KL,
-            kl_reduction: KlReduction::Batchmean,
+            distil_fn: DistilFn::Kl,
+            kl_reduction: KlReduction::BatchMean,
             human_smoothing: 0.0,
+            ..DistillationConfig::default()
         },
-        optimizer: OptimizerSettings {
+        training: TrainingSpec {
             epochs: 1,
             batch_size: 128,
+            ..TrainingSpec::default()
+        },
+        optimizer: OptimizerSpec {
             lr: 0.1,
             momentum: 0.9,
             weight_decay: 1e-4,
+        },
+        schedule: ScheduleSpec {
             scheduler: SchedulerKind::Plateau,
+            ..ScheduleSpec::default()
         },
-        data: DataSettings {
-            dir: data_dir.to_path_buf(),
-            manifest_hash: "test".into(),
-            train_split: "train".into(),
-            val_split: val_split.into(),
-        },
-        device: "cpu".into(),
     };
+    let config = RunConfig::new(spec, TeacherSpec::Baseline, 10, "test", "cpu");
     run.write_config(&config).unwrap();
     save_weights(&run, arch, seed);
     run.write_state(&RunState {

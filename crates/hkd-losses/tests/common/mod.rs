@@ -113,10 +113,16 @@ pub fn load_cases(dir: &Path) -> CasesFile {
         .unwrap_or_else(|error| panic!("{} does not parse: {error}", path.display()))
 }
 
+/// The mode of a reference case.
+pub fn mode_of(case: &Case) -> hkd_losses::DistillationMode {
+    case.mode.parse().expect("known mode")
+}
+
 /// The crate's config for a reference case (field names differ: `temperature_t` there).
+/// The settings the reference cases do not vary keep their defaults (`human_target` log,
+/// no label smoothing).
 pub fn config_of(case: &Case) -> hkd_losses::DistillationConfig {
     hkd_losses::DistillationConfig {
-        mode: case.mode.parse().expect("known mode"),
         lambda: case.lambda,
         gamma: case.gamma,
         temperature_teacher: case.temperature_t,
@@ -124,7 +130,13 @@ pub fn config_of(case: &Case) -> hkd_losses::DistillationConfig {
         distil_fn: case.distil_fn.parse().expect("known distil_fn"),
         kl_reduction: case.kl_reduction.parse().expect("known kl_reduction"),
         human_smoothing: case.human_smoothing,
+        ..hkd_losses::DistillationConfig::default()
     }
+}
+
+/// The validated loss of a reference case.
+pub fn loss_of(case: &Case) -> hkd_losses::DistillationLoss {
+    hkd_losses::DistillationLoss::new(mode_of(case), config_of(case)).expect("valid case")
 }
 
 /// `|found - expected| / |expected|`, or the absolute difference where `expected` is 0.

@@ -5,20 +5,29 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use hkd_rundir::{
-    BestRecord, DataSettings, DistilFn, DistillationSettings, KlReduction, OptimizerSettings,
-    RunConfig, RunDir, RunState, SchedulerKind, TeacherSpec,
-};
+use hkd_rundir::{BestRecord, RunConfig, RunDir, RunSpec, RunState, TeacherSpec};
 use hkd_slurm::{BinaryInfo, BinaryName, GridConfig, GridDir, Manifest};
 
 mod fake;
-pub use fake::{Fake, TRAIN_HELP};
+pub use fake::Fake;
 
-/// A fake hkd-train and its [`BinaryInfo`] (asked through `--help`, like the real one).
+/// A fake hkd-train and its [`BinaryInfo`] (its flags are hkd-train's own, in-process).
 pub fn fake_train(root: &Path, body: &str) -> (Fake, BinaryInfo) {
-    let fake = Fake::new(root, "hkd-train", TRAIN_HELP, body);
-    let info = BinaryInfo::ask(BinaryName::Train, &fake.path, None).unwrap();
+    let fake = Fake::new(root, "hkd-train", body);
+    let info = BinaryInfo::at(BinaryName::Train, &fake.path, None);
     (fake, info)
+}
+
+/// The specification of a run: the defaults, with these settings.
+pub fn spec(student: &str, lambda: f64, iter: u32, epochs: u32) -> RunSpec {
+    let mut spec = RunSpec {
+        student: student.into(),
+        iter,
+        ..RunSpec::default()
+    };
+    spec.loss.lambda = lambda;
+    spec.training.epochs = epochs;
+    spec
 }
 
 /// The resolved config of a run, as hkd-train would write it.
@@ -29,48 +38,25 @@ pub fn run_config(
     iter: u32,
     epochs: u32,
 ) -> RunConfig {
-    RunConfig {
-        hkd_version: hkd_rundir::HKD_VERSION.into(),
-        run_name: hkd_rundir::run_name(student, DistilFn::KL, 1.0, 1.0, lambda, 0.0, iter),
-        student: student.into(),
-        classes: 10,
-        seed: 0,
-        iter,
-        teacher,
-        distillation: DistillationSettings {
-            lambda,
-            gamma: 0.0,
-            temperature_teacher: 1.0,
-            temperature_human: 1.0,
-            distil_fn: DistilFn::KL,
-            kl_reduction: KlReduction::ElementwiseMean,
-            human_smoothing: 0.02,
-        },
-        optimizer: OptimizerSettings {
-            epochs,
-            batch_size: 128,
-            lr: 0.1,
-            momentum: 0.9,
-            weight_decay: 1e-4,
-            scheduler: SchedulerKind::Plateau,
-        },
-        data: DataSettings {
-            dir: PathBuf::from("/data"),
-            manifest_hash: "0".into(),
-            train_split: "train".into(),
-            val_split: "val".into(),
-        },
-        device: "cpu".into(),
-    }
+    RunConfig::new(spec(student, lambda, iter, epochs), teacher, 10, "0", "cpu")
+}
+
+/// A safetensors file without tensors, its metadata naming `arch` (as hkd writes it).
+pub fn empty_safetensors(arch: &str) -> Vec<u8> {
+    let header = format!("{{\"__metadata__\":{{\"arch\":\"{arch}\"}}}}");
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes
 }
 
 /// Writes a run: `config.toml`, and `last.json` with `epochs_done` (finished when equal
-/// to the config's epochs), and `best.json` with `val_acc` once an epoch is done.
+/// to the config's epochs), and `best.json` with `val_acc` and a `best.safetensors`
+/// (without tensors) once an epoch is done.
 pub fn write_run(run: &RunDir, config: &RunConfig, epochs_done: Option<u32>, val_acc: f64) {
     run.create().unwrap();
     run.write_config(config).unwrap();
     if let Some(done) = epochs_done {
-        let epochs = config.optimizer.epochs;
+        let epochs = config.spec.training.epochs;
         run.write_state(&RunState {
             epochs_completed: done,
             batches_into_epoch: 0,
@@ -85,6 +71,11 @@ pub fn write_run(run: &RunDir, config: &RunConfig, epochs_done: Option<u32>, val
                 val_acc,
                 val_loss: 1.0,
             })
+            .unwrap();
+            run.write(
+                RunDir::BEST_WEIGHTS,
+                &empty_safetensors(&config.spec.student),
+            )
             .unwrap();
         }
     }

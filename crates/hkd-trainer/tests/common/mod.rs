@@ -5,12 +5,18 @@
 use std::path::{Path, PathBuf};
 
 use hkd_datasets::{Dataset, DatasetParts, write_split};
-use hkd_trainer::TrainOptions;
+use hkd_rundir::{Execution, RunSpec};
 
 /// Writes a dataset with splits `train` (with human labels) and `val` to `dir`: images of
 /// class c are a noisy colour/stripe pattern of that class, so a network learns them in a
 /// few epochs; human labels put 0.7 on the true class and spread the rest.
 pub fn write_tiny_dataset(dir: &Path, classes: usize, train: usize, val: usize) {
+    write_dataset(dir, classes, train, val, true);
+}
+
+/// Like [`write_tiny_dataset`], but the train split has human labels only when
+/// `human_labels` is true (the val split never has any).
+pub fn write_dataset(dir: &Path, classes: usize, train: usize, val: usize, human_labels: bool) {
     for (split, n, seed) in [("train", train, 1u64), ("val", val, 2u64)] {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let mut rand = move || {
@@ -45,25 +51,36 @@ pub fn write_tiny_dataset(dir: &Path, classes: usize, train: usize, val: usize) 
         }
         let mut parts = DatasetParts::cifar10(images, labels);
         parts.class_names.truncate(classes);
-        parts.human = (split == "train").then_some(human);
+        parts.human = (human_labels && split == "train").then_some(human);
         let ds = Dataset::new(parts).unwrap();
         write_split(dir, split, &ds, Some("synthetic test data")).unwrap();
     }
 }
 
-/// Options for a quick CPU run on `data` into `out`.
-pub fn quick_options(data: &Path, out: &Path, teacher: &str, epochs: u32) -> TrainOptions {
-    TrainOptions {
-        out: out.to_path_buf(),
-        data: data.to_path_buf(),
-        teacher: teacher.into(),
+/// The specification and execution of a quick CPU run of `plane2` on `data` into `out`
+/// (batches of 16, validation batches of 64, lr 0.05).
+pub fn quick(data: &Path, out: &Path, teacher: &str, epochs: u32) -> (RunSpec, Execution) {
+    let mut spec = RunSpec {
         student: "plane2".into(),
-        epochs,
-        batch_size: 16,
-        eval_batch_size: 64,
-        lr: 0.05,
+        ..RunSpec::default()
+    };
+    spec.data.dir = data.to_path_buf();
+    spec.teacher.teacher = teacher.into();
+    spec.training.epochs = epochs;
+    spec.training.batch_size = 16;
+    spec.training.eval_batch_size = 64;
+    spec.optimizer.lr = 0.05;
+    (spec, execution(out))
+}
+
+/// A fresh CPU execution into `out` (no resume, no overwrite).
+pub fn execution(out: &Path) -> Execution {
+    Execution {
+        out: out.to_path_buf(),
         device: "cpu".into(),
-        ..TrainOptions::default()
+        threads: None,
+        resume: false,
+        overwrite: false,
     }
 }
 
