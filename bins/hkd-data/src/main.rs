@@ -39,6 +39,12 @@ enum Command {
     Inspect(InspectArgs),
     /// Cut a stratified, seeded subset of splits into a dataset directory.
     Subset(SubsetArgs),
+    /// Split one split into a stratified, seeded held-out part and the rest (e.g. train on
+    /// 8,000 CIFAR-10H images, measure human alignment on the other 2,000).
+    Holdout(HoldoutArgs),
+    /// Write a copy of a split whose human label rows are permuted among the images of
+    /// each hard class (seeded): same softness, no per-image human information.
+    ShuffleHuman(ShuffleHumanArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -213,18 +219,75 @@ struct SubsetArgs {
     seed: u64,
 }
 
-fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+#[path = "../../shared/runtime.rs"]
+mod runtime;
+
+#[derive(Args, Debug)]
+struct HoldoutArgs {
+    /// Source dataset directory (any supported layout).
+    #[arg(long)]
+    from: PathBuf,
+    /// Output dataset directory (may already hold other splits; may equal --from).
+    #[arg(long)]
+    out: PathBuf,
+    /// The split to divide.
+    #[arg(long, default_value = "train")]
+    split: String,
+    /// Images held out, spread over classes in proportion to their counts.
+    #[arg(long)]
+    held_out: usize,
+    /// Name of the split of the remaining images.
+    #[arg(long)]
+    rest_name: String,
+    /// Name of the held-out split.
+    #[arg(long)]
+    held_out_name: String,
+    /// Seed of the draw.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args, Debug)]
+struct ShuffleHumanArgs {
+    /// Source dataset directory (any supported layout).
+    #[arg(long)]
+    from: PathBuf,
+    /// Output dataset directory (may already hold other splits; may equal --from).
+    #[arg(long)]
+    out: PathBuf,
+    /// The split whose human labels are shuffled.
+    #[arg(long)]
+    split: String,
+    /// Name of the shuffled copy.
+    #[arg(long)]
+    name: String,
+    /// Seed of the permutation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    runtime::init_logging("info", true);
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // an input that cannot be read or written is a failure (1); an input that is
+            // read but refused is bad input (2)
+            let io = e.chain().any(|c| {
+                c.is::<std::io::Error>()
+                    || matches!(
+                        c.downcast_ref::<hkd_datasets::DatasetError>(),
+                        Some(hkd_datasets::DatasetError::Io { .. })
+                    )
+            });
+            let code = if io {
+                runtime::EXIT_FAILED
+            } else {
+                runtime::EXIT_USAGE
+            };
+            runtime::fail("hkd-data", e.as_ref(), code)
+        }
     }
 }
 
@@ -236,6 +299,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Import(Import::Original(a)) => import_original(&a),
         Command::Inspect(a) => inspect(&a),
         Command::Subset(a) => subset(&a),
+        Command::Holdout(a) => holdout(&a),
+        Command::ShuffleHuman(a) => shuffle_human(&a),
     }
 }
 
@@ -496,6 +561,64 @@ fn inspect(a: &InspectArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&json)?);
     }
     Ok(())
+}
+
+/// Where a split came from, as its manifest says (or its directory and name).
+fn source_of(dir: &DatasetDir, from: &Path, split: &str) -> String {
+    dir.manifest()
+        .and_then(|m| m.splits.get(split))
+        .and_then(|e| e.source.clone())
+        .unwrap_or_else(|| format!("split {split} of {}", from.display()))
+}
+
+fn holdout(a: &HoldoutArgs) -> Result<()> {
+    if a.rest_name == a.held_out_name {
+        bail!(
+            "--rest-name and --held-out-name are both `{}`: give the two parts different names",
+            a.rest_name
+        );
+    }
+    let dir = DatasetDir::open(&a.from)?;
+    let d = dir.load_split(&a.split)?;
+    let (rest, held) = d.holdout(a.held_out, a.seed)?;
+    let old = source_of(&dir, &a.from, &a.split);
+    let n = d.len();
+    save(
+        &a.out,
+        &a.rest_name,
+        &rest,
+        &format!(
+            "{old}; the {} of {n} images not held out (seed {})",
+            rest.len(),
+            a.seed
+        ),
+    )?;
+    save(
+        &a.out,
+        &a.held_out_name,
+        &held,
+        &format!(
+            "{old}; {} of {n} images held out, stratified (seed {})",
+            held.len(),
+            a.seed
+        ),
+    )
+}
+
+fn shuffle_human(a: &ShuffleHumanArgs) -> Result<()> {
+    let dir = DatasetDir::open(&a.from)?;
+    let d = dir.load_split(&a.split)?;
+    let shuffled = d.shuffle_human_within_class(a.seed)?;
+    let old = source_of(&dir, &a.from, &a.split);
+    save(
+        &a.out,
+        &a.name,
+        &shuffled,
+        &format!(
+            "{old}; human label rows permuted within each hard class (seed {})",
+            a.seed
+        ),
+    )
 }
 
 fn subset(a: &SubsetArgs) -> Result<()> {

@@ -392,6 +392,53 @@ impl Dataset {
         Ok(rows)
     }
 
+    /// Splits the dataset into a stratified, seeded held-out part of `held_out` images
+    /// ([`Dataset::stratified_rows`] with [`SubsetSize::Total`]) and the rest, both in
+    /// their original order: `(rest, held_out)`. The two share no image.
+    pub fn holdout(&self, held_out: usize, seed: u64) -> Result<(Dataset, Dataset)> {
+        let held = self.stratified_rows(SubsetSize::Total(held_out), seed)?;
+        let mut is_held = vec![false; self.len()];
+        for &r in &held {
+            is_held[r] = true;
+        }
+        let rest: Vec<usize> = (0..self.len()).filter(|&r| !is_held[r]).collect();
+        Ok((self.select(&rest)?, self.select(&held)?))
+    }
+
+    /// The same images and hard labels with the human label rows permuted among the
+    /// images of each hard class (seeded): the classes' distributions of human rows, and so
+    /// the targets' softness, are unchanged, but which image gets which row carries no
+    /// information. A control for "human information" against "softer targets".
+    pub fn shuffle_human_within_class(&self, seed: u64) -> Result<Dataset> {
+        let Some(human) = &self.human else {
+            return Err(DatasetError::invalid(
+                "human label shuffle",
+                "the split has no human labels to shuffle",
+            ));
+        };
+        let classes = self.num_classes();
+        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
+        for (row, &l) in self.labels.iter().enumerate() {
+            by_class[l as usize].push(row);
+        }
+        let mut shuffled = human.clone();
+        for (class, members) in by_class.iter().enumerate() {
+            let mut order = members.clone();
+            let mut rng = stream(seed, Purpose::HumanShuffle, class as u64, 0);
+            for i in (1..order.len()).rev() {
+                let j = below(&mut rng, (i + 1) as u32) as usize;
+                order.swap(i, j);
+            }
+            for (&to, &from) in members.iter().zip(&order) {
+                shuffled[to * classes..(to + 1) * classes]
+                    .copy_from_slice(&human[from * classes..(from + 1) * classes]);
+            }
+        }
+        let mut parts = self.clone().into_parts();
+        parts.human = Some(shuffled);
+        Dataset::new(parts)
+    }
+
     /// Statistics `hkd-data inspect` prints.
     pub fn summary(&self) -> SplitSummary {
         let n = self.len();

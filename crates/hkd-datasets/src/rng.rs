@@ -14,6 +14,8 @@ pub(crate) enum Purpose {
     Augment = 2,
     /// The rows drawn from one class by a stratified subset.
     Subset = 3,
+    /// The permutation of one class's human rows (a control without per-image information).
+    HumanShuffle = 4,
 }
 
 /// A ChaCha8 stream whose 256-bit key is `seed ‖ purpose ‖ a ‖ b` (four little-endian u64).

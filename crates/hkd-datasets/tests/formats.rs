@@ -394,6 +394,90 @@ fn stratified_subset_is_seeded_balanced_and_ordered() {
 }
 
 #[test]
+fn holdout_parts_partition_the_split_stratified_and_seeded() {
+    let labels: Vec<u32> = (0..200).map(|i| (i % 10) as u32).collect();
+    let mut parts = DatasetParts::cifar10(hwc_images(200), labels);
+    parts.ids = Some((0..200).map(|i| 1000 + i as i64).collect());
+    let d = Dataset::new(parts).unwrap();
+    let (rest, held) = d.holdout(40, 3).unwrap();
+    assert_eq!((rest.len(), held.len()), (160, 40));
+    assert_eq!(held.class_counts(), vec![4; 10]);
+    let mut ids: Vec<i64> = rest
+        .ids()
+        .unwrap()
+        .iter()
+        .chain(held.ids().unwrap())
+        .copied()
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (1000..1200).collect::<Vec<i64>>(),
+        "every image in exactly one part"
+    );
+    assert!(
+        rest.ids().unwrap().windows(2).all(|w| w[0] < w[1]),
+        "original order kept"
+    );
+    let (_, again) = d.holdout(40, 3).unwrap();
+    assert_eq!(again.ids(), held.ids());
+    let (_, other) = d.holdout(40, 4).unwrap();
+    assert_ne!(other.ids(), held.ids());
+    assert!(d.holdout(201, 3).is_err());
+}
+
+#[test]
+fn human_rows_are_permuted_within_each_class_only() {
+    let n = 300;
+    let labels: Vec<u32> = (0..n).map(|i| (i % 10) as u32).collect();
+    let mut parts = DatasetParts::cifar10(hwc_images(n), labels.clone());
+    // every row distinct: its own weight on the true class
+    let mut human = vec![0f64; n * 10];
+    for i in 0..n {
+        let w = 0.5 + 0.4 * i as f64 / n as f64;
+        human[i * 10 + labels[i] as usize] = w;
+        human[i * 10 + (labels[i] as usize + 1) % 10] = 1.0 - w;
+    }
+    parts.human = Some(human.clone());
+    let d = Dataset::new(parts).unwrap();
+    let s = d.shuffle_human_within_class(7).unwrap();
+    assert_eq!(s.images(), d.images());
+    assert_eq!(s.labels(), d.labels());
+    let rows = |ds: &Dataset, class: u32| {
+        let mut r: Vec<Vec<u64>> = (0..n)
+            .filter(|&i| labels[i] == class)
+            .map(|i| {
+                ds.human_row(i)
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect()
+            })
+            .collect();
+        r.sort();
+        r
+    };
+    let mut moved = 0;
+    for class in 0..10 {
+        // the same multiset of rows in each class: same softness per class
+        assert_eq!(rows(&s, class), rows(&d, class), "class {class}");
+    }
+    for (i, &label) in labels.iter().enumerate() {
+        if s.human_row(i) != d.human_row(i) {
+            moved += 1;
+        }
+        // a row stays on an image of its own class: its mass on the true class is kept
+        assert!(s.human_row(i).unwrap()[label as usize] >= 0.5);
+    }
+    assert!(moved > n * 8 / 10, "only {moved} of {n} rows moved");
+    assert_eq!(d.shuffle_human_within_class(7).unwrap(), s);
+    assert_ne!(d.shuffle_human_within_class(8).unwrap(), s);
+    let plain = Dataset::new(DatasetParts::cifar10(hwc_images(4), vec![0, 1, 2, 3])).unwrap();
+    let e = plain.shuffle_human_within_class(1).unwrap_err().to_string();
+    assert!(e.contains("no human labels"), "{e}");
+}
+
+#[test]
 fn npy_import_selects_rows_looks_up_labels_by_id_and_appends_without_duplicates() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
