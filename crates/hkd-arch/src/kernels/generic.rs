@@ -19,13 +19,16 @@
 //!   grouped convolution computes every group's gradient.
 //!
 //! The forward value is candle's own `conv2d` of the detached inputs, bit for bit; a
-//! [`CustomOp3`] over (x, w, y) attaches the backward, at the price of one device copy of
-//! y per convolution in training (an op's forward must return a storage of its own).
-//! Without any input that needs a gradient (evaluation), the plain `conv2d` is returned.
+//! [`CustomOp2`] over (x, w) attaches the backward, its forward handing over that value —
+//! at the price of one device copy of y per convolution in training (an op's forward must
+//! return a storage of its own; the original is dropped at once). Without any input that
+//! needs a gradient (evaluation), the plain `conv2d` is returned.
+
+use std::sync::Mutex;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, CudaStorage, CustomOp3, Layout, MetalStorage, Result, Shape, Tensor, bail,
+    CpuStorage, CudaStorage, CustomOp2, Layout, MetalStorage, Result, Shape, Storage, Tensor, bail,
 };
 
 /// `x.conv2d(w, padding, stride, 1, groups)` whose backward is [`input_grad`] and
@@ -41,33 +44,50 @@ pub(super) fn conv2d(
         return x.conv2d(w, padding, stride, 1, groups);
     }
     let y = x.detach().conv2d(&w.detach(), padding, stride, 1, groups)?;
-    x.apply_op3(
+    x.apply_op2(
         w,
-        &y,
         GenericConv2d {
             stride,
             padding,
             groups,
+            y: Mutex::new(Some(y)),
         },
     )
 }
 
-/// (x, w, y) → y, with the gradients of y = conv2d(x, w).
+/// (x, w) → y = conv2d(x, w), computed beforehand, with the gradients of the module's
+/// description.
 struct GenericConv2d {
     stride: usize,
     padding: usize,
     groups: usize,
+    /// candle's `conv2d` of x and w, until the forward pass hands over a copy of it.
+    y: Mutex<Option<Tensor>>,
 }
 
-/// The shape of the op's output: y itself, a fresh contiguous tensor.
-fn output_shape(l: &Layout) -> Result<Shape> {
-    if !l.is_contiguous() || l.start_offset() != 0 {
-        bail!("hkd-conv2d-generic: the precomputed output must be contiguous, got {l:?}")
+impl GenericConv2d {
+    /// A copy of y's storage (`of`: its backend's storage) and its shape; y itself is
+    /// dropped.
+    fn output<S: BackendStorage>(&self, of: impl Fn(&Storage) -> Option<&S>) -> Result<(S, Shape)> {
+        let Ok(mut slot) = self.y.lock() else {
+            bail!("hkd-conv2d-generic: poisoned lock")
+        };
+        let Some(y) = slot.take() else {
+            bail!("hkd-conv2d-generic: the forward pass ran twice")
+        };
+        let (storage, l) = y.storage_and_layout();
+        let Some(s) = of(&storage) else {
+            bail!("hkd-conv2d-generic: the output is on another device")
+        };
+        // A fresh tensor of candle's: its storage holds exactly its elements, in order.
+        if !l.is_contiguous() || l.start_offset() != 0 {
+            bail!("hkd-conv2d-generic: the output must be contiguous, got {l:?}")
+        }
+        Ok((s.try_clone(l)?, l.shape().clone()))
     }
-    Ok(l.shape().clone())
 }
 
-impl CustomOp3 for GenericConv2d {
+impl CustomOp2 for GenericConv2d {
     fn name(&self) -> &'static str {
         "hkd-conv2d-generic"
     }
@@ -78,10 +98,11 @@ impl CustomOp3 for GenericConv2d {
         _: &Layout,
         _: &CpuStorage,
         _: &Layout,
-        y: &CpuStorage,
-        l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        Ok((y.try_clone(l)?, output_shape(l)?))
+        self.output(|s| match s {
+            Storage::Cpu(s) => Some(s),
+            _ => None,
+        })
     }
 
     fn cuda_fwd(
@@ -90,10 +111,11 @@ impl CustomOp3 for GenericConv2d {
         _: &Layout,
         _: &CudaStorage,
         _: &Layout,
-        y: &CudaStorage,
-        l: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        Ok((y.try_clone(l)?, output_shape(l)?))
+        self.output(|s| match s {
+            Storage::Cuda(s) => Some(s),
+            _ => None,
+        })
     }
 
     fn metal_fwd(
@@ -102,10 +124,11 @@ impl CustomOp3 for GenericConv2d {
         _: &Layout,
         _: &MetalStorage,
         _: &Layout,
-        y: &MetalStorage,
-        l: &Layout,
     ) -> Result<(MetalStorage, Shape)> {
-        Ok((y.try_clone(l)?, output_shape(l)?))
+        self.output(|s| match s {
+            Storage::Metal(s) => Some(s),
+            _ => None,
+        })
     }
 
     fn bwd(
@@ -113,9 +136,8 @@ impl CustomOp3 for GenericConv2d {
         x: &Tensor,
         w: &Tensor,
         _y: &Tensor,
-        _res: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (_, _, h, wd) = x.dims4()?;
         let (_, _, kh, kw) = w.dims4()?;
         let (s, p, g) = (self.stride, self.padding, self.groups);
@@ -129,7 +151,7 @@ impl CustomOp3 for GenericConv2d {
         } else {
             None
         };
-        Ok((dx, dw, None))
+        Ok((dx, dw))
     }
 }
 
