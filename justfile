@@ -75,11 +75,11 @@ slurm-down:
 cuda-toolchain:
     scripts/cuda-toolchain.sh install
 
-# Prove the `cuda` feature builds (what CI runs; no GPU needed): see docs/cuda.md
+# Prove the `cuda` and `cudnn` features build (what CI runs; no GPU needed): see docs/cuda.md
 cuda-check: cuda-toolchain
     scripts/cuda-toolchain.sh check
 
-# Release binaries with `--features cuda` into target/cuda/dist, for a GPU machine
+# Release binaries and hkd-bench with `--features cuda` (HKD_CUDA_CUDNN=1: `cudnn`) into target/cuda/dist, for a GPU machine
 cuda-build: cuda-toolchain
     scripts/cuda-toolchain.sh build
 

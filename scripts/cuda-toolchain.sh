@@ -11,15 +11,18 @@
 # Usage:
 #   scripts/cuda-toolchain.sh install        install the wheels and the stub (idempotent)
 #   eval "$(scripts/cuda-toolchain.sh env)"  export CUDA_HOME, PATH, CUDA_COMPUTE_CAP, ...
-#   scripts/cuda-toolchain.sh build [ARGS]   release build of hkd-train and hkd-eval with
-#                                            --features cuda into target/cuda, copied to
+#   scripts/cuda-toolchain.sh build [ARGS]   release build of hkd-train, hkd-eval and the
+#                                            hkd-bench example with --features cuda (or
+#                                            cudnn) into target/cuda, copied to
 #                                            target/cuda/dist (what gpu-check.sh needs)
 #   scripts/cuda-toolchain.sh check [ARGS]   the CI-sized proof: dev-profile build of
-#                                            hkd-train and hkd-eval with `cuda` into
-#                                            target/cuda-check (nvcc compiles candle's
-#                                            kernels unoptimised, cudarc links), then
-#                                            `--help` of each against the stub driver;
-#                                            ARGS replace the default cargo build args
+#                                            hkd-train, hkd-eval and hkd-bench with `cudnn`
+#                                            (which includes `cuda`; HKD_CUDA_CUDNN=0: only
+#                                            `cuda`) into target/cuda-check (nvcc compiles
+#                                            candle's kernels unoptimised, cudarc links
+#                                            CUDA and cuDNN), then `--help` of each against
+#                                            the stub driver; ARGS replace the default
+#                                            cargo build args
 #   scripts/cuda-toolchain.sh cargo ARGS...  any cargo command in this environment
 #   scripts/cuda-toolchain.sh smoke BIN ARGS run a cuda-built binary here against the stub
 #                                            driver (no GPU: `--device auto` must pick CPU)
@@ -30,8 +33,7 @@
 # <repo>/.cuda-toolchain), HKD_CUDA_NICE (default 19: builds yield to everything else),
 # HKD_CUDA_USE_SYSTEM=1 (skip the wheels and use the CUDA toolkit already on PATH, e.g.
 # after `module load cuda` on a cluster), HKD_CUDA_CUDNN=1 (also install cuDNN 9.21 and
-# build the binaries' `cudnn` feature), HKD_CUDA_BENCH_NAME (the benchmark executable
-# that `build` copies to dist/hkd-bench when its ARGS built it; default hkd-bench).
+# build the binaries' `cudnn` feature; the default of `check`, not of `build`).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -240,6 +242,14 @@ EOF
     if [[ -n "${NVCC_CCBIN:-}" ]]; then echo "export NVCC_CCBIN=\"$NVCC_CCBIN\""; fi
 }
 
+# Where a CUDA-built binary finds its libraries here: the wheels' CUDA (and cuDNN)
+# libraries and the stub driver, which lets it start without a GPU.
+run_library_path() {
+    local p="$cuda_home/lib:$toolchain/stub-driver"
+    if want_cudnn; then p="$p:$cudnn_site/nvidia/cudnn/lib"; fi
+    echo "$p"
+}
+
 load_env() {
     if [[ "${HKD_CUDA_USE_SYSTEM:-0}" != 1 ]]; then install_wheels; fi
     eval "$(print_env)"
@@ -267,6 +277,10 @@ check)
     # Rust code (dev profile overridden to opt-level 0) nor the device code (the kernels
     # still go through cicc, ptxas and the link; only the optimisers are skipped, which
     # halves nvcc's time). These binaries prove the build; never run them for speed.
+    # With cuDNN unless HKD_CUDA_CUDNN=0: candle's `cudnn` feature compiles everything
+    # `cuda` does (but candle's own im2col conv2d) plus the cuDNN convolutions and links
+    # libcudnn, which is what a GPU build for training should use (docs/cuda.md).
+    export HKD_CUDA_CUDNN="${HKD_CUDA_CUDNN:-1}"
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo_root/target/cuda-check}"
     export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS--Xcicc -O0 -Xptxas -O0}"
     load_env
@@ -276,23 +290,27 @@ check)
     if [[ $# -gt 0 ]]; then
         exec nice -n "$nice_level" cargo build "${fast[@]}" "$@"
     fi
-    nice -n "$nice_level" cargo build "${fast[@]}" -p hkd-train -p hkd-eval --features hkd-train/cuda,hkd-eval/cuda
+    feature=cuda
+    if want_cudnn; then feature=cudnn; fi
+    nice -n "$nice_level" cargo build "${fast[@]}" -p hkd-train -p hkd-eval -p hkd-arch --bins \
+        --example hkd-bench --features "hkd-train/$feature,hkd-eval/$feature,hkd-arch/$feature"
     # The binaries start without a GPU only against the stub driver; --help must work.
-    for bin in hkd-train hkd-eval; do
-        LD_LIBRARY_PATH="$cuda_home/lib:$toolchain/stub-driver" "$CARGO_TARGET_DIR/debug/$bin" --help >/dev/null ||
+    for bin in hkd-train hkd-eval examples/hkd-bench; do
+        LD_LIBRARY_PATH="$(run_library_path)" "$CARGO_TARGET_DIR/debug/$bin" --help >/dev/null ||
             die "$CARGO_TARGET_DIR/debug/$bin --help failed (CUDA build, stub driver)"
     done
-    say "cuda check passed: hkd-train and hkd-eval build and start with --features cuda"
+    say "cuda check passed: hkd-train, hkd-eval and hkd-bench build and start with --features $feature"
     ;;
 build)
     load_env
     cd "$repo_root"
-    features="hkd-train/cuda,hkd-eval/cuda"
-    # Needs `cudnn` features on the binaries that forward to candle-core/candle-nn `cudnn`.
-    if want_cudnn; then features="hkd-train/cudnn,hkd-eval/cudnn"; fi
-    # Extra ARGS add targets, e.g. the benchmark:
-    #   HKD_CUDA_BENCH_NAME=arch_bench scripts/cuda-toolchain.sh build -p hkd-arch --example arch_bench --features hkd-arch/cuda
-    nice -n "$nice_level" cargo build --release -p hkd-train -p hkd-eval --bins --features "$features" "$@"
+    feature=cuda
+    # `cudnn` features on the crates forward to candle-core/candle-nn `cudnn`.
+    if want_cudnn; then feature=cudnn; fi
+    features="hkd-train/$feature,hkd-eval/$feature,hkd-arch/$feature"
+    # The benchmark gpu-check.sh runs: hkd-arch's hkd-bench example. Extra ARGS add targets.
+    nice -n "$nice_level" cargo build --release -p hkd-train -p hkd-eval -p hkd-arch --bins \
+        --example hkd-bench --features "$features" "$@"
     dist="$CARGO_TARGET_DIR/dist"
     rm -rf "$dist"
     mkdir -p "$dist"
@@ -301,13 +319,7 @@ build)
         mv "$2.tmp" "$2"
     }
     for bin in hkd-train hkd-eval; do strip_copy "$CARGO_TARGET_DIR/release/$bin" "$dist/$bin"; done
-    bench_name="${HKD_CUDA_BENCH_NAME:-hkd-bench}"
-    for cand in "$CARGO_TARGET_DIR/release/$bench_name" "$CARGO_TARGET_DIR/release/examples/$bench_name"; do
-        if [[ -x "$cand" && -f "$cand" ]]; then
-            strip_copy "$cand" "$dist/hkd-bench"
-            break
-        fi
-    done
+    strip_copy "$CARGO_TARGET_DIR/release/examples/hkd-bench" "$dist/hkd-bench"
     build_call_counter "$dist/libhkd-cuda-count.so"
     printf 'CUDA_COMPUTE_CAP=%s\nnvcc=%s\nfeatures=%s\nglibc_build=%s\n' \
         "$CUDA_COMPUTE_CAP" "$(nvcc --version | tail -1)" "$features" \
@@ -317,7 +329,7 @@ build)
 smoke)
     [[ $# -ge 1 ]] || die "usage: scripts/cuda-toolchain.sh smoke BINARY [ARGS...]"
     install_wheels
-    LD_LIBRARY_PATH="$cuda_home/lib:$toolchain/stub-driver${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$@"
+    LD_LIBRARY_PATH="$(run_library_path)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$@"
     ;;
 *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'

@@ -9,16 +9,19 @@
 #   env.txt           GPU, driver, CUDA, glibc, PyTorch versions
 #   glibc.txt         GLIBC versions each binary needs vs the one here
 #   parity.md/.json   2-epoch losses per mode, CPU vs cuda:0, relative differences
-#   bench.jsonl/.md   train/eval img/s on cuda:0 next to PyTorch on the same GPU
+#   bench.jsonl/.md   train/eval img/s on cuda:0 with the generic convolution backward and
+#                     with candle's own, next to PyTorch (cuDNN) on the same GPU
+#                     (bench-generic/-candle.jsonl, torch.jsonl: the raw figures)
 #   profile/          driver calls (copies to host, syncs, launches) per epoch and batch
 #   summary.md        PASS / FAIL / SKIP per check; the exit code is 1 if anything FAILed
 #
 # Knobs (environment): HKD_BIN_DIR (default target/cuda/dist), HKD_FIXTURES (default
 # fixtures/cifar10h-mini), HKD_DEVICE (default cuda:0), HKD_EPOCHS (2), HKD_SEED (7),
 # HKD_REL_TOL (1e-3), HKD_BENCH_BIN (default $HKD_BIN_DIR/hkd-bench),
-# HKD_BENCH_MODELS (resnet8,resnet20,shake26-2x64d), HKD_STEP_TIMEOUT (seconds per
-# command, default 240), HKD_BUDGET (seconds for the whole check, default 480: later
-# steps are cut short or skipped past it), HKD_FIXTURE_TRAIN_IMAGES (1000).
+# HKD_BENCH_MODELS (resnet8,shake26-2x64d), HKD_BENCH_MIN_TIME (seconds per timed phase,
+# default 3), HKD_STEP_TIMEOUT (seconds per command, default 240), HKD_BUDGET (seconds
+# for the whole check, default 480: later steps are cut short or skipped past it),
+# HKD_FIXTURE_TRAIN_IMAGES (1000).
 set -uo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,7 +37,8 @@ epochs="${HKD_EPOCHS:-2}"
 seed="${HKD_SEED:-7}"
 rel_tol="${HKD_REL_TOL:-1e-3}"
 bench_bin="${HKD_BENCH_BIN:-$bin_dir/hkd-bench}"
-bench_models="${HKD_BENCH_MODELS:-resnet8,resnet20,shake26-2x64d}"
+bench_models="${HKD_BENCH_MODELS:-resnet8,shake26-2x64d}"
+bench_min_time="${HKD_BENCH_MIN_TIME:-3}"
 step_timeout="${HKD_STEP_TIMEOUT:-240}"
 budget="${HKD_BUDGET:-480}"
 cpu_threads="$(nproc)"
@@ -283,7 +287,177 @@ else
     record parity FAIL "a run failed or a loss differs by more than $rel_tol (parity.md, train-*.log)"
 fi
 
-# ---------------------------------------------------------------- 5. per-step profile
+# ---------------------------------------------------------------- 5. benchmark vs PyTorch
+# hkd-bench (hkd-arch's example, built by `cuda-toolchain.sh build`) times the training
+# step (teacher eval forward, student training forward, KD loss, backward, SGD) and the
+# evaluation of each model on the GPU twice: with the generic convolution backward (the
+# default off the CPU: both gradients as forward conv2d, on cuDNN or im2col + cuBLAS) and
+# with candle's own (HKD_ARCH_GENERIC_BACKWARD=0: the input gradient by conv_transpose2d,
+# a direct kernel). PyTorch times the same step on the same GPU (cuDNN, cudnn.benchmark
+# on, its other settings at their defaults, recorded in torch.jsonl) with the models of
+# bench/torch_reference.py. Order: the generic backward, PyTorch, candle's backward (the
+# slowest expected, and the least needed if the time budget runs out).
+section "benchmark on $device vs PyTorch"
+bench_ok=1
+bench_detail=""
+run_bench() { # run_bench generic|candle
+    local mode="$1" flag=1 rc
+    [[ $mode == candle ]] && flag=0
+    if over_budget; then
+        bench_ok=0
+        bench_detail+="hkd-bench with $mode backward: time budget spent; "
+        return
+    fi
+    HKD_ARCH_GENERIC_BACKWARD=$flag timeout "$(tmo)" "$bench_bin" --device "$device" \
+        --models "$bench_models" --batch-size 128 --min-time "$bench_min_time" \
+        >"$OUT/bench-$mode.raw" 2>"$OUT/bench-$mode.log"
+    rc=$?
+    grep -E '^\{' "$OUT/bench-$mode.raw" >"$OUT/bench-$mode.jsonl" || true
+    echo "hkd-bench, $mode backward: exit $rc, $(wc -l <"$OUT/bench-$mode.jsonl") models"
+    if [[ $rc != 0 ]]; then
+        bench_ok=0
+        bench_detail+="hkd-bench with $mode backward: exit $rc (bench-$mode.log); "
+    fi
+}
+if over_budget; then
+    bench_ok=skip
+    bench_detail="time budget of ${budget}s spent"
+elif [[ ! -x "$bench_bin" ]]; then
+    bench_ok=skip
+    bench_detail="no bench binary at $bench_bin (built by scripts/cuda-toolchain.sh build)"
+else
+    run_bench generic
+fi
+torch_ok=0
+py -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null && torch_ok=1
+if [[ $bench_ok != skip && $torch_ok == 1 ]] && ! over_budget; then
+    timeout "$(tmo)" py - "$device" "$bench_models" 128 512 "$bench_min_time" \
+        >"$OUT/torch.raw" 2>"$OUT/torch.log" <<'PYEOF'
+import json, statistics, sys, time, types
+sys.path.insert(0, "bench")
+import torch
+import torch_reference as tr
+
+dev = torch.device(sys.argv[1])
+models, batch, eval_batch = sys.argv[2].split(","), int(sys.argv[3]), int(sys.argv[4])
+min_time, min_steps = float(sys.argv[5]), 5
+torch.backends.cudnn.benchmark = True
+# torch_reference.py draws Shake-Shake's alpha and beta with torch.rand on the CPU: here
+# they are drawn on the GPU (the module's other uses of torch pass through unchanged).
+_rand = torch.rand
+class _TorchOnDevice(types.ModuleType):
+    def __getattr__(self, name):
+        return getattr(torch, name)
+proxy = _TorchOnDevice("torch")
+proxy.rand = lambda *a, **k: _rand(*a, **{"device": dev, **k})
+tr.torch = proxy
+
+def sync():
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+def time_it(step):
+    step()
+    sync()
+    times, start = [], time.perf_counter()
+    while len(times) < min_steps or time.perf_counter() - start < min_time:
+        t = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+gen = torch.Generator().manual_seed(0)
+for name in models:
+    torch.manual_seed(0)
+    student, teacher = tr.build(name).to(dev), tr.build(name).to(dev)
+    teacher.eval()
+    xe = (torch.rand(eval_batch, 3, 32, 32, generator=gen) * 2 - 1).to(dev)
+    xt = (torch.rand(batch, 3, 32, 32, generator=gen) * 2 - 1).to(dev)
+    yt = torch.randint(0, 10, (batch,), generator=gen).to(dev)
+    opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def eval_step():
+        student.eval()
+        with torch.inference_mode():
+            student(xe).sum().item()
+
+    def train_step():
+        student.train()
+        with torch.no_grad():
+            t = teacher(xt)
+        loss = tr.kd_loss(student(xt), t, yt)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    eval_s = time_it(eval_step)
+    train_s = time_it(train_step)
+    print(json.dumps({
+        "model": name,
+        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None, "torch_version": torch.__version__,
+        "cudnn_version": torch.backends.cudnn.version(), "cudnn_benchmark": True,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "train_batch": batch, "eval_batch": eval_batch,
+        "train_img_per_s": round(batch / train_s, 1), "eval_img_per_s": round(eval_batch / eval_s, 1),
+    }), flush=True)
+PYEOF
+    echo "PyTorch: exit $? (torch.log)"
+    grep -E '^\{' "$OUT/torch.raw" >"$OUT/torch.jsonl" || true
+fi
+[[ $torch_ok == 1 ]] || echo "PyTorch with CUDA not importable: no reference figures"
+[[ $bench_ok == skip ]] || run_bench candle
+if [[ $bench_ok == skip ]]; then
+    record bench SKIP "$bench_detail"
+else
+    py - "$OUT/bench-generic.jsonl" "$OUT/bench-candle.jsonl" "$OUT/torch.jsonl" "$OUT/bench.md" \
+        "$OUT/bench.jsonl" <<'PYEOF'
+import json, os, sys
+def load(path):
+    out = {}
+    if os.path.exists(path):
+        for line in open(path):
+            if line.strip():
+                r = json.loads(line)
+                out[r["model"]] = r
+    return out
+gen, cand, torch = load(sys.argv[1]), load(sys.argv[2]), load(sys.argv[3])
+def f(x): return "-" if x is None else (f"{x:.2f}" if x < 10 else f"{x:,.0f}")
+def ratio(a, b): return round(a / b, 3) if a and b else None
+rows = ["| model | train img/s, generic backward | train img/s, candle's backward | generic / candle's "
+        "| PyTorch train img/s | generic / PyTorch | eval img/s | PyTorch eval img/s | eval / PyTorch |",
+        "|---|---|---|---|---|---|---|---|---|"]
+lines = []
+for m in list(dict.fromkeys(list(gen) + list(cand))):
+    g, c, t = gen.get(m, {}), cand.get(m, {}), torch.get(m, {})
+    gt, ct, tt = g.get("train_img_per_s"), c.get("train_img_per_s"), t.get("train_img_per_s")
+    ge, te = g.get("eval_img_per_s"), t.get("eval_img_per_s")
+    rows.append(f"| {m} | {f(gt)} | {f(ct)} | {f(ratio(gt, ct))} | {f(tt)} | {f(ratio(gt, tt))} "
+                f"| {f(ge)} | {f(te)} | {f(ratio(ge, te))} |")
+    lines.append(json.dumps({"model": m, "train_img_per_s": gt, "candle_backward_train_img_per_s": ct,
+                             "eval_img_per_s": ge, "torch_train_img_per_s": tt,
+                             "torch_eval_img_per_s": te, "train_ratio": ratio(gt, tt),
+                             "eval_ratio": ratio(ge, te), "generic_vs_candle_backward": ratio(gt, ct),
+                             "conv_path": g.get("conv_path"), "cudnn": g.get("cudnn")}))
+built = next(iter(gen.values()), next(iter(cand.values()), {}))
+rows.append(f"\nhkd built with cudnn: {built.get('cudnn')}; PyTorch: cuDNN, cudnn.benchmark on "
+            "(torch.jsonl); ratios are hkd / PyTorch on this GPU (target: shake26-2x64d training "
+            ">= 1.0 with cuDNN)")
+open(sys.argv[4], "w").write("\n".join(rows) + "\n")
+open(sys.argv[5], "w").write("".join(l + "\n" for l in lines))
+print("\n".join(rows))
+PYEOF
+    if [[ $bench_ok == 1 ]]; then
+        torch_note="; no PyTorch with CUDA here"
+        [[ $torch_ok == 1 ]] && torch_note=", and PyTorch's on this GPU"
+        record bench PASS "bench.md: train img/s with the generic and with candle's backward$torch_note"
+    else
+        record bench FAIL "$bench_detail"
+    fi
+fi
+
+# ---------------------------------------------------------------- 6. per-step profile
 # Hidden host round trips show up as device-to-host copies and synchronisations per step.
 # The GPU machines have no nsys: libhkd-cuda-count.so (built with the binaries) counts the
 # driver calls. One epoch's calls = (2-epoch run) - (1-epoch run), so setup cancels out.
@@ -337,61 +511,6 @@ EOF
     fi
 else
     record profile SKIP "no $counter or no teacher run"
-fi
-
-# ---------------------------------------------------------------- 6. benchmark vs PyTorch
-section "benchmark on $device vs PyTorch"
-torch_ok=0
-bench_recorded=0
-py -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null && torch_ok=1
-if over_budget; then
-    bench_recorded=1
-    record bench SKIP "time budget of ${budget}s spent"
-elif [[ -x "$bench_bin" ]]; then
-    # The bench prints one JSON object per model (keys: model, train_img_per_s,
-    # eval_img_per_s, peak_rss_mib, and torch_* / *_ratio when it ran PyTorch itself).
-    timeout "$(tmo)" "$bench_bin" --device "$device" --models "$bench_models" --batch-size 128 \
-        >"$OUT/bench.raw" 2>"$OUT/bench.log"
-    bench_rc=$?
-    grep -E '^\{' "$OUT/bench.raw" >"$OUT/bench.jsonl" || true
-    if [[ $bench_rc != 0 || ! -s "$OUT/bench.jsonl" ]]; then
-        bench_recorded=1
-        record bench FAIL "exit $bench_rc, $(wc -l <"$OUT/bench.jsonl") JSON lines (bench.log)"
-    fi
-else
-    bench_recorded=1
-    record bench SKIP "no bench binary at $bench_bin"
-fi
-if ! over_budget && [[ $torch_ok == 1 && -f bench/torch_reference.py ]] && ! grep -q torch_train_img_per_s "$OUT/bench.jsonl" 2>/dev/null; then
-    timeout "$(tmo)" py bench/torch_reference.py --device cuda --models "$bench_models" \
-        --batch-size 128 >"$OUT/torch.raw" 2>"$OUT/torch.log"
-    grep -E '^\{' "$OUT/torch.raw" >"$OUT/torch.jsonl" || true
-fi
-[[ $torch_ok == 1 ]] || echo "PyTorch with CUDA not importable: no reference figures"
-if [[ -s "$OUT/bench.jsonl" ]]; then
-    py - "$OUT/bench.jsonl" "$OUT/torch.jsonl" "$OUT/bench.md" <<'EOF'
-import json, os, sys
-ours = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-ref = {}
-if os.path.exists(sys.argv[2]):
-    for l in open(sys.argv[2]):
-        if l.strip():
-            r = json.loads(l); ref[r["model"]] = r
-rows = ["| model | train img/s | torch train img/s | train ratio | eval img/s | torch eval img/s | eval ratio |",
-        "|---|---|---|---|---|---|---|"]
-def f(x): return "-" if x is None else (f"{x:.2f}" if x < 10 else f"{x:,.0f}")
-for o in ours:
-    r = ref.get(o["model"], {})
-    tt = o.get("torch_train_img_per_s", r.get("train_img_per_s"))
-    te = o.get("torch_eval_img_per_s", r.get("eval_img_per_s"))
-    tr = o.get("train_ratio", o["train_img_per_s"] / tt if tt else None)
-    er = o.get("eval_ratio", o["eval_img_per_s"] / te if te else None)
-    rows.append(f"| {o['model']} | {f(o['train_img_per_s'])} | {f(tt)} | {f(tr)} | "
-                f"{f(o['eval_img_per_s'])} | {f(te)} | {f(er)} |")
-open(sys.argv[3], "w").write("\n".join(rows) + "\n")
-print("\n".join(rows))
-EOF
-    [[ $bench_recorded == 1 ]] || record bench PASS "bench.md (ratios = hkd / PyTorch on this GPU; target shake26-2x64d train >= 1.0)"
 fi
 
 finish

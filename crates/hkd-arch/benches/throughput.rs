@@ -26,66 +26,21 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use candle_core::{D, DType, Device, Tensor, Var};
-use hkd_arch::{Network, Phase};
-use rand::{Rng, SeedableRng};
+use candle_core::{DType, Device};
+use hkd_arch::Network;
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 #[path = "../../../bins/shared/allocator.rs"]
 mod allocator;
+mod common;
 
-type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+use common::{BoxResult, Sgd, batch, median, time_it, train_step};
 
 const EVAL_BATCH: usize = 512;
 const TRAIN_BATCH: usize = 128;
-const LR: f64 = 0.01;
-const MOMENTUM: f64 = 0.9;
-const WEIGHT_DECAY: f64 = 5e-4;
-const TEMPERATURE: f64 = 4.0;
-const LAMBDA: f64 = 0.5;
-
-fn batch(n: usize, rng: &mut ChaCha8Rng) -> candle_core::Result<(Tensor, Tensor)> {
-    let x: Vec<f32> = (0..n * 3 * 32 * 32)
-        .map(|_| rng.random::<f32>() * 2.0 - 1.0)
-        .collect();
-    let y: Vec<u32> = (0..n).map(|_| rng.random_range(0..10u32)).collect();
-    Ok((
-        Tensor::from_vec(x, (n, 3, 32, 32), &Device::Cpu)?,
-        Tensor::from_vec(y, n, &Device::Cpu)?,
-    ))
-}
-
-/// Runs `step` once to warm up, then at least `min_reps` times and at least `min_time`;
-/// returns the median seconds per step.
-fn time_it(
-    min_reps: usize,
-    min_time: Duration,
-    mut step: impl FnMut() -> BoxResult<()>,
-) -> BoxResult<f64> {
-    step()?;
-    let mut times = Vec::new();
-    let start = Instant::now();
-    while times.len() < min_reps || start.elapsed() < min_time {
-        let t = Instant::now();
-        step()?;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    Ok(median(&mut times))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
 
 /// Resets the process's peak RSS (Linux: `5` to /proc/self/clear_refs); best effort.
 fn reset_peak_rss() {
@@ -103,40 +58,6 @@ fn peak_rss_mib() -> f64 {
                 .and_then(|v| v.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-/// (1−λ)·CE(s, y) + λ·T²·KL(softmax(t/T) ‖ softmax(s/T)), batch mean.
-fn kd_loss(s: &Tensor, t: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
-    let n = s.dim(0)? as f64;
-    let ce = candle_nn::loss::cross_entropy(s, y)?;
-    let log_ps = candle_nn::ops::log_softmax(&(s / TEMPERATURE)?, D::Minus1)?;
-    let log_pt = candle_nn::ops::log_softmax(&(t / TEMPERATURE)?, D::Minus1)?;
-    let kl = (log_pt.exp()? * (log_pt - log_ps)?)?.sum_all()?;
-    (ce * (1.0 - LAMBDA))? + (kl * (LAMBDA * TEMPERATURE * TEMPERATURE / n))?
-}
-
-/// SGD with momentum and weight decay (PyTorch's `torch.optim.SGD`).
-struct Sgd {
-    params: Vec<(Var, Option<Tensor>)>,
-}
-
-impl Sgd {
-    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> candle_core::Result<()> {
-        for (var, buf) in &mut self.params {
-            let Some(g) = grads.get(var.as_tensor()) else {
-                continue;
-            };
-            let p = var.as_detached_tensor();
-            let d = (g + (&p * WEIGHT_DECAY)?)?;
-            let b = match buf.take() {
-                Some(b) => ((b * MOMENTUM)? + d)?,
-                None => d,
-            };
-            var.set(&(p - (&b * LR)?)?)?;
-            *buf = Some(b);
-        }
-        Ok(())
-    }
 }
 
 #[derive(Default)]
@@ -266,13 +187,7 @@ fn main() -> BoxResult<()> {
         let teacher = Network::new(arch, 10, &Device::Cpu, DType::F32, 1)?;
         let (xe, _) = batch(EVAL_BATCH, &mut rng)?;
         let (xt, yt) = batch(TRAIN_BATCH, &mut rng)?;
-        let mut sgd = Sgd {
-            params: net
-                .trainable_parameters()
-                .into_iter()
-                .map(|(_, v)| (v, None))
-                .collect(),
-        };
+        let mut sgd = Sgd::new(&net);
         let mut shake_rng = ChaCha8Rng::seed_from_u64(1);
         let mut ours = Figures::default();
         let mut torch = Figures::default();
@@ -292,16 +207,7 @@ fn main() -> BoxResult<()> {
                 f64::NAN
             } else {
                 time_it(min_steps, min_time, || {
-                    let t = teacher.forward_eval(&xt)?;
-                    let s = net.forward(
-                        &xt,
-                        Phase::Train {
-                            rng: &mut shake_rng,
-                        },
-                    )?;
-                    let grads = kd_loss(&s, &t, &yt)?.backward()?;
-                    sgd.step(&grads)?;
-                    Ok(())
+                    train_step(&net, &teacher, &mut sgd, &mut shake_rng, &xt, &yt)
                 })?
             };
             ours.eval.push(EVAL_BATCH as f64 / eval_s);

@@ -286,11 +286,7 @@ pub(crate) struct Conv2d {
 impl Conv2d {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let w = use_param(&self.weight, train);
-        let y = if self.groups == 1 {
-            kernels::conv2d(x, &w, self.stride, self.padding)?
-        } else {
-            x.conv2d(&w, self.padding, self.stride, 1, self.groups)?
-        };
+        let y = kernels::conv2d(x, &w, self.stride, self.padding, self.groups)?;
         match &self.bias {
             None => Ok(y),
             Some(b) => {

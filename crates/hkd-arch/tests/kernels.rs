@@ -2,7 +2,7 @@
 //! against central finite differences in f64; same input, bit-identical output.
 
 use candle_core::{DType, Device, Tensor, Var};
-use hkd_arch::kernels;
+use hkd_arch::kernels::{self, ConvPath, Ops};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -72,7 +72,7 @@ fn conv2d_forward_matches_candle() {
         for (dtype, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-12)] {
             let x = random(&[n, c, h, w], dtype, i as u64);
             let wt = random(&[o, c, k, k], dtype, 100 + i as u64);
-            let ours = kernels::conv2d(&x, &wt, s, p).unwrap();
+            let ours = kernels::conv2d(&x, &wt, s, p, 1).unwrap();
             let stock = x.conv2d(&wt, p, s, 1, 1).unwrap();
             assert_close(&ours, &stock, tol, &format!("conv case {i} {dtype:?}"));
         }
@@ -96,7 +96,7 @@ fn try_conv_grads(
     let y = if stock {
         xv.as_tensor().conv2d(wv.as_tensor(), p, s, 1, 1).unwrap()
     } else {
-        kernels::conv2d(xv.as_tensor(), wv.as_tensor(), s, p).unwrap()
+        kernels::conv2d(xv.as_tensor(), wv.as_tensor(), s, p, 1).unwrap()
     };
     let r = random(y.dims(), y.dtype(), 7);
     let g = (y * r)?.sum_all()?.backward()?;
@@ -164,13 +164,13 @@ fn conv2d_gradients_match_finite_differences() {
         let wt = random(&[o, c, k, k], DType::F64, 100 + i as u64);
         let (dx, dw) = conv_grads(&x, &wt, s, p, false);
         let r = random(
-            kernels::conv2d(&x, &wt, s, p).unwrap().dims(),
+            kernels::conv2d(&x, &wt, s, p, 1).unwrap().dims(),
             DType::F64,
             7,
         );
         let loss = |x: &Tensor, wt: &Tensor| {
             scalar(
-                &(kernels::conv2d(x, wt, s, p).unwrap() * &r)
+                &(kernels::conv2d(x, wt, s, p, 1).unwrap() * &r)
                     .unwrap()
                     .sum_all()
                     .unwrap(),
@@ -391,7 +391,7 @@ fn kernels_are_deterministic() {
     let run = || {
         let xv = Var::from_tensor(&x).unwrap();
         let wv = Var::from_tensor(&w).unwrap();
-        let y = kernels::conv2d(xv.as_tensor(), wv.as_tensor(), 2, 1).unwrap();
+        let y = kernels::conv2d(xv.as_tensor(), wv.as_tensor(), 2, 1, 1).unwrap();
         let c = y.dim(1).unwrap();
         let gamma = Tensor::ones(c, DType::F32, &Device::Cpu).unwrap();
         let beta = Tensor::zeros(c, DType::F32, &Device::Cpu).unwrap();
@@ -412,7 +412,7 @@ fn other_dtypes_fall_back_to_candle() {
     let x = random(&[2, 3, 6, 6], DType::F16, 1);
     let w = random(&[4, 3, 3, 3], DType::F16, 2);
     assert!(!kernels::fast_path(&x));
-    let ours = kernels::conv2d(&x, &w, 1, 1).unwrap();
+    let ours = kernels::conv2d(&x, &w, 1, 1, 1).unwrap();
     let stock = x.conv2d(&w, 1, 1, 1, 1).unwrap();
     assert_eq!(values(&ours), values(&stock));
     assert_eq!(
@@ -426,7 +426,7 @@ fn the_input_images_get_no_gradient() {
     // The first convolution's input is a plain tensor: no gradient is computed for it.
     let x = random(&[2, 3, 8, 8], DType::F32, 1);
     let wv = Var::from_tensor(&random(&[4, 3, 3, 3], DType::F32, 2)).unwrap();
-    let y = kernels::conv2d(&x, wv.as_tensor(), 1, 1).unwrap();
+    let y = kernels::conv2d(&x, wv.as_tensor(), 1, 1, 1).unwrap();
     let g = y.sum_all().unwrap().backward().unwrap();
     assert!(g.get(&x).is_none());
     assert!(g.get(wv.as_tensor()).is_some());
@@ -508,4 +508,231 @@ fn eval_channel_affine_input_gradient_matches_candle_autograd() {
             &format!("channel_affine input grad, relu={relu}"),
         );
     }
+}
+
+// ---- the generic convolution backward (the GPU path), proven on the CPU ----------------
+
+/// The generic backward everywhere (also on the CPU): what a CUDA device runs by default.
+const GENERIC: Ops = Ops {
+    stock: false,
+    generic_backward: Some(true),
+};
+/// The CPU kernels (groups 1); other convolutions use candle's own backward.
+const KERNELS: Ops = Ops {
+    stock: false,
+    generic_backward: Some(false),
+};
+/// candle's stock operations and autograd, nothing of ours.
+const STOCK: Ops = Ops {
+    stock: true,
+    generic_backward: Some(false),
+};
+
+/// f64 gradients of the generic path against the CPU kernels and candle's autograd.
+const GENERIC_TOL: f64 = 1e-12;
+
+/// (N, C, H, W, O, kernel, stride, padding, groups).
+type GroupedCase = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
+
+/// [`CONV_CASES`] with groups 1, and
+/// grouped convolutions (ResNeXt's 3×3 with stride 1 and 2, a depthwise one, 1×1 and 5×5
+/// kernels with stride 2, odd and non-square images).
+fn generic_cases() -> Vec<GroupedCase> {
+    let mut cases: Vec<_> = CONV_CASES
+        .iter()
+        .map(|&(n, c, h, w, o, k, s, p)| (n, c, h, w, o, k, s, p, 1))
+        .collect();
+    cases.extend_from_slice(&[
+        (2, 8, 8, 8, 8, 3, 1, 1, 4),
+        (2, 4, 7, 9, 6, 3, 2, 1, 2),
+        (2, 8, 8, 8, 8, 3, 2, 1, 4),
+        (2, 4, 6, 5, 4, 3, 2, 1, 4),
+        (3, 6, 5, 7, 9, 1, 2, 0, 3),
+        (2, 6, 9, 8, 4, 5, 2, 2, 2),
+    ]);
+    cases
+}
+
+/// Value and gradients of sum(conv(x, w) * r) by the path `ops` picks.
+fn path_grads(
+    ops: Ops,
+    x: &Tensor,
+    w: &Tensor,
+    (s, p, g): (usize, usize, usize),
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    kernels::with_ops(ops, || {
+        let xv = Var::from_tensor(x)?;
+        let wv = Var::from_tensor(w)?;
+        let y = kernels::conv2d(xv.as_tensor(), wv.as_tensor(), s, p, g)?;
+        let r = random(y.dims(), y.dtype(), 7);
+        let grads = (&y * r)?.sum_all()?.backward()?;
+        let get = |v: &Var| grads.get(v.as_tensor()).cloned();
+        Ok((y.detach(), get(&xv).unwrap(), get(&wv).unwrap()))
+    })
+}
+
+/// Whether candle 0.11's own conv2d backward fails on this geometry: its input gradient
+/// (`conv_transpose2d`) takes the output padding from the height alone, so when a strided
+/// convolution drops input rows and columns differently ("shape mismatch in add").
+fn candle_backward_fails(h: usize, w: usize, k: usize, s: usize, p: usize) -> bool {
+    (h + 2 * p - k) % s != (w + 2 * p - k) % s
+}
+
+#[test]
+fn generic_backward_matches_the_kernels_candle_and_finite_differences() {
+    let mut candle_failed = 0;
+    for (i, &(n, c, h, w, o, k, s, p, g)) in generic_cases().iter().enumerate() {
+        let what = |t: &str| format!("case {i} {:?} {t}", (n, c, h, w, o, k, s, p, g));
+        let x = random(&[n, c, h, w], DType::F64, 200 + i as u64);
+        let wt = random(&[o, c / g, k, k], DType::F64, 300 + i as u64);
+        let (y, dx, dw) = path_grads(GENERIC, &x, &wt, (s, p, g)).unwrap();
+        // The forward value is candle's conv2d, bit for bit.
+        assert_eq!(
+            values(&y),
+            values(&x.conv2d(&wt, p, s, 1, g).unwrap()),
+            "{}",
+            what("y")
+        );
+        if g == 1 {
+            let (ky, kdx, kdw) = path_grads(KERNELS, &x, &wt, (s, p, g)).unwrap();
+            assert_close(&y, &ky, GENERIC_TOL, &what("y vs kernels"));
+            assert_close(&dx, &kdx, GENERIC_TOL, &what("dx vs kernels"));
+            assert_close(&dw, &kdw, GENERIC_TOL, &what("dw vs kernels"));
+        }
+        match path_grads(STOCK, &x, &wt, (s, p, g)) {
+            Ok((_, sdx, sdw)) => {
+                assert!(!candle_backward_fails(h, w, k, s, p), "{}", what("candle"));
+                assert_close(&dx, &sdx, GENERIC_TOL, &what("dx vs candle"));
+                assert_close(&dw, &sdw, GENERIC_TOL, &what("dw vs candle"));
+            }
+            Err(e) => {
+                assert!(
+                    candle_backward_fails(h, w, k, s, p),
+                    "{}: {e}",
+                    what("candle")
+                );
+                candle_failed += 1;
+            }
+        }
+        // Finite differences of the same loss (candle's forward: the values are equal).
+        let r = random(y.dims(), DType::F64, 7);
+        let loss = |x: &Tensor, wt: &Tensor| {
+            scalar(
+                &(x.conv2d(wt, p, s, 1, g).unwrap() * &r)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap(),
+            )
+        };
+        check_fd(&x, &dx, |t| loss(t, &wt), &what("dx"));
+        check_fd(&wt, &dw, |t| loss(&x, t), &what("dw"));
+    }
+    // The candle bug stays covered: some cases have no stock gradient at all.
+    assert!(
+        candle_failed >= 2,
+        "only {candle_failed} cases hit candle's bug"
+    );
+}
+
+#[test]
+fn generic_backward_in_f32_matches_the_kernels_and_candle() {
+    for (i, &(n, c, h, w, o, k, s, p, g)) in generic_cases().iter().enumerate() {
+        let x = random(&[n, c, h, w], DType::F32, 200 + i as u64);
+        let wt = random(&[o, c / g, k, k], DType::F32, 300 + i as u64);
+        let (_, dx, dw) = path_grads(GENERIC, &x, &wt, (s, p, g)).unwrap();
+        let reference = if g == 1 {
+            path_grads(KERNELS, &x, &wt, (s, p, g)).ok()
+        } else {
+            path_grads(STOCK, &x, &wt, (s, p, g)).ok()
+        };
+        if let Some((_, rdx, rdw)) = reference {
+            assert_close(&dx, &rdx, 1e-5, &format!("f32 case {i} dx"));
+            assert_close(&dw, &rdw, 1e-5, &format!("f32 case {i} dw"));
+        }
+    }
+}
+
+#[test]
+fn generic_backward_on_an_odd_width_where_candle_fails() {
+    // Stride 2 on a 7-row, 8-column image: candle's own backward errors out; the generic
+    // one equals the CPU kernels (themselves checked against finite differences above).
+    let x = random(&[2, 3, 7, 8], DType::F64, 1);
+    let wt = random(&[4, 3, 3, 3], DType::F64, 2);
+    assert!(candle_backward_fails(7, 8, 3, 2, 1));
+    let err = path_grads(STOCK, &x, &wt, (2, 1, 1)).unwrap_err();
+    assert!(
+        err.to_string().contains("shape mismatch"),
+        "candle's conv2d backward now gives {err}: if it succeeds, candle fixed the bug"
+    );
+    let (_, dx, dw) = path_grads(GENERIC, &x, &wt, (2, 1, 1)).unwrap();
+    let (_, kdx, kdw) = path_grads(KERNELS, &x, &wt, (2, 1, 1)).unwrap();
+    assert_close(&dx, &kdx, GENERIC_TOL, "odd width dx");
+    assert_close(&dw, &kdw, GENERIC_TOL, "odd width dw");
+}
+
+#[test]
+fn conv_path_follows_the_choice() {
+    let x = random(&[2, 4, 6, 6], DType::F32, 1);
+    let w = random(&[4, 4, 3, 3], DType::F32, 2);
+    let wg = random(&[4, 2, 3, 3], DType::F32, 3);
+    let path = |ops: Ops, x: &Tensor, w: &Tensor, g: usize| {
+        kernels::with_ops(ops, || kernels::conv_path(x, w, 1, 1, g).unwrap())
+    };
+    let unset = Ops {
+        stock: false,
+        generic_backward: None,
+    };
+    // On the CPU by default: the kernels, and candle's own for what they do not cover.
+    assert_eq!(path(unset, &x, &w, 1), ConvPath::Kernels);
+    assert_eq!(path(unset, &x, &wg, 2), ConvPath::Stock);
+    let x16 = x.to_dtype(DType::F16).unwrap();
+    let w16 = w.to_dtype(DType::F16).unwrap();
+    assert_eq!(path(unset, &x16, &w16, 1), ConvPath::Stock);
+    let stock_unset = Ops {
+        stock: true,
+        ..unset
+    };
+    assert_eq!(path(stock_unset, &x, &w, 1), ConvPath::Stock);
+    // Forced: the generic backward everywhere.
+    for ops in [
+        GENERIC,
+        Ops {
+            stock: true,
+            ..GENERIC
+        },
+    ] {
+        assert_eq!(path(ops, &x, &w, 1), ConvPath::Generic);
+        assert_eq!(path(ops, &x, &wg, 2), ConvPath::Generic);
+        assert_eq!(path(ops, &x16, &w16, 1), ConvPath::Generic);
+    }
+    assert_eq!(path(KERNELS, &x, &w, 1), ConvPath::Kernels);
+    assert_eq!(path(STOCK, &x, &w, 1), ConvPath::Stock);
+    // The override is the thread's own and ends with the closure.
+    assert_eq!(kernels::Ops::current(), kernels::Ops::from_env());
+}
+
+#[test]
+fn generic_path_without_gradients_is_candles_conv2d() {
+    // Evaluation (nothing tracked): candle's conv2d itself; the images get no gradient.
+    let x = random(&[2, 3, 7, 7], DType::F32, 1);
+    let w = random(&[4, 3, 3, 3], DType::F32, 2);
+    kernels::with_ops(GENERIC, || {
+        let y = kernels::conv2d(&x, &w, 2, 1, 1).unwrap();
+        assert_eq!(values(&y), values(&x.conv2d(&w, 1, 2, 1, 1).unwrap()));
+        let wv = Var::from_tensor(&w).unwrap();
+        let y = kernels::conv2d(&x, wv.as_tensor(), 2, 1, 1).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&x).is_none());
+        assert!(g.get(wv.as_tensor()).is_some());
+    });
 }

@@ -2,6 +2,7 @@
 //! semantics, gradients, input checks.
 
 use candle_core::{D, DType, Device, Tensor, Var};
+use hkd_arch::kernels::{self, Ops};
 use hkd_arch::{ArchError, BatchNorm2d, Network, Phase, shake_mix};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -318,10 +319,17 @@ fn shake_shake_training_is_random_per_image_and_seeded() {
     );
 }
 
-/// Central finite differences of sum(logits * w) against autograd, in f64, training mode.
-fn check_gradients(arch: &str, hw: usize, params: &[&str]) {
+/// Central finite differences of sum(logits * w) against autograd, in f64, training mode,
+/// on h × w images.
+fn check_gradients(arch: &str, (h, wd): (usize, usize), params: &[&str]) {
     let net = Network::new(arch, 10, &Device::Cpu, DType::F64, 11).unwrap();
-    let x = random_input(3, hw, DType::F64, 12);
+    let x = random_input(3, h.max(wd), DType::F64, 12)
+        .narrow(2, 0, h)
+        .unwrap()
+        .narrow(3, 0, wd)
+        .unwrap()
+        .contiguous()
+        .unwrap();
     let w = Tensor::arange(0.0f64, 30.0, &Device::Cpu)
         .unwrap()
         .reshape((3, 10))
@@ -374,7 +382,7 @@ fn check_gradients(arch: &str, hw: usize, params: &[&str]) {
 fn training_gradients_match_finite_differences() {
     check_gradients(
         "resnet8",
-        8,
+        (8, 8),
         &[
             "conv.weight",
             "bn.weight",
@@ -385,7 +393,7 @@ fn training_gradients_match_finite_differences() {
     );
     check_gradients(
         "resnext11-2x4d",
-        8,
+        (8, 8),
         &[
             "stage1.block1.conv2.weight",
             "stage2.block1.bn3.weight",
@@ -394,7 +402,7 @@ fn training_gradients_match_finite_differences() {
     );
     check_gradients(
         "wrn10-1",
-        8,
+        (8, 8),
         &[
             "stage2.block1.shortcut.conv.weight",
             "stage3.block1.bn1.weight",
@@ -476,4 +484,186 @@ fn networks_can_be_shared_between_threads() {
         std::thread::spawn(move || values(&net.forward_eval(&x).unwrap()))
     };
     assert_eq!(handle.join().unwrap(), expected);
+}
+
+// ---- the GPU path, proven on the CPU ------------------------------------------------------
+
+/// What a CUDA device runs: candle's stock operations, the convolutions through the generic
+/// backward (kernels::conv2d); here forced on the CPU.
+const GPU_PATH: Ops = Ops {
+    stock: true,
+    generic_backward: Some(true),
+};
+/// The generic convolution backward with the CPU kernels for everything else.
+const GENERIC_WITH_KERNELS: Ops = Ops {
+    stock: false,
+    generic_backward: Some(true),
+};
+/// The CPU default: the CPU kernels (grouped convolutions: candle's).
+const CPU_KERNELS: Ops = Ops {
+    stock: false,
+    generic_backward: Some(false),
+};
+/// candle's stock operations and autograd only.
+const CANDLE: Ops = Ops {
+    stock: true,
+    generic_backward: Some(false),
+};
+
+/// The logits and every parameter's gradient of sum(logits · r) after one training-mode
+/// forward pass of `arch` on a batch of three h × w images, in f64, with `ops`.
+fn training_step(
+    arch: &str,
+    (h, w): (usize, usize),
+    ops: Ops,
+) -> Result<Vec<(String, Tensor)>, String> {
+    kernels::with_ops(ops, || {
+        let net =
+            Network::new(arch, 10, &Device::Cpu, DType::F64, 11).map_err(|e| e.to_string())?;
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let v: Vec<f64> = (0..3 * 3 * h * w)
+            .map(|_| rand::Rng::random::<f64>(&mut rng) * 2.0 - 1.0)
+            .collect();
+        let x = Tensor::from_vec(v, (3, 3, h, w), &Device::Cpu).unwrap();
+        let mut shake_rng = ChaCha8Rng::seed_from_u64(13);
+        let y = net
+            .forward(
+                &x,
+                Phase::Train {
+                    rng: &mut shake_rng,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        let r = Tensor::arange(0.0f64, 30.0, &Device::Cpu)
+            .unwrap()
+            .reshape((3, 10))
+            .unwrap()
+            .cos()
+            .unwrap();
+        let grads = (&y * r)
+            .and_then(|l| l.sum_all())
+            .and_then(|l| l.backward())
+            .map_err(|e| e.to_string())?;
+        let mut out = vec![("logits".to_string(), y.detach())];
+        for (name, var) in net.trainable_parameters() {
+            let g = grads
+                .get(var.as_tensor())
+                .ok_or(format!("no gradient for {name}"))?;
+            out.push((name, g.clone()));
+        }
+        Ok(out)
+    })
+}
+
+/// The largest |a − b| / max(1, max |b|) over the tensors of two training steps.
+fn max_difference(a: &[(String, Tensor)], b: &[(String, Tensor)], what: &str) -> f64 {
+    assert_eq!(a.len(), b.len(), "{what}: tensor count");
+    let mut worst = 0.0f64;
+    for ((na, ta), (nb, tb)) in a.iter().zip(b) {
+        assert_eq!((na, ta.dims()), (nb, tb.dims()), "{what}");
+        let (va, vb) = (values(ta), values(tb));
+        let scale = vb.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let d = va
+            .iter()
+            .zip(&vb)
+            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs() / scale));
+        assert!(
+            d <= GPU_PATH_TOL,
+            "{what}: {na} differs by {d:e} (relative)"
+        );
+        worst = worst.max(d);
+    }
+    worst
+}
+
+/// f64: the paths differ only in the order of their sums.
+const GPU_PATH_TOL: f64 = 1e-10;
+
+#[test]
+fn every_architecture_trains_the_same_through_the_gpu_path() {
+    // Square images, and 7 × 10 ones: stride 2 drops a row but no column, where candle
+    // 0.11's conv2d backward fails ("shape mismatch in add") — and with it the CPU path of
+    // ResNeXt's grouped convolutions, which the CPU kernels leave to candle.
+    let cases: &[(&str, &[(usize, usize)])] = &[
+        ("resnet8", &[(8, 8), (7, 10)]),
+        ("plane2", &[(32, 32)]),
+        ("shake8-2x4d", &[(8, 8), (7, 10)]),
+        ("wrn10-1", &[(8, 8), (7, 10)]),
+        ("resnext11-2x4d", &[(8, 8), (7, 10)]),
+    ];
+    let candle_bug = |what: &str, e: &str, hw: (usize, usize)| {
+        assert!(hw.0 != hw.1 && e.contains("shape mismatch"), "{what}: {e}");
+        "candle fails".to_string()
+    };
+    for &(arch, sizes) in cases {
+        for &hw in sizes {
+            let what = format!("{arch} {hw:?}");
+            let gpu = training_step(arch, hw, GPU_PATH).unwrap();
+            let generic = training_step(arch, hw, GENERIC_WITH_KERNELS).unwrap();
+            let vs_generic = max_difference(
+                &gpu,
+                &generic,
+                &format!("{what}: GPU path vs generic backward + CPU kernels"),
+            );
+            let vs_kernels = match training_step(arch, hw, CPU_KERNELS) {
+                Ok(kernels) => {
+                    max_difference(
+                        &generic,
+                        &kernels,
+                        &format!("{what}: generic backward vs CPU kernels"),
+                    );
+                    format!(
+                        "{:.1e}",
+                        max_difference(&gpu, &kernels, &format!("{what}: GPU path vs CPU kernels"))
+                    )
+                }
+                Err(e) => {
+                    assert!(arch.starts_with("resnext"), "{what}: {e}");
+                    candle_bug(&what, &e, hw)
+                }
+            };
+            let vs_candle = match training_step(arch, hw, CANDLE) {
+                Ok(candle) => {
+                    assert_eq!(hw.0, hw.1, "{what}: candle's backward was expected to fail");
+                    format!(
+                        "{:.1e}",
+                        max_difference(&gpu, &candle, &format!("{what}: GPU path vs candle"))
+                    )
+                }
+                Err(e) => candle_bug(&what, &e, hw),
+            };
+            // Shown with --nocapture.
+            eprintln!(
+                "{what}: largest relative difference of the GPU path's logits and gradients: \
+                 vs CPU kernels {vs_kernels}, vs candle {vs_candle}, vs generic backward + CPU \
+                 kernels {vs_generic:.1e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gpu_path_gradients_match_finite_differences() {
+    // Shake-Shake is left out: its gradient is not the derivative of its forward pass
+    // (beta instead of alpha), on every path.
+    kernels::with_ops(GPU_PATH, || {
+        check_gradients(
+            "resnext11-2x4d",
+            (7, 10),
+            &[
+                "conv.weight",
+                "stage1.block1.conv2.weight",
+                "stage2.block1.conv2.weight",
+                "stage2.block1.shortcut.conv.weight",
+            ],
+        );
+        check_gradients(
+            "resnet8",
+            (7, 10),
+            &[
+                "stage2.block1.conv1.weight",
+                "stage3.block1.shortcut.conv.weight",
+            ],
+        );
+    });
 }

@@ -1,4 +1,5 @@
-//! 2-D convolution (groups 1, dilation 1, symmetric zero padding). Same convolutions
+//! 2-D convolution: [`conv2d`] picks the path ([`conv_path`]); the CPU kernels of this file
+//! cover groups 1, dilation 1, symmetric zero padding. Same convolutions
 //! (stride 1, output as large as the input): k GEMMs over k shifted copies of the padded
 //! input ([`Shifted`]) for the forward pass, the input gradient (a same convolution of dy
 //! with the rotated kernel) and the weight gradient. Other geometries: im2col + GEMM
@@ -10,8 +11,8 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::fast_path;
 use super::util::{Elem, Mat, dispatch, matmul, new_vec, slice};
+use super::{ConvPath, Ops, fast_path, generic};
 
 /// Convolution geometry: input [n, c, h, w], weight [o, c, kh, kw], output [n, o, ho, wo].
 #[derive(Debug, Clone, Copy)]
@@ -370,22 +371,53 @@ fn col2im<T: Elem>(cols: &[T], g: &Geom, dx: &mut [T], planes: &mut Vec<T>) {
     }
 }
 
-/// Convolution of `x` [N, C, H, W] with `w` [O, C, kh, kw] (PyTorch's `F.conv2d` with
-/// groups 1 and dilation 1, no bias). f32/f64 on the CPU use the kernels of this module;
-/// anything else (and shapes the kernel does not cover) uses candle's `conv2d`.
-pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    let ok = fast_path(x)
+/// Convolution of `x` [N, C, H, W] with `w` [O, C/groups, kh, kw] (PyTorch's `F.conv2d`
+/// with dilation 1, no bias), by the path [`conv_path`] picks: the kernels of this module,
+/// the generic backward, or candle's `conv2d`.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    match conv_path(x, w, stride, padding, groups)? {
+        ConvPath::Kernels => {
+            let x = x.contiguous()?;
+            let w = w.contiguous()?;
+            x.apply_op2(&w, Conv2dOp { stride, padding })
+        }
+        ConvPath::Generic => generic::conv2d(x, w, stride, padding, groups),
+        ConvPath::Stock => x.conv2d(w, padding, stride, 1, groups),
+    }
+}
+
+/// The path of a convolution ([`conv2d`]'s arguments), by the current [`Ops`]: the CPU
+/// kernels where they fit (f32/f64 CPU tensors, groups 1, stock operations not forced)
+/// unless the generic backward is forced; else the generic backward where it is chosen
+/// (by default off the CPU); else candle's own.
+pub fn conv_path(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<ConvPath> {
+    let ops = Ops::current();
+    let kernels_fit = fast_path(x)
+        && groups == 1
         && w.dtype() == x.dtype()
         && w.device().is_cpu()
         && x.rank() == 4
         && w.rank() == 4
         && Geom::new(x.dims4()?, w.dims4()?, stride, padding).is_some();
-    if !ok {
-        return x.conv2d(w, padding, stride, 1, 1);
-    }
-    let x = x.contiguous()?;
-    let w = w.contiguous()?;
-    x.apply_op2(&w, Conv2dOp { stride, padding })
+    Ok(if kernels_fit && ops.generic_backward != Some(true) {
+        ConvPath::Kernels
+    } else if ops.generic_backward.unwrap_or(!x.device().is_cpu()) {
+        ConvPath::Generic
+    } else {
+        ConvPath::Stock
+    })
 }
 
 /// Forward convolution; backward through [`Conv2dBwdInput`] and [`Conv2dBwdWeight`].

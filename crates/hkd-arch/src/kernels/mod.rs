@@ -25,30 +25,106 @@
 //! Only f32 and f64 tensors on the CPU use the kernels. Every function here checks
 //! [`fast_path`] and otherwise falls back to candle's stock operations (CUDA, Metal, f16,
 //! bf16), which compute the same values; there are no CUDA kernels of our own. Grouped
-//! convolutions (ResNeXt) and dilations other than 1 also use candle's convolution.
+//! convolutions (ResNeXt) also use candle's convolution.
+//!
+//! One exception to "stock": off the CPU, [`conv2d`] keeps candle's forward convolution but
+//! computes both gradients as forward convolutions too (the *generic backward*, module
+//! `generic`), because candle's own input gradient is `conv_transpose2d`, a direct kernel
+//! on CUDA. Which path a convolution takes is [`conv_path`]'s decision, from the
+//! environment (`HKD_ARCH_STOCK_OPS`, `HKD_ARCH_GENERIC_BACKWARD`) or a thread's
+//! [`with_ops`] override.
 
 mod batchnorm;
 mod conv;
 mod elementwise;
+mod generic;
 mod util;
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 use candle_core::{DType, Tensor};
 
 pub use batchnorm::{batch_norm_train, channel_affine, channel_stats};
-pub use conv::conv2d;
+pub use conv::{conv_path, conv2d};
 pub use elementwise::{add_relu, relu, shake_mix};
 
 /// Whether `t` is handled by the kernels of this module: on the CPU, in f32 or f64, and
-/// the environment variable `HKD_ARCH_STOCK_OPS` is not set to `1` (read once; it makes
-/// every layer use candle's stock operations, for comparisons and benchmarks).
+/// stock operations are not forced ([`Ops::stock`]: `HKD_ARCH_STOCK_OPS=1`, read once,
+/// makes every layer use candle's stock operations, for comparisons and benchmarks).
 pub fn fast_path(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64) && !stock_ops_forced()
 }
 
-/// `HKD_ARCH_STOCK_OPS=1`: use candle's stock operations everywhere.
+/// `HKD_ARCH_STOCK_OPS=1` (or a [`with_ops`] override): use candle's stock operations
+/// instead of the CPU kernels.
 pub fn stock_ops_forced() -> bool {
-    static FORCED: OnceLock<bool> = OnceLock::new();
-    *FORCED.get_or_init(|| std::env::var_os("HKD_ARCH_STOCK_OPS").is_some_and(|v| v == "1"))
+    Ops::current().stock
+}
+
+/// Which implementations the layers use: the environment's choice ([`Ops::from_env`]),
+/// or the current thread's own ([`with_ops`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ops {
+    /// `HKD_ARCH_STOCK_OPS=1`: candle's stock operations instead of the CPU kernels.
+    pub stock: bool,
+    /// `HKD_ARCH_GENERIC_BACKWARD`: `Some(true)` (`=1`) every convolution through the
+    /// generic backward, on the CPU too instead of the CPU kernels; `Some(false)` (`=0`)
+    /// none (off the CPU, candle's own backward, with `conv_transpose2d`); `None` (unset,
+    /// the default) the generic backward off the CPU only.
+    pub generic_backward: Option<bool>,
+}
+
+/// How a convolution is computed ([`conv_path`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvPath {
+    /// The CPU kernels of this module (f32/f64 CPU tensors, groups 1).
+    Kernels,
+    /// candle's `conv2d` forward, the gradients as forward convolutions (any device).
+    Generic,
+    /// candle's `conv2d` with candle's own backward.
+    Stock,
+}
+
+thread_local! {
+    static OPS_OVERRIDE: Cell<Option<Ops>> = const { Cell::new(None) };
+}
+
+impl Ops {
+    /// The choice of the environment variables `HKD_ARCH_STOCK_OPS` (`1`: stock) and
+    /// `HKD_ARCH_GENERIC_BACKWARD` (`1` or `0`; anything else counts as unset), read once.
+    pub fn from_env() -> Ops {
+        static ENV: OnceLock<Ops> = OnceLock::new();
+        *ENV.get_or_init(|| {
+            let var = |name: &str| std::env::var(name).ok();
+            Ops {
+                stock: var("HKD_ARCH_STOCK_OPS").as_deref() == Some("1"),
+                generic_backward: match var("HKD_ARCH_GENERIC_BACKWARD").as_deref() {
+                    Some("1") => Some(true),
+                    Some("0") => Some(false),
+                    _ => None,
+                },
+            }
+        })
+    }
+
+    /// The current thread's [`with_ops`] override, else [`Ops::from_env`].
+    pub fn current() -> Ops {
+        OPS_OVERRIDE.with(Cell::get).unwrap_or_else(Ops::from_env)
+    }
+}
+
+/// Runs `f` with `ops` as the current thread's choice of implementations (restored
+/// afterwards, also on panic): for comparing the paths in one process, as the tests do.
+/// The choice is made when a layer's forward pass runs (the backward pass follows it), on
+/// the thread that runs it.
+pub fn with_ops<R>(ops: Ops, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Ops>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            OPS_OVERRIDE.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(OPS_OVERRIDE.with(|o| o.replace(Some(ops))));
+    f()
 }
