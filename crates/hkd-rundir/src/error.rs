@@ -49,7 +49,7 @@ impl RunDirError {
         Self::Parse {
             path: path.into(),
             what,
-            message: message.to_string(),
+            message: message.to_string().trim_end().to_string(),
         }
     }
 }

@@ -83,6 +83,27 @@ impl Task {
 /// and a repeated flag for flags that repeat (`set = [["a=x", "b=y"]]`). The values
 /// themselves are checked by [`check_tasks`].
 pub fn expand(config: &GridConfig, binary: &BinaryInfo, path: &Path) -> Result<Vec<Task>> {
+    // before anything is allocated: a product of many axes grows fast
+    let count = config
+        .grid
+        .values()
+        .try_fold(1usize, |n, axis| n.checked_mul(axis.0.len()))
+        .filter(|&n| n <= MAX_TASKS);
+    if count.is_none() {
+        let sizes: Vec<String> = config
+            .grid
+            .iter()
+            .filter(|(_, a)| a.0.len() > 1)
+            .map(|(k, a)| format!("{k} ({})", a.0.len()))
+            .collect();
+        return Err(GridError::config(
+            path,
+            format!(
+                "the grid's axes make more than {MAX_TASKS} tasks ({}); split it into several grids or pipeline stages",
+                sizes.join(" × ")
+            ),
+        ));
+    }
     let command = binary.command()?;
     let known: Vec<String> = command
         .get_arguments()
@@ -216,6 +237,10 @@ pub fn expand(config: &GridConfig, binary: &BinaryInfo, path: &Path) -> Result<V
     }
     Ok(tasks)
 }
+
+/// The most tasks one grid may have (a Slurm cluster's array limit is far lower; beyond
+/// this a typo in the axes is more likely than a plan).
+pub const MAX_TASKS: usize = 100_000;
 
 /// How many problems [`check_tasks`] lists before summing up the rest.
 const MAX_LISTED_PROBLEMS: usize = 20;
@@ -403,6 +428,21 @@ mod tests {
             "binary = \"hkd-eval\"\nsubcommand = \"run\"\nargs = [\"r\"]\n[grid]\nweights = [\"best\", \"worst\"]\n",
         );
         assert!(e.contains("task 1") && e.contains("worst"), "{e}");
+    }
+
+    #[test]
+    fn a_grid_of_too_many_tasks_is_refused_before_expanding() {
+        let axes: String = (0..40)
+            .map(|i| format!("lr{i} = [0.1, 0.2]\n"))
+            .collect::<String>()
+            .replace("lr0 ", "lr ");
+        let e = expand_and_check(&format!("binary = \"hkd-train\"\n[grid]\n{axes}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("more than 100000 tasks") && e.contains("lr (2)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// A setting has a value the trainer cannot use.
-    #[error("invalid setting `{field}`: found {found}, expected {expected}")]
+    #[error("invalid setting `{field}` is {found}, expected {expected}")]
     InvalidOption {
         /// Flag / config field name (`lambda`, `batch_size`, ...).
         field: &'static str,
@@ -51,6 +51,14 @@ pub enum TrainError {
         dir: PathBuf,
         /// `field: stored -> given` for each differing field.
         differences: Vec<String>,
+    },
+
+    /// The `config.toml` of a run already in the directory cannot be read, so what that
+    /// run is cannot be known.
+    #[error("{source}; repair the file, or pass --overwrite to delete that run and start again")]
+    UnreadableConfig {
+        /// The parse or read error (it names the file).
+        source: hkd_rundir::RunDirError,
     },
 
     /// The directory that would hold the run holds something else.
@@ -101,8 +109,8 @@ pub enum TrainError {
         reason: String,
     },
 
-    /// A dataset could not be opened or loaded.
-    #[error("dataset {path}: {source}")]
+    /// A dataset could not be opened or loaded (the dataset error names the path).
+    #[error("{source}")]
     Dataset {
         /// The dataset directory.
         path: PathBuf,

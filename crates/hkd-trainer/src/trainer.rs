@@ -359,7 +359,9 @@ fn prepare_run_dir(plan: &Plan) -> Result<Option<Start>> {
         clear_run_dir(run)?;
         return fresh(plan).map(Some);
     }
-    let stored = run.read_config()?;
+    let stored = run
+        .read_config()
+        .map_err(|source| TrainError::UnreadableConfig { source })?;
     let differences = config_differences(&stored, &plan.config);
     if !differences.is_empty() {
         return Err(TrainError::ConfigMismatch {
