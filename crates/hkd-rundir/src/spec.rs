@@ -475,25 +475,37 @@ impl RunSpec {
         format!("+h={hex}")
     }
 
+    /// The settings the original names spell out, in their order: student, D, T_h, T_t,
+    /// λ, γ, iter (floats as Python prints them).
+    fn named_values(&self) -> [String; 7] {
+        let l = &self.loss;
+        [
+            self.student.clone(),
+            l.distil_fn.to_string(),
+            py_float(l.temperature_human),
+            py_float(l.temperature_teacher),
+            py_float(l.lambda),
+            py_float(l.gamma),
+            self.iter.to_string(),
+        ]
+    }
+
+    /// `base` followed by the `+key=value` suffix (see [`run_name`](Self::run_name)).
+    fn with_extras(&self, base: String) -> String {
+        let suffix = self.extras_suffix(base.len());
+        base + &suffix
+    }
+
     /// The run directory name: the original project's
     /// `student_<arch>_distil_fn_<D>_temperature_h_<Th>_temperature_t_<Tt>_lambda_<λ>_gamma_<γ>_iter_<i>`,
     /// followed by `+key=value` for every other identity setting that is not at its
     /// default (e.g. `…_iter_0+lr=0.01+seed=3`). A run with defaults everywhere else keeps
     /// the original name exactly.
     pub fn run_name(&self) -> String {
-        let l = &self.loss;
-        let base = format!(
-            "student_{}_distil_fn_{}_temperature_h_{}_temperature_t_{}_lambda_{}_gamma_{}_iter_{}",
-            self.student,
-            l.distil_fn,
-            py_float(l.temperature_human),
-            py_float(l.temperature_teacher),
-            py_float(l.lambda),
-            py_float(l.gamma),
-            self.iter
-        );
-        let suffix = self.extras_suffix(base.len());
-        base + &suffix
+        let [student, d, th, tt, l, g, i] = self.named_values();
+        self.with_extras(format!(
+            "student_{student}_distil_fn_{d}_temperature_h_{th}_temperature_t_{tt}_lambda_{l}_gamma_{g}_iter_{i}"
+        ))
     }
 
     /// The slug that names a teacher run as the teacher level of its students' paths:
@@ -501,19 +513,10 @@ impl RunSpec {
     /// `+key=value` suffix as [`run_name`](Self::run_name), e.g.
     /// `human-resnet20-KL-th1.0-tt1.0-l1.0-g0.0-i0+epochs=15`.
     pub fn teacher_slug(&self, own_teacher_level: &str) -> String {
-        let l = &self.loss;
-        let base = format!(
-            "{own_teacher_level}-{}-{}-th{}-tt{}-l{}-g{}-i{}",
-            self.student,
-            l.distil_fn,
-            py_float(l.temperature_human),
-            py_float(l.temperature_teacher),
-            py_float(l.lambda),
-            py_float(l.gamma),
-            self.iter
-        );
-        let suffix = self.extras_suffix(base.len());
-        base + &suffix
+        let [student, d, th, tt, l, g, i] = self.named_values();
+        self.with_extras(format!(
+            "{own_teacher_level}-{student}-{d}-th{th}-tt{tt}-l{l}-g{g}-i{i}"
+        ))
     }
 
     /// `key: stored -> given` for every identity setting that differs between two
