@@ -8,8 +8,9 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 use clap::Parser;
 use hkd_evaluator::{
-    AttackSettings, EvalOptions, Evaluator, Progress, RunResult, SetSpec, Shard, find_targets,
-    parse_attacks, parse_device, parse_eps_list, predict_to_file, read_sets_file,
+    AttackSettings, EvalOptions, Evaluator, Progress, RunResult, SetSpec, Shard,
+    check_calibration_set, find_targets, parse_attacks, parse_device, parse_eps_list,
+    predict_to_file, read_sets_file,
 };
 use hkd_rundir::cli::eval::{
     EvalCli as Cli, EvalCommand as Command, EvalRunArgs as RunArgs, PredictArgs,
@@ -64,6 +65,10 @@ fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     if let Some(file) = &args.sets_file {
         sets.extend(read_sets_file(file)?);
     }
+    if let Some(name) = &args.calibrate_on {
+        // before any target is searched or set loaded: a typo costs nothing
+        check_calibration_set(&sets, name)?;
+    }
     let attacks = match &args.attack {
         None => None,
         Some(list) => Some(AttackSettings {
@@ -81,6 +86,7 @@ fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
         weights: args.weights,
         attacks,
         force: args.force,
+        calibrate_on: args.calibrate_on.clone(),
     };
     let found = find_targets(&args.paths, args.arch.as_deref(), args.classes)?;
     let total = found.len();
@@ -120,8 +126,13 @@ fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
                     .iter()
                     .map(|(name, m)| format!("{name} acc {:.4} ce {:.4}", m.accuracy, m.ce_mean))
                     .collect();
+                let temperature = report
+                    .temperature
+                    .as_ref()
+                    .map(|t| format!("  T {:.4} (on {})", t.temperature, t.set))
+                    .unwrap_or_default();
                 println!(
-                    "evaluated  {path}  {}  -> {}",
+                    "evaluated  {path}  {}{temperature}  -> {}",
                     summary.join(", "),
                     report_path.display()
                 );

@@ -459,6 +459,79 @@ fn a_missing_set_stops_before_any_run_is_evaluated() {
 }
 
 #[test]
+fn calibrate_on_fits_a_temperature_and_refuses_an_unknown_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_split(&data, "val", &random_dataset(40, 1), None).unwrap();
+    write_split(&data, "c10", &random_dataset(30, 2), None).unwrap();
+    let grid = tmp.path().join("grid");
+    let run = make_run(&grid, "baseline", "plane2", 1, &data);
+    let grid_arg = grid.to_str().unwrap();
+
+    // A set that is not evaluated: refused (exit 2) before any run, naming the sets.
+    let val = format!("val={}:val", data.display());
+    let c10 = format!("c10={}:c10", data.display());
+    let o = hkd_eval(&[
+        "run",
+        grid_arg,
+        "--set",
+        &val,
+        "--set",
+        &c10,
+        "--calibrate-on",
+        "cinic",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--calibrate-on cinic") && err.contains("val, c10"),
+        "{err}"
+    );
+    assert!(!run.file(RunDir::EVAL).exists());
+    // Without --set the only set is each run's own `val`.
+    let o = hkd_eval(&["run", grid_arg, "--calibrate-on", "c10"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the sets are val"));
+    assert!(!run.file(RunDir::EVAL).exists());
+
+    let o = hkd_eval(&[
+        "run",
+        grid_arg,
+        "--set",
+        &val,
+        "--set",
+        &c10,
+        "--calibrate-on",
+        "val",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let r = run.read_eval().unwrap();
+    let t = r.temperature.as_ref().expect("a fitted temperature");
+    assert_eq!(t.set, "val");
+    assert!(t.temperature > 0.0 && t.nll_after <= t.nll_before, "{t:?}");
+    assert!(stdout(&o).contains(&format!("T {:.4} (on val)", t.temperature)));
+    for (name, m) in &r.sets {
+        let scaled = m
+            .temperature_scaled
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(
+            scaled.reliability.iter().map(|b| b.count).sum::<usize>(),
+            m.images
+        );
+    }
+    assert_eq!(
+        r.sets["val"].temperature_scaled.as_ref().unwrap().ce_mean,
+        t.nll_after
+    );
+
+    // The calibration set is part of the settings: without it the run is evaluated again.
+    let o = hkd_eval(&["run", grid_arg, "--set", &val, "--set", &c10]);
+    assert!(stdout(&o).contains("1 run evaluated"), "{}", stdout(&o));
+    assert_eq!(run.read_eval().unwrap().temperature, None);
+}
+
+#[test]
 fn full_evaluation_of_a_small_grid_on_the_fixtures() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cifar10h-mini");
     if !fixture.join("dataset.toml").is_file() {

@@ -144,6 +144,18 @@ pub enum EvalError {
         reason: String,
     },
 
+    /// `--calibrate-on NAME` names no set that is evaluated.
+    #[error(
+        "--calibrate-on {name}: no set of that name is evaluated (the sets are {}); name one of them, or add it with --set {name}=DIR[:split]",
+        available.join(", ")
+    )]
+    UnknownCalibrationSet {
+        /// The name given.
+        name: String,
+        /// The names of the sets evaluated.
+        available: Vec<String>,
+    },
+
     /// An option value is out of range.
     #[error("{option}: {reason}")]
     InvalidOption {
@@ -181,6 +193,7 @@ impl EvalError {
                 | EvalError::NoSetsForCheckpoint(_)
                 | EvalError::NoTargets { .. }
                 | EvalError::InvalidOption { .. }
+                | EvalError::UnknownCalibrationSet { .. }
                 | EvalError::Device { .. }
         )
     }

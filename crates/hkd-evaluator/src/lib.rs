@@ -10,7 +10,8 @@
 //!   the original `<run>_generalization.npy`. A run already evaluated with the same settings
 //!   hash is skipped unless forced; a run that fails is reported and the others go on.
 //! - [`metrics`]: accuracy, cross-entropy (also the original's sum of batch means), human
-//!   cross-entropy / KL / majority agreement, ECE (15 bins), Brier score.
+//!   cross-entropy / KL / majority agreement, ECE (15 bins) with its reliability bins, mean
+//!   confidence, Brier score, and temperature scaling ([`metrics::fit_temperature`]).
 //! - [`attack`]: FGSM and PGD in pixel space through the normalisation.
 //! - [`predict_to_file`]: logits of a network for an `.npy` of images.
 //!
@@ -33,7 +34,7 @@ pub use forward::{dataset_logits, load_network, parse_device, tensor_logits};
 pub use manager::{
     CHECKPOINT_REPORT_SUFFIX, DEFAULT_BATCH_SIZE, EvalOptions, Evaluator, GENERALIZATION_SUFFIX,
     METRICS_VERSION, RunOutcome, RunResult, SettingsHashInput, SkipReason, Target, WeightsChoice,
-    find_targets, generalization_array, settings_hash, sha256_file,
+    check_calibration_set, find_targets, generalization_array, settings_hash, sha256_file,
 };
 pub use npy::{ImageInput, read_images_npy, write_npy};
 pub use predict::{Prediction, predict_to_file};

@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::Device;
-use hkd_rundir::{EvalReport, HKD_VERSION, RunDir, SetMetrics, find_run_dirs, write_atomic};
+use hkd_rundir::{
+    EvalReport, HKD_VERSION, RunDir, SetMetrics, TemperatureFit, find_run_dirs, write_atomic,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::attack::{AttackSettings, attack_set};
 use crate::error::{EvalError, Result};
 use crate::forward::{dataset_logits, load_network};
-use crate::metrics::set_metrics;
+use crate::metrics::{fit_temperature, scaled_metrics, set_metrics};
 use crate::npy::write_npy;
 use crate::progress::Progress;
 use crate::sets::{
@@ -22,8 +24,9 @@ use crate::sets::{
 };
 
 /// Version of what the evaluator measures; part of the settings hash, so a change of the
-/// metrics makes every run count as not yet evaluated.
-pub const METRICS_VERSION: u32 = 1;
+/// metrics makes every run count as not yet evaluated. 2: mean confidence, reliability
+/// bins and temperature scaling (`--calibrate-on`).
+pub const METRICS_VERSION: u32 = 2;
 
 pub use hkd_rundir::cli::eval::{DEFAULT_BATCH_SIZE, WeightsChoice};
 
@@ -46,6 +49,9 @@ pub struct EvalOptions {
     pub attacks: Option<AttackSettings>,
     /// Evaluate even when `eval.json` has the same settings hash.
     pub force: bool,
+    /// Fit one temperature per run on this set (one of the evaluated sets' names) and
+    /// record the temperature-scaled metrics of every set.
+    pub calibrate_on: Option<String>,
 }
 
 impl Default for EvalOptions {
@@ -56,6 +62,7 @@ impl Default for EvalOptions {
             weights: WeightsChoice::Best,
             attacks: None,
             force: false,
+            calibrate_on: None,
         }
     }
 }
@@ -218,6 +225,24 @@ pub fn find_targets(
     Ok(targets)
 }
 
+/// Checks that `--calibrate-on NAME` names one of the sets every run is evaluated on: one
+/// of `sets`, or with none given the default set (`val`, each run's own validation split).
+pub fn check_calibration_set(sets: &[SetSpec], name: &str) -> Result<()> {
+    let available: Vec<String> = if sets.is_empty() {
+        vec![DEFAULT_SET_NAME.to_string()]
+    } else {
+        sets.iter().map(|s| s.name.clone()).collect()
+    };
+    if available.iter().any(|n| n == name) {
+        Ok(())
+    } else {
+        Err(EvalError::UnknownCalibrationSet {
+            name: name.to_string(),
+            available,
+        })
+    }
+}
+
 /// Why a run was not evaluated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SkipReason {
@@ -319,6 +344,9 @@ impl Evaluator {
     ) -> Result<Evaluator> {
         options.validate()?;
         check_unique_names(sets)?;
+        if let Some(name) = &options.calibrate_on {
+            check_calibration_set(sets, name)?;
+        }
         let mut cache: HashMap<(PathBuf, Option<String>), Arc<LoadedSet>> = HashMap::new();
         let mut load = |spec: &SetSpec| -> Result<Arc<LoadedSet>> {
             let key = (spec.dir.clone(), spec.split.clone());
@@ -505,6 +533,7 @@ impl Evaluator {
             batch_size: self.options.batch_size,
             ce_batch_size: self.options.ce_batch_size,
             attacks: self.options.attacks.as_ref(),
+            calibrate_on: self.options.calibrate_on.as_deref(),
         })?;
         let report_path = target.report_path();
         if !self.options.force && report_path.is_file() {
@@ -521,7 +550,8 @@ impl Evaluator {
         }
 
         let net = load_network(&arch, classes, &weights, &self.device)?;
-        let mut results = BTreeMap::new();
+        // Every set's logits first: the temperature fitted on one set scales them all.
+        let mut all_logits = Vec::with_capacity(sets.len());
         for set in &sets {
             let dataset = &set.dataset;
             if dataset.num_classes() != classes {
@@ -540,14 +570,62 @@ impl Evaluator {
                     row: i / classes,
                 });
             }
+            all_logits.push(logits);
+        }
+        let temperature = match &self.options.calibrate_on {
+            None => None,
+            Some(name) => {
+                let i = sets.iter().position(|s| &s.name == name).ok_or_else(|| {
+                    EvalError::UnknownCalibrationSet {
+                        name: name.clone(),
+                        available: sets.iter().map(|s| s.name.clone()).collect(),
+                    }
+                })?;
+                let fit = fit_temperature(&all_logits[i], classes, sets[i].dataset.labels())?;
+                if fit.at_bound {
+                    tracing::warn!(
+                        "{}: the NLL on {name} is lowest at the end of the searched range, T = {}",
+                        short_name(target),
+                        fit.temperature
+                    );
+                }
+                tracing::info!(
+                    "{}: temperature {:.4} fitted on {name} (NLL {:.4} -> {:.4})",
+                    short_name(target),
+                    fit.temperature,
+                    fit.nll_before,
+                    fit.nll_after
+                );
+                Some(TemperatureFit {
+                    set: name.clone(),
+                    temperature: fit.temperature,
+                    nll_before: fit.nll_before,
+                    nll_after: fit.nll_after,
+                    at_bound: fit.at_bound,
+                })
+            }
+        };
+        let mut results = BTreeMap::new();
+        for (set, logits) in sets.iter().zip(&all_logits) {
+            let dataset = &set.dataset;
+            let label = format!("{} on {}", short_name(target), set.name);
             let mut metrics = set_metrics(
                 set.source.clone(),
-                &logits,
+                logits,
                 classes,
                 dataset.labels(),
                 dataset.human(),
                 self.options.ce_batch_size,
             )?;
+            if let Some(fit) = &temperature {
+                metrics.temperature_scaled = Some(scaled_metrics(
+                    logits,
+                    classes,
+                    dataset.labels(),
+                    dataset.human(),
+                    fit.temperature,
+                )?);
+            }
             if let Some(attacks) = &self.options.attacks {
                 metrics.attacks = attack_set(&net, set, attacks, progress)?;
             }
@@ -564,6 +642,7 @@ impl Evaluator {
             settings_hash,
             weights: weights_label,
             sets: results,
+            temperature,
         };
         match target {
             Target::Run(run) => run.write_eval(&report)?,
@@ -648,6 +727,8 @@ pub struct SettingsHashInput<'a> {
     pub ce_batch_size: usize,
     /// Attacks, if any.
     pub attacks: Option<&'a AttackSettings>,
+    /// The set the temperature is fitted on, if any.
+    pub calibrate_on: Option<&'a str>,
 }
 
 /// SHA-256 (hex) of the canonical JSON of `input`.

@@ -112,6 +112,135 @@ fn eval_json_matches_hand_computed_metrics() {
 }
 
 #[test]
+fn calibration_detail_and_temperature_scaling_match_hand_computation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
+    let run = make_run(&tmp.path().join("runs"), "r1", "resnet8", 7, &data, "val");
+    let targets = vec![Target::Run(run.clone())];
+    let sets: Vec<SetSpec> = ["val", "c10"]
+        .iter()
+        .map(|s| format!("{s}={}:{s}", data.display()).parse().unwrap())
+        .collect();
+    let calibrated = EvalOptions {
+        calibrate_on: Some("val".into()),
+        ..options()
+    };
+
+    // A set that is not evaluated is refused before any work.
+    let err = Evaluator::prepare(
+        &targets,
+        &sets,
+        EvalOptions {
+            calibrate_on: Some("cinic".into()),
+            ..options()
+        },
+        Device::Cpu,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, EvalError::UnknownCalibrationSet { .. }),
+        "{err}"
+    );
+    assert!(err.is_usage());
+    assert!(err.to_string().contains("val, c10"), "{err}");
+
+    let outcomes = evaluate(&targets, &sets, calibrated.clone());
+    assert!(matches!(outcomes[0].result, RunResult::Evaluated { .. }));
+    let r = report(&run);
+    let fit = r.temperature.clone().expect("a temperature");
+    assert_eq!(fit.set, "val");
+
+    let net = Network::new("resnet8", 10, &Device::Cpu, candle_core::DType::F32, 0).unwrap();
+    net.load_weights(&run.file(RunDir::BEST_WEIGHTS)).unwrap();
+    let open = |split: &str| DatasetDir::open(&data).unwrap().load_split(split).unwrap();
+    // By hand: mean NLL of softmax(z / T) on val, and its derivative in T is 0 at the fit.
+    let val = open("val");
+    let logits = direct_logits(&net, &normalised_images(&val));
+    let nll = |t: f64| -> f64 {
+        let scaled: Vec<f32> = logits.iter().map(|&z| (z as f64 / t) as f32).collect();
+        scaled
+            .chunks(10)
+            .zip(val.labels())
+            .map(|(row, &y)| -softmax(row)[y as usize].ln())
+            .sum::<f64>()
+            / 60.0
+    };
+    let t = fit.temperature;
+    assert!(!fit.at_bound && t > 0.01 && t < 100.0, "{fit:?}");
+    close(fit.nll_before, nll(1.0), 1e-5, "NLL at T = 1");
+    close(fit.nll_after, nll(t), 1e-5, "NLL at the fitted T");
+    assert!(nll(t * 1.05) > fit.nll_after && nll(t / 1.05) > fit.nll_after);
+    assert!(fit.nll_after <= fit.nll_before);
+
+    for (name, n) in [("val", 60), ("c10", 40)] {
+        let m = &r.sets[name];
+        let set = open(name);
+        let logits = direct_logits(&net, &normalised_images(&set));
+        // mean confidence and the bins behind the ECE
+        let conf: f64 = logits
+            .chunks(10)
+            .map(|row| softmax(row)[pred(row)])
+            .sum::<f64>()
+            / n as f64;
+        close(m.mean_confidence.unwrap(), conf, 1e-5, "mean confidence");
+        assert_eq!(m.reliability.len(), 15);
+        assert_eq!(m.reliability.iter().map(|b| b.count).sum::<usize>(), n);
+        let from_bins: f64 = m
+            .reliability
+            .iter()
+            .filter(|b| b.count > 0)
+            .map(|b| {
+                b.count as f64 / n as f64 * (b.accuracy.unwrap() - b.mean_confidence.unwrap()).abs()
+            })
+            .sum();
+        close(m.ece, from_bins, 1e-12, "ECE from its bins");
+        // temperature-scaled: the hand metrics of logits / T (accuracy unchanged)
+        let scaled: Vec<f32> = logits.iter().map(|&z| (z as f64 / t) as f32).collect();
+        let hand = hand_metrics(&scaled, set.labels(), 16);
+        let ts = m.temperature_scaled.as_ref().expect("scaled metrics");
+        close(ts.ce_mean, hand.ce, 1e-5, "scaled CE");
+        close(ts.ece, hand.ece, 1e-5, "scaled ECE");
+        close(ts.brier, hand.brier, 1e-5, "scaled Brier");
+        close(
+            hand.accuracy,
+            m.accuracy,
+            1e-12,
+            "accuracy does not change with T",
+        );
+        assert_eq!(ts.human.is_some(), m.human.is_some(), "{name}");
+        if let (Some(h), Some(human)) = (&ts.human, set.human()) {
+            let ce: f64 = scaled
+                .chunks(10)
+                .zip(human.chunks(10))
+                .map(|(row, h)| {
+                    let p = softmax(row);
+                    -(0..10)
+                        .filter(|&c| h[c] > 0.0)
+                        .map(|c| h[c] * p[c].ln())
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+                / n as f64;
+            close(h.ce, ce, 1e-5, "scaled human CE");
+            let entropy = m.human.as_ref().unwrap().ce - m.human.as_ref().unwrap().kl;
+            close(
+                h.ce - h.kl,
+                entropy,
+                1e-9,
+                "CE − KL is the human entropy at any T",
+            );
+        }
+    }
+    // The calibration set is part of the settings hash: without it, evaluated again.
+    let plain = evaluate(&targets, &sets, options());
+    assert!(matches!(plain[0].result, RunResult::Evaluated { .. }));
+    let r2 = report(&run);
+    assert_ne!(r2.settings_hash, r.settings_hash);
+    assert!(r2.temperature.is_none() && r2.sets["val"].temperature_scaled.is_none());
+    assert_eq!(r2.sets["val"].ce_mean, r.sets["val"].ce_mean);
+}
+
+#[test]
 fn rerun_skips_and_changes_reevaluate() {
     let tmp = tempfile::tempdir().unwrap();
     let data = data_dir(tmp.path());

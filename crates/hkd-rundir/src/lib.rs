@@ -35,7 +35,10 @@ pub use config::{
     LegacyData, LegacyDistillation, LegacyOptimizer, LegacyRunConfig, RunConfig, TeacherSpec,
 };
 pub use error::RunDirError;
-pub use eval::{AttackMetrics, EvalReport, HumanAgreement, SetMetrics};
+pub use eval::{
+    AttackMetrics, EvalReport, HumanAgreement, ReliabilityBin, ScaledHuman, ScaledMetrics,
+    SetMetrics, TemperatureFit,
+};
 pub use files::{
     BestRecord, EpochMetrics, GridBest, RunDir, RunState, RunStatus, best_run_under, find_run_dirs,
     write_atomic,

@@ -128,6 +128,12 @@ pub struct EvalRunArgs {
     #[arg(long, default_value_t = 250)]
     pub attack_batch_size: usize,
 
+    /// Fit one temperature per run on the set NAME (minimum NLL of logits/T) and record
+    /// the temperature-scaled metrics of every set; NAME must be one of the sets
+    /// evaluated (`val` without --set).
+    #[arg(long, value_name = "NAME")]
+    pub calibrate_on: Option<String>,
+
     /// Evaluate only shard K of N of the targets found (every N-th, from the K-th), so
     /// that N tasks split one evaluation, e.g. a grid axis shard = ["1/2", "2/2"].
     #[arg(long, value_name = "K/N", default_value = "1/1")]
