@@ -177,5 +177,20 @@ pub enum LossError {
     Candle(#[from] candle_core::Error),
 }
 
+impl LossError {
+    /// For an error of [`DistillationConfig::validate`](crate::DistillationConfig::validate):
+    /// the config field it is about and the value found (so that a caller can name the
+    /// setting, e.g. a command-line flag, without knowing every variant).
+    pub fn setting(&self) -> Option<(&'static str, f64)> {
+        match self {
+            LossError::WeightOutOfRange { field, found }
+            | LossError::InvalidTemperature { field, found } => Some((field, *found)),
+            LossError::InvalidSmoothing { found } => Some(("human_smoothing", *found)),
+            LossError::InvalidLabelSmoothing { found } => Some(("label_smoothing", *found)),
+            _ => None,
+        }
+    }
+}
+
 /// This crate's result type.
 pub type Result<T> = std::result::Result<T, LossError>;

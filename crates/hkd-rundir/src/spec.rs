@@ -578,14 +578,9 @@ fn join_floats(values: &[f64]) -> String {
 
 /// The key and value a loss validation error is about.
 fn loss_error_key(e: &hkd_losses::LossError) -> (&'static str, String) {
-    use hkd_losses::LossError as E;
-    match e {
-        E::WeightOutOfRange { field, found } | E::InvalidTemperature { field, found } => {
-            (field, found.to_string())
-        }
-        E::InvalidSmoothing { found } => ("human_smoothing", found.to_string()),
-        E::InvalidLabelSmoothing { found } => ("label_smoothing", found.to_string()),
-        other => ("loss", other.to_string()),
+    match e.setting() {
+        Some((key, found)) => (key, found.to_string()),
+        None => ("loss", e.to_string()),
     }
 }
 
