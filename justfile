@@ -59,6 +59,14 @@ study *args: (build-for "pipeline")
 study-long *args: (build-for "pipeline")
     target/release/hkd-grid pipeline configs/study-long.toml {{args}}
 
+# Controlled (matched label smoothing, shuffled human labels), paired (4 repeats), held out
+# (human CE on 2,000 unseen CIFAR-10H images); about 4 hours on 2 cores, resumable (run it
+# again). Needs `just data-real`.
+# The second HKD study of docs/results.md (configs/study2.toml)
+study2 *args: (build-for "pipeline")
+    scripts/study2-data.sh
+    target/release/hkd-grid pipeline configs/study2.toml {{args}}
+
 # The tables of docs/results.md (and docs/results/) from the analyses of both studies
 study-report:
     python3 scripts/study-report.py runs/study-real/analysis docs/results docs/results.md {{ if path_exists("runs/study-long/analysis/average_results.csv") == "true" { "--long runs/study-long/analysis" } else { "" } }}

@@ -541,10 +541,11 @@ fn inspect(a: &InspectArgs) -> Result<()> {
         println!("  normalisation used: mean {:?} std {:?}", n.mean, n.std);
         match &s.human {
             Some(h) => println!(
-                "  human labels: mean entropy {:.4} nats, unanimous rows {:.1}%, majority = label {:.1}%",
+                "  human labels: mean entropy {:.4} nats, unanimous rows {:.1}%, majority = label {:.1}%, mean p(label) {:.4}",
                 h.mean_entropy_nats,
                 100.0 * h.unanimous_share,
-                100.0 * h.majority_agrees_with_label
+                100.0 * h.majority_agrees_with_label,
+                h.mean_true_class_probability
             ),
             None => println!("  human labels: none"),
         }

@@ -590,6 +590,9 @@ pub struct HumanSummary {
     pub unanimous_share: f64,
     /// Share of rows whose most likely class (lowest id on ties) equals the hard label.
     pub majority_agrees_with_label: f64,
+    /// Mean probability people gave the hard label: how soft the human targets are
+    /// relative to it (label smoothing α gives 1 − α + α/C).
+    pub mean_true_class_probability: f64,
 }
 
 /// Shannon entropy in nats of a probability row (0·ln 0 = 0).
@@ -605,13 +608,18 @@ pub fn human_summary(rows: &[f64], classes: usize, labels: &[u32]) -> HumanSumma
             mean_entropy_nats: 0.0,
             unanimous_share: 0.0,
             majority_agrees_with_label: 0.0,
+            mean_true_class_probability: 0.0,
         };
     }
     let mut entropy = 0.0;
     let mut unanimous = 0usize;
     let mut agree = 0usize;
+    let mut true_class = 0.0;
     for (i, row) in rows.chunks_exact(classes).enumerate() {
         entropy += entropy_nats(row);
+        if let Some(&l) = labels.get(i) {
+            true_class += row.get(l as usize).copied().unwrap_or(0.0);
+        }
         let (arg, max) =
             row.iter()
                 .enumerate()
@@ -629,5 +637,6 @@ pub fn human_summary(rows: &[f64], classes: usize, labels: &[u32]) -> HumanSumma
         mean_entropy_nats: entropy / n as f64,
         unanimous_share: unanimous as f64 / n as f64,
         majority_agrees_with_label: agree as f64 / n as f64,
+        mean_true_class_probability: true_class / n as f64,
     }
 }

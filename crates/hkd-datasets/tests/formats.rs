@@ -593,6 +593,8 @@ fn summary_reports_histogram_pixel_stats_and_human_statistics() {
     );
     assert!((h.unanimous_share - 10.0 / 30.0).abs() < 1e-12);
     assert_eq!(h.majority_agrees_with_label, 1.0);
+    // 10 rows give the label 1.0, 20 rows 0.8
+    assert!((h.mean_true_class_probability - (10.0 + 20.0 * 0.8) / 30.0).abs() < 1e-12);
 }
 
 #[test]

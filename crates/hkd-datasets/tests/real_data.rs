@@ -73,6 +73,13 @@ fn full_real_train_split_has_mean_human_entropy_0_1545_nats() {
         h.mean_entropy_nats
     );
     assert!((h.majority_agrees_with_label - 0.9921).abs() < 1e-12);
+    // CIFAR-10H gives the true class 0.952 on average (computed with NumPy from
+    // cifar10h-probs.npy and the labels)
+    assert!(
+        (h.mean_true_class_probability - 0.9520).abs() < 0.0005,
+        "{}",
+        h.mean_true_class_probability
+    );
     assert!(
         h.unanimous_share > 0.3 && h.unanimous_share < 0.7,
         "{}",
