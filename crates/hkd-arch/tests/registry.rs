@@ -122,7 +122,12 @@ fn multiply_adds_match_hand_counts() {
 #[test]
 fn listing_holds_every_reference_name_and_the_aliases() {
     let list = known_architectures();
-    assert_eq!(list.len(), 25);
+    // The original project's 22 names and 3 aliases, and the KD benchmarks' networks.
+    let benchmark_networks = ["resnet8x4", "resnet32x4"];
+    assert_eq!(list.len(), 25 + benchmark_networks.len());
+    for name in benchmark_networks {
+        assert!(list.iter().any(|a| a.name == name), "{name}");
+    }
     let r8 = list.iter().find(|a| a.name == "resnet8").unwrap();
     assert_eq!(r8.params, 78_042);
     assert!(r8.alias_of.is_none());
