@@ -78,6 +78,11 @@ pub(crate) enum LinearInit {
     TorchDefault,
     /// Weight as PyTorch's default, bias 0 (hysts' models).
     ZeroBias,
+    /// Weight N(0, std²), bias 0 (RepDistiller's VGG and MobileNetV2: std 0.01).
+    Normal {
+        /// Standard deviation of the weights.
+        std: f64,
+    },
 }
 
 /// Initialisation of one architecture family, as in the original code.
@@ -725,7 +730,10 @@ pub(crate) fn linear(
         None => {
             let bound = 1.0 / (in_features as f64).sqrt();
             let init = vb.init().linear;
-            let w = vb.uniform(&[out_features, in_features], -bound, bound)?;
+            let w = match init {
+                LinearInit::Normal { std } => vb.normal(&[out_features, in_features], std)?,
+                _ => vb.uniform(&[out_features, in_features], -bound, bound)?,
+            };
             let weight = vb.param("weight", w)?;
             let b = match init {
                 LinearInit::TorchDefault => vb.uniform(&[out_features], -bound, bound)?,

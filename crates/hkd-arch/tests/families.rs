@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 /// The models with references in `tests/data`.
-const MODELS: &[&str] = &["resnet8x4", "resnet32x4"];
+const MODELS: &[&str] = &["resnet8x4", "resnet32x4", "vgg8", "vgg13"];
 
 struct Reference {
     classes: usize,
@@ -142,6 +142,7 @@ fn every_reference_file_is_checked() {
             let name = e.unwrap().file_name().into_string().unwrap();
             name.strip_suffix(".json").map(str::to_string)
         })
+        .filter(|name| name != "param_counts")
         .collect();
     files.sort();
     let mut models: Vec<String> = MODELS.iter().map(|m| m.to_string()).collect();
@@ -179,6 +180,33 @@ fn state_names_shapes_and_counts_match_pytorch() {
             "{arch}: {} state entries, {expected} parameters",
             ours.len()
         );
+    }
+}
+
+#[test]
+fn parameter_counts_match_pytorch() {
+    // `param_counts.json`: name -> {classes: count}, for the models above and more names.
+    let path = data_dir().join("param_counts.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let counts = v.as_object().unwrap();
+    assert!(MODELS.iter().all(|m| counts.contains_key(*m)));
+    for (arch, by_classes) in counts {
+        let spec = ArchSpec::parse(arch).unwrap();
+        assert_eq!(spec.canonical_name(), *arch);
+        for (classes, expected) in by_classes.as_object().unwrap() {
+            let classes: usize = classes.parse().unwrap();
+            let expected = expected.as_u64().unwrap();
+            assert_eq!(
+                spec.param_count(classes),
+                expected,
+                "{arch}, {classes} classes"
+            );
+            if classes == 10 {
+                let net = Network::new(arch, classes, &Device::Cpu, DType::F32, 0).unwrap();
+                assert_eq!(net.num_parameters(), expected, "{arch}: built");
+            }
+        }
     }
 }
 

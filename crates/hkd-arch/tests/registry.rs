@@ -67,7 +67,8 @@ fn unknown_names_list_the_valid_patterns() {
         ("wrn28", "wrn{depth}-{k}"),
         ("wrn26-10", "6n+4"),
         ("resnext29-8x64", "2x64d"),
-        ("vgg16", "no known family"),
+        ("densenet40", "no known family"),
+        ("vgg10", "8, 11, 13, 16 and 19"),
         ("resnetx", "not a positive number"),
     ] {
         let err = ArchSpec::parse(bad).unwrap_err();
@@ -123,7 +124,15 @@ fn multiply_adds_match_hand_counts() {
 fn listing_holds_every_reference_name_and_the_aliases() {
     let list = known_architectures();
     // The original project's 22 names and 3 aliases, and the KD benchmarks' networks.
-    let benchmark_networks = ["resnet8x4", "resnet32x4"];
+    let benchmark_networks = [
+        "resnet8x4",
+        "resnet32x4",
+        "vgg8",
+        "vgg11",
+        "vgg13",
+        "vgg16",
+        "vgg19",
+    ];
     assert_eq!(list.len(), 25 + benchmark_networks.len());
     for name in benchmark_networks {
         assert!(list.iter().any(|a| a.name == name), "{name}");

@@ -82,4 +82,4 @@ macro_rules! families {
     };
 }
 
-families![resnet, plane, shake, wrn, resnext, resnet_x4];
+families![resnet, plane, shake, wrn, resnext, resnet_x4, vgg];

@@ -6,7 +6,8 @@ Each model is rebuilt here in PyTorch from its public definition, its whole stat
 (weights, biases, BatchNorm affine parameters and running statistics) is filled by a
 formula that the Rust test (`tests/families.rs`) reproduces bit for bit, and its eval-mode
 logits on formula-made inputs are written with the state_dict names and shapes and the
-parameter counts, as one small JSON file per model in this directory.
+parameter counts, as one small JSON file per model in this directory; the parameter
+counts of some more names go to `param_counts.json`.
 
 Run it with a PyTorch installed outside the repository (the references were made with
 PyTorch 2.15, CPU):
@@ -151,17 +152,66 @@ class ResNetX4(nn.Module):
         return self.fc(x.view(x.size(0), -1))
 
 
+# ---- RepDistiller's VGG with BatchNorm (vgg8, vgg11, vgg13, vgg16, vgg19) -------------
+
+VGG_CFG = {
+    8: [[64], [128], [256], [512], [512]],
+    11: [[64], [128], [256, 256], [512, 512], [512, 512]],
+    13: [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+    16: [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
+    19: [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4],
+}
+
+
+class VGG(nn.Module):
+    def __init__(self, depth, num_classes):
+        super().__init__()
+        inc = 3
+        for i, widths in enumerate(VGG_CFG[depth]):
+            layers = []
+            for w in widths:
+                layers += [nn.Conv2d(inc, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU()]
+                inc = w
+            setattr(self, f"block{i}", nn.Sequential(*layers[:-1]))
+        self.classifier = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        h = x.shape[2]
+        x = F.max_pool2d(F.relu(self.block0(x)), 2)
+        x = F.max_pool2d(F.relu(self.block1(x)), 2)
+        x = F.max_pool2d(F.relu(self.block2(x)), 2)
+        x = F.relu(self.block3(x))
+        if h == 64:
+            x = F.max_pool2d(x, 2)
+        x = F.relu(self.block4(x))
+        x = F.adaptive_avg_pool2d(x, (1, 1))
+        return self.classifier(x.view(x.size(0), -1))
+
+
 # ---- the references ---------------------------------------------------------------------
 
 MODELS = [
     # name, constructor, gain
     ("resnet8x4", lambda c: ResNetX4(8, c), 1.0),
     ("resnet32x4", lambda c: ResNetX4(32, c), 1.0),
+    ("vgg8", lambda c: VGG(8, c), 2.0),
+    ("vgg13", lambda c: VGG(13, c), 2.0),
+]
+
+# Names whose parameter counts are checked too (param_counts.json), without logits.
+COUNT_ONLY = [
+    ("vgg11", lambda c: VGG(11, c)),
+    ("vgg16", lambda c: VGG(16, c)),
+    ("vgg19", lambda c: VGG(19, c)),
 ]
 
 
 def trainable(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def counts(make):
+    return {str(c): trainable(make(c)) for c in (10, CLASSES)}
 
 
 def main():
@@ -184,7 +234,7 @@ def main():
             "classes": CLASSES,
             "gain": gain,
             "input_shape": list(INPUT_SHAPE),
-            "param_counts": {"10": trainable(make(10)), str(CLASSES): trainable(model)},
+            "param_counts": counts(make),
             "state": [[k, list(v.shape)] for k, v in sd.items()],
             "logits": [[float(v) for v in row] for row in logits.numpy()],
         }
@@ -197,6 +247,15 @@ def main():
             f"({CLASSES} classes), logits std {logits.std().item():.3f}, "
             f"max |logit| {logits.abs().max().item():.3f} -> {os.path.relpath(path)}"
         )
+
+    if not only:
+        all_counts = {name: counts(make) for name, make, _ in MODELS}
+        all_counts.update({name: counts(make) for name, make in COUNT_ONLY})
+        path = os.path.join(HERE, "param_counts.json")
+        with open(path, "w") as f:
+            json.dump(all_counts, f, indent=1)
+            f.write("\n")
+        print(f"parameter counts of {len(all_counts)} names -> {os.path.relpath(path)}")
 
 
 if __name__ == "__main__":
