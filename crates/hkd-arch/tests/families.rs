@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 /// The models with references in `tests/data`.
-const MODELS: &[&str] = &["resnet8x4", "resnet32x4", "vgg8", "vgg13"];
+const MODELS: &[&str] = &["resnet8x4", "resnet32x4", "vgg8", "vgg13", "mobilenetv2"];
 
 struct Reference {
     classes: usize,

@@ -132,6 +132,8 @@ fn listing_holds_every_reference_name_and_the_aliases() {
         "vgg13",
         "vgg16",
         "vgg19",
+        "mobilenetv2",
+        "mobile_half",
     ];
     assert_eq!(list.len(), 25 + benchmark_networks.len());
     for name in benchmark_networks {

@@ -82,4 +82,13 @@ macro_rules! families {
     };
 }
 
-families![resnet, plane, shake, wrn, resnext, resnet_x4, vgg];
+families![
+    resnet,
+    plane,
+    shake,
+    wrn,
+    resnext,
+    resnet_x4,
+    vgg,
+    mobilenetv2,
+];

@@ -188,6 +188,69 @@ class VGG(nn.Module):
         return self.classifier(x.view(x.size(0), -1))
 
 
+# ---- RepDistiller's MobileNetV2 (mobile_half: expansion 6, width 0.5) ------------------
+
+
+def conv_bn_relu(inp, oup, k, stride):
+    return nn.Sequential(
+        nn.Conv2d(inp, oup, k, stride, k // 2, bias=False), nn.BatchNorm2d(oup), nn.ReLU()
+    )
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, inp, oup, stride, expand):
+        super().__init__()
+        hidden = inp * expand
+        self.use_res_connect = stride == 1 and inp == oup
+        self.conv = nn.Sequential(
+            nn.Conv2d(inp, hidden, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(),
+            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(oup),
+        )
+
+    def forward(self, x):
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2Half(nn.Module):
+    def __init__(self, num_classes, expand=6, width=0.5):
+        super().__init__()
+        setting = [  # expansion, channels, blocks, stride of the first
+            (1, 16, 1, 1),
+            (expand, 24, 2, 1),
+            (expand, 32, 3, 2),
+            (expand, 64, 4, 2),
+            (expand, 96, 3, 1),
+            (expand, 160, 3, 2),
+            (expand, 320, 1, 1),
+        ]
+        inc = int(32 * width)
+        self.conv1 = conv_bn_relu(3, inc, 3, 2)
+        self.blocks = nn.ModuleList()
+        for t, c, n, s in setting:
+            out = int(c * width)
+            layers = []
+            for i in range(n):
+                layers.append(InvertedResidual(inc, out, s if i == 0 else 1, t))
+                inc = out
+            self.blocks.append(nn.Sequential(*layers))
+        self.conv2 = conv_bn_relu(inc, 1280, 1, 1)
+        self.classifier = nn.Sequential(nn.Linear(1280, num_classes))
+
+    def forward(self, x):
+        x = self.conv1(x)
+        for b in self.blocks:
+            x = b(x)
+        x = self.conv2(x)
+        x = F.avg_pool2d(x, 2, ceil_mode=True)  # AvgPool2d(32 // 16, ceil_mode=True)
+        return self.classifier(x.view(x.size(0), -1))
+
+
 # ---- the references ---------------------------------------------------------------------
 
 MODELS = [
@@ -196,6 +259,7 @@ MODELS = [
     ("resnet32x4", lambda c: ResNetX4(32, c), 1.0),
     ("vgg8", lambda c: VGG(8, c), 2.0),
     ("vgg13", lambda c: VGG(13, c), 2.0),
+    ("mobilenetv2", lambda c: MobileNetV2Half(c), 1.25),
 ]
 
 # Names whose parameter counts are checked too (param_counts.json), without logits.
