@@ -1,6 +1,6 @@
 //! CIFAR networks of the HKD project (ResNet, plain CNNs, Shake-Shake, WRN, ResNeXt) and
-//! of the knowledge-distillation benchmarks (RepDistiller's `resnet8x4`/`resnet32x4` and
-//! VGG), PyTorch-exact, with PyTorch checkpoint loading.
+//! of the knowledge-distillation benchmarks (RepDistiller's `resnet8x4`/`resnet32x4`, VGG
+//! and MobileNetV2), PyTorch-exact, with PyTorch checkpoint loading.
 //!
 //! - [`ArchSpec`] / [`known_architectures`]: the registry (names, aliases, parameter
 //!   counts, multiply-adds). Each family is one file in `src/models/`, listed in
