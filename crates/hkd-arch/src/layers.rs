@@ -558,7 +558,7 @@ impl BatchNorm2d {
             )));
         }
         if train {
-            self.forward_train(x, n, c, h, w, false)
+            self.forward_train(x, (n, c, h, w), false)
         } else if kernels::fast_path(x) {
             let (scale, shift) = self.eval_coefficients()?;
             Ok(kernels::channel_affine(x, &scale, &shift, false)?)
@@ -576,14 +576,10 @@ impl BatchNorm2d {
     }
 
     /// Training-mode forward, followed by a ReLU when `relu` (fused on the fast path).
-    #[allow(clippy::too_many_arguments)]
     fn forward_train(
         &self,
         x: &Tensor,
-        n: usize,
-        c: usize,
-        h: usize,
-        w: usize,
+        (n, c, h, w): (usize, usize, usize, usize),
         relu: bool,
     ) -> Result<Tensor> {
         let count = n * h * w;
@@ -688,7 +684,7 @@ impl BatchNorm2d {
         match x.dims4() {
             Ok((n, c, h, w)) if c == self.channels => {
                 if train {
-                    self.forward_train(x, n, c, h, w, true)
+                    self.forward_train(x, (n, c, h, w), true)
                 } else if kernels::fast_path(x) {
                     let (scale, shift) = self.eval_coefficients()?;
                     Ok(kernels::channel_affine(x, &scale, &shift, true)?)
