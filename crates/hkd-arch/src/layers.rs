@@ -8,7 +8,7 @@
 //! internals without touching the networks; the CPU kernels of [`crate::kernels`] are
 //! what they use.
 //!
-//! A *counting* build ([`BuildState::counting`]) makes the same layers without their
+//! A *counting* build (`BuildState::counting`) makes the same layers without their
 //! convolution and linear weights: its forward pass returns zeros of the right shapes and
 //! adds up the multiply-adds, so the registry counts parameters and multiply-adds of any
 //! network by building and running it, without a second description of the network.
