@@ -1,15 +1,23 @@
-//! Building blocks: a parameter builder that records PyTorch state_dict names in order and
-//! initialises weights from a seeded ChaCha RNG, and the small layers (conv, BatchNorm,
-//! linear) the networks are made of.
+//! Building blocks: a parameter builder in the style of candle-nn's `VarBuilder` that
+//! records PyTorch state_dict names in order and initialises weights from a seeded ChaCha
+//! RNG, and the small layers (conv, BatchNorm, linear) the networks are made of.
 //!
-//! Each layer is a small struct with its own `forward`, so faster kernels can later replace
-//! a layer's internals without touching the networks.
+//! Layers are made as in candle-nn, `conv2d(in, out, k, Conv2dConfig { stride, padding,
+//! ..Default::default() }, vb.pp("conv1"))`, and implement [`candle_nn::ModuleT`]
+//! (`forward_t(x, train)`). Each is a small struct, so faster kernels can replace a layer's
+//! internals without touching the networks; the CPU kernels of [`crate::kernels`] are
+//! what they use.
+//!
+//! A *counting* build (`BuildState::counting`) makes the same layers without their
+//! convolution and linear weights: its forward pass returns zeros of the right shapes and
+//! adds up the multiply-adds, so the registry counts parameters and multiply-adds of any
+//! network by building and running it, without a second description of the network.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use candle_core::{DType, Device, Tensor, Var};
-use rand::{Rng, RngCore};
+use candle_core::{DType, Device, ModuleT, Tensor, Var};
+use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -53,74 +61,154 @@ pub(crate) struct Entry {
 /// How convolution weights are initialised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ConvInit {
-    /// `kaiming_normal_(mode='fan_out')` (ResNet, Shake-Shake, ResNeXt).
+    /// `kaiming_normal_(mode='fan_out')`, i.e. N(0, 2/(out·k·k)) (ResNet, Shake-Shake,
+    /// ResNeXt; RepDistiller's `normal_(0, sqrt(2/n))` with n = k·k·out is the same), bias 0.
     KaimingNormalFanOut,
-    /// `kaiming_normal_(mode='fan_in')` (WRN).
+    /// `kaiming_normal_(mode='fan_in')` (WRN), bias 0.
     KaimingNormalFanIn,
     /// PyTorch's default `Conv2d` init: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     /// (the plain CNNs, which keep PyTorch's defaults).
     TorchDefault,
 }
 
+/// How linear layers are initialised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum LinearInit {
+    /// PyTorch's default: weight and bias U(-1/sqrt(in), 1/sqrt(in)).
+    TorchDefault,
+    /// Weight as PyTorch's default, bias 0 (hysts' models).
+    ZeroBias,
+    /// Weight N(0, std²), bias 0 (RepDistiller's VGG and MobileNetV2: std 0.01).
+    Normal {
+        /// Standard deviation of the weights.
+        std: f64,
+    },
+}
+
 /// Initialisation of one architecture family, as in the original code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct InitScheme {
     pub conv: ConvInit,
     /// BN weight U(0,1) (WRN) instead of 1.
     pub bn_weight_uniform: bool,
-    /// Linear bias 0 (hysts' models) instead of PyTorch's default U(-1/sqrt(in), 1/sqrt(in)).
-    pub linear_bias_zero: bool,
+    pub linear: LinearInit,
 }
 
-/// Creates parameters in construction order under dotted PyTorch names.
-pub(crate) struct Builder {
-    prefix: Vec<String>,
-    pub entries: Vec<Entry>,
+/// The state shared by every [`Builder`] of one network: the entries made so far, the RNG,
+/// where and how tensors are made.
+pub(crate) struct BuildState {
+    entries: Vec<Entry>,
     rng: ChaCha8Rng,
     device: Device,
     dtype: DType,
     init: InitScheme,
+    /// Trainable parameters declared so far (also those a counting build does not make).
+    params: u64,
+    /// Counting builds: the multiply-adds of the forward passes so far.
+    macs: Option<Arc<AtomicU64>>,
 }
 
-impl Builder {
+impl BuildState {
+    /// A real build: tensors on `device` in `dtype`, initialised from `rng` by `init`.
     pub fn new(device: &Device, dtype: DType, rng: ChaCha8Rng, init: InitScheme) -> Self {
-        Builder {
-            prefix: Vec::new(),
+        BuildState {
             entries: Vec::new(),
             rng,
             device: device.clone(),
             dtype,
             init,
+            params: 0,
+            macs: None,
         }
     }
 
-    /// Runs `f` with `name` appended to the name prefix (a PyTorch submodule).
-    pub fn scope<T>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        self.prefix.push(name.to_string());
-        let out = f(self);
-        self.prefix.pop();
-        out
+    /// A counting build (f32 on the CPU): convolution and linear layers get no weights,
+    /// and their forward passes count multiply-adds and return zeros of the right shape.
+    pub fn counting(init: InitScheme) -> Self {
+        BuildState {
+            macs: Some(Arc::new(AtomicU64::new(0))),
+            ..BuildState::new(&Device::Cpu, DType::F32, ChaCha8Rng::seed_from_u64(0), init)
+        }
     }
 
-    fn path(&self, name: &str, leaf: &str) -> String {
-        let mut parts: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
-        parts.push(name);
-        parts.push(leaf);
-        parts.join(".")
+    /// The builder of the top-level module (empty name prefix).
+    pub fn root(&mut self) -> Builder<'_> {
+        Builder {
+            state: self,
+            prefix: String::new(),
+        }
+    }
+
+    /// Trainable parameters declared by the layers built so far.
+    pub fn param_count(&self) -> u64 {
+        self.params
+    }
+
+    /// Multiply-adds counted by the forward passes of a counting build (0 otherwise).
+    pub fn macs(&self) -> u64 {
+        self.macs.as_ref().map_or(0, |m| m.load(Ordering::Relaxed))
+    }
+
+    /// The state_dict entries, in PyTorch order.
+    pub fn into_entries(self) -> Vec<Entry> {
+        self.entries
+    }
+}
+
+/// Makes parameters under a dotted PyTorch name prefix, like candle-nn's `VarBuilder`:
+/// `vb.pp("layer1").pp(0)` is the builder of the submodule `layer1.0`. Parameters are
+/// drawn from the shared RNG in the order the layers are made, which is PyTorch's
+/// registration order in every family.
+pub(crate) struct Builder<'a> {
+    state: &'a mut BuildState,
+    prefix: String,
+}
+
+impl Builder<'_> {
+    /// The builder of the submodule `name` (push prefix).
+    pub fn pp(&mut self, name: impl ToString) -> Builder<'_> {
+        let name = name.to_string();
+        let prefix = if self.prefix.is_empty() {
+            name
+        } else {
+            format!("{}.{name}", self.prefix)
+        };
+        Builder {
+            state: &mut *self.state,
+            prefix,
+        }
+    }
+
+    fn path(&self, leaf: &str) -> String {
+        if self.prefix.is_empty() {
+            leaf.to_string()
+        } else {
+            format!("{}.{leaf}", self.prefix)
+        }
+    }
+
+    fn init(&self) -> InitScheme {
+        self.state.init
+    }
+
+    /// `Some(counter)` in a counting build.
+    fn counting(&self) -> Option<Arc<AtomicU64>> {
+        self.state.macs.clone()
     }
 
     fn tensor(&self, values: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
         Ok(Tensor::from_vec(values, shape, &Device::Cpu)?
-            .to_dtype(self.dtype)?
-            .to_device(&self.device)?)
+            .to_dtype(self.state.dtype)?
+            .to_device(&self.state.device)?)
     }
 
     fn normal(&mut self, shape: &[usize], std: f64) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         let std = std as f32;
+        let rng = &mut self.state.rng;
         let values: Vec<f32> = (0..n)
             .map(|_| {
-                let z: f32 = StandardNormal.sample(&mut self.rng);
+                let z: f32 = StandardNormal.sample(&mut *rng);
                 z * std
             })
             .collect();
@@ -130,8 +218,9 @@ impl Builder {
     fn uniform(&mut self, shape: &[usize], lo: f64, hi: f64) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         let (lo, hi) = (lo as f32, hi as f32);
+        let rng = &mut self.state.rng;
         let values: Vec<f32> = (0..n)
-            .map(|_| lo + (hi - lo) * self.rng.random::<f32>())
+            .map(|_| lo + (hi - lo) * rng.random::<f32>())
             .collect();
         self.tensor(values, shape)
     }
@@ -141,126 +230,43 @@ impl Builder {
         self.tensor(vec![value; n], shape)
     }
 
-    fn param(&mut self, name: &str, leaf: &str, t: Tensor) -> Result<Var> {
+    fn param(&mut self, leaf: &str, t: Tensor) -> Result<Var> {
         let var = Var::from_tensor(&t)?;
-        self.entries.push(Entry {
-            name: self.path(name, leaf),
+        self.state.params += t.elem_count() as u64;
+        let name = self.path(leaf);
+        self.state.entries.push(Entry {
+            name,
             shape: t.dims().to_vec(),
             slot: Slot::Param(var.clone()),
         });
         Ok(var)
     }
 
-    fn buffer(&mut self, name: &str, leaf: &str, t: Tensor) -> Arc<RwLock<Tensor>> {
+    /// A parameter a counting build does not make: only counted.
+    fn declare(&mut self, shape: &[usize]) {
+        self.state.params += shape.iter().product::<usize>() as u64;
+    }
+
+    fn buffer(&mut self, leaf: &str, t: Tensor) -> Arc<RwLock<Tensor>> {
         let buf = Arc::new(RwLock::new(t.clone()));
-        self.entries.push(Entry {
-            name: self.path(name, leaf),
+        let name = self.path(leaf);
+        self.state.entries.push(Entry {
+            name,
             shape: t.dims().to_vec(),
             slot: Slot::Buffer(buf.clone()),
         });
         buf
     }
 
-    fn counter(&mut self, name: &str, leaf: &str) -> Arc<AtomicI64> {
+    fn counter(&mut self, leaf: &str) -> Arc<AtomicI64> {
         let c = Arc::new(AtomicI64::new(0));
-        self.entries.push(Entry {
-            name: self.path(name, leaf),
+        let name = self.path(leaf);
+        self.state.entries.push(Entry {
+            name,
             shape: Vec::new(),
             slot: Slot::Counter(c.clone()),
         });
         c
-    }
-
-    /// A `Conv2d` named `name` (square kernel, symmetric padding).
-    #[allow(clippy::too_many_arguments)]
-    pub fn conv2d(
-        &mut self,
-        name: &str,
-        in_channels: usize,
-        out_channels: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-        groups: usize,
-        bias: bool,
-    ) -> Result<Conv2d> {
-        let shape = [out_channels, in_channels / groups, kernel, kernel];
-        let fan_in = (in_channels / groups) * kernel * kernel;
-        let fan_out = out_channels * kernel * kernel;
-        let gain = 2f64.sqrt(); // kaiming_normal_ default: leaky_relu with a = 0
-        let weight = match self.init.conv {
-            ConvInit::KaimingNormalFanOut => self.normal(&shape, gain / (fan_out as f64).sqrt())?,
-            ConvInit::KaimingNormalFanIn => self.normal(&shape, gain / (fan_in as f64).sqrt())?,
-            ConvInit::TorchDefault => {
-                let bound = 1.0 / (fan_in as f64).sqrt();
-                self.uniform(&shape, -bound, bound)?
-            }
-        };
-        let weight = self.param(name, "weight", weight)?;
-        let bias = if bias {
-            let t = match self.init.conv {
-                ConvInit::TorchDefault => {
-                    let bound = 1.0 / (fan_in as f64).sqrt();
-                    self.uniform(&[out_channels], -bound, bound)?
-                }
-                _ => self.constant(&[out_channels], 0.0)?,
-            };
-            Some(self.param(name, "bias", t)?)
-        } else {
-            None
-        };
-        Ok(Conv2d {
-            weight,
-            bias,
-            stride,
-            padding,
-            groups,
-        })
-    }
-
-    /// A `BatchNorm2d` named `name`.
-    pub fn batch_norm(&mut self, name: &str, channels: usize) -> Result<BatchNorm2d> {
-        let w = if self.init.bn_weight_uniform {
-            self.uniform(&[channels], 0.0, 1.0)?
-        } else {
-            self.constant(&[channels], 1.0)?
-        };
-        let weight = self.param(name, "weight", w)?;
-        let b = self.constant(&[channels], 0.0)?;
-        let bias = self.param(name, "bias", b)?;
-        let rm = self.constant(&[channels], 0.0)?;
-        let running_mean = self.buffer(name, "running_mean", rm);
-        let rv = self.constant(&[channels], 1.0)?;
-        let running_var = self.buffer(name, "running_var", rv);
-        let num_batches_tracked = self.counter(name, "num_batches_tracked");
-        Ok(BatchNorm2d {
-            weight,
-            bias,
-            running_mean,
-            running_var,
-            num_batches_tracked,
-            channels,
-        })
-    }
-
-    /// A `Linear` named `name`: weight U(-1/sqrt(in), 1/sqrt(in)) (PyTorch default),
-    /// bias 0 or PyTorch default by the scheme.
-    pub fn linear(
-        &mut self,
-        name: &str,
-        in_features: usize,
-        out_features: usize,
-    ) -> Result<Linear> {
-        let bound = 1.0 / (in_features as f64).sqrt();
-        let w = self.uniform(&[out_features, in_features], -bound, bound)?;
-        let weight = self.param(name, "weight", w)?;
-        let b = if self.init.linear_bias_zero {
-            self.constant(&[out_features], 0.0)?
-        } else {
-            self.uniform(&[out_features], -bound, bound)?
-        };
-        let bias = self.param(name, "bias", b)?;
-        Ok(Linear { weight, bias })
     }
 }
 
@@ -274,28 +280,211 @@ fn use_param(v: &Var, train: bool) -> Tensor {
     }
 }
 
-/// 2-D convolution (PyTorch `nn.Conv2d`, square kernel, symmetric zero padding).
-pub(crate) struct Conv2d {
-    weight: Var,
-    bias: Option<Var>,
-    stride: usize,
-    padding: usize,
-    groups: usize,
+/// The error of a layer as a candle error (for [`ModuleT`]); candle's own errors unwrapped.
+fn candle_error(e: ArchError) -> candle_core::Error {
+    match e {
+        ArchError::Candle(e) => e,
+        e => candle_core::Error::wrap(e),
+    }
 }
 
-impl Conv2d {
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let w = use_param(&self.weight, train);
-        let y = kernels::conv2d(x, &w, self.stride, self.padding, self.groups)?;
-        match &self.bias {
-            None => Ok(y),
-            Some(b) => {
-                let b = use_param(b, train);
-                let c = b.dim(0)?;
-                Ok(y.broadcast_add(&b.reshape((1, c, 1, 1))?)?)
+/// The weights of a convolution or linear layer, or, in a counting build, the counter of
+/// multiply-adds its forward passes add to.
+enum Weights {
+    Tensors { weight: Var, bias: Option<Var> },
+    Counting(Arc<AtomicU64>),
+}
+
+/// Settings of a [`Conv2d`], as candle-nn's `Conv2dConfig` (dilation is always 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Conv2dConfig {
+    /// Zero padding on every side.
+    pub padding: usize,
+    /// Stride in both directions.
+    pub stride: usize,
+    /// Number of groups (channels / groups inputs per output channel).
+    pub groups: usize,
+}
+
+impl Default for Conv2dConfig {
+    fn default() -> Self {
+        Conv2dConfig {
+            padding: 0,
+            stride: 1,
+            groups: 1,
+        }
+    }
+}
+
+/// 2-D convolution (PyTorch `nn.Conv2d`, square kernel, symmetric zero padding), computed
+/// by [`kernels::conv2d`].
+pub(crate) struct Conv2d {
+    weights: Weights,
+    cfg: Conv2dConfig,
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+}
+
+/// A `Conv2d` with bias (PyTorch's `bias=True`).
+pub(crate) fn conv2d(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    cfg: Conv2dConfig,
+    vb: Builder<'_>,
+) -> Result<Conv2d> {
+    make_conv2d(in_channels, out_channels, kernel, cfg, true, vb)
+}
+
+/// A `Conv2d` without bias (PyTorch's `bias=False`).
+pub(crate) fn conv2d_no_bias(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    cfg: Conv2dConfig,
+    vb: Builder<'_>,
+) -> Result<Conv2d> {
+    make_conv2d(in_channels, out_channels, kernel, cfg, false, vb)
+}
+
+fn make_conv2d(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    cfg: Conv2dConfig,
+    bias: bool,
+    mut vb: Builder<'_>,
+) -> Result<Conv2d> {
+    let groups = cfg.groups;
+    if groups == 0
+        || kernel == 0
+        || cfg.stride == 0
+        || !in_channels.is_multiple_of(groups)
+        || !out_channels.is_multiple_of(groups)
+    {
+        return Err(ArchError::InvalidConfig(format!(
+            "conv `{}`: {in_channels} -> {out_channels} channels, kernel {kernel}, {cfg:?}",
+            vb.path("weight")
+        )));
+    }
+    let shape = [out_channels, in_channels / groups, kernel, kernel];
+    let weights = match vb.counting() {
+        Some(counter) => {
+            vb.declare(&shape);
+            if bias {
+                vb.declare(&[out_channels]);
+            }
+            Weights::Counting(counter)
+        }
+        None => {
+            let fan_in = (in_channels / groups) * kernel * kernel;
+            let fan_out = out_channels * kernel * kernel;
+            let gain = 2f64.sqrt(); // kaiming_normal_ default: leaky_relu with a = 0
+            let init = vb.init().conv;
+            let w = match init {
+                ConvInit::KaimingNormalFanOut => {
+                    vb.normal(&shape, gain / (fan_out as f64).sqrt())?
+                }
+                ConvInit::KaimingNormalFanIn => vb.normal(&shape, gain / (fan_in as f64).sqrt())?,
+                ConvInit::TorchDefault => {
+                    let bound = 1.0 / (fan_in as f64).sqrt();
+                    vb.uniform(&shape, -bound, bound)?
+                }
+            };
+            let weight = vb.param("weight", w)?;
+            let bias = if bias {
+                let t = match init {
+                    ConvInit::TorchDefault => {
+                        let bound = 1.0 / (fan_in as f64).sqrt();
+                        vb.uniform(&[out_channels], -bound, bound)?
+                    }
+                    _ => vb.constant(&[out_channels], 0.0)?,
+                };
+                Some(vb.param("bias", t)?)
+            } else {
+                None
+            };
+            Weights::Tensors { weight, bias }
+        }
+    };
+    Ok(Conv2d {
+        weights,
+        cfg,
+        in_channels,
+        out_channels,
+        kernel,
+    })
+}
+
+impl ModuleT for Conv2d {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        match &self.weights {
+            Weights::Tensors { weight, bias } => {
+                let w = use_param(weight, train);
+                let Conv2dConfig {
+                    padding,
+                    stride,
+                    groups,
+                } = self.cfg;
+                let y = kernels::conv2d(x, &w, stride, padding, groups)?;
+                match bias {
+                    None => Ok(y),
+                    Some(b) => {
+                        let b = use_param(b, train);
+                        let c = b.dim(0)?;
+                        y.broadcast_add(&b.reshape((1, c, 1, 1))?)
+                    }
+                }
+            }
+            Weights::Counting(macs) => {
+                let (n, c, h, w) = x.dims4()?;
+                let Conv2dConfig {
+                    padding, stride, ..
+                } = self.cfg;
+                let (k, ci, co) = (self.kernel, self.in_channels, self.out_channels);
+                if c != ci || h + 2 * padding < k || w + 2 * padding < k {
+                    candle_core::bail!(
+                        "conv {ci} -> {co}, kernel {k}, {:?}: input {:?}",
+                        self.cfg,
+                        x.dims()
+                    );
+                }
+                let (ho, wo) = (
+                    (h + 2 * padding - k) / stride + 1,
+                    (w + 2 * padding - k) / stride + 1,
+                );
+                let per_output = (ci / self.cfg.groups * k * k) as u64;
+                macs.fetch_add(per_output * (n * co * ho * wo) as u64, Ordering::Relaxed);
+                Tensor::zeros((n, co, ho, wo), x.dtype(), x.device())
             }
         }
     }
+}
+
+/// A `BatchNorm2d` (weight 1, or U(0,1) in WRN; bias 0; running mean 0, running var 1).
+pub(crate) fn batch_norm2d(channels: usize, mut vb: Builder<'_>) -> Result<BatchNorm2d> {
+    let w = if vb.init().bn_weight_uniform {
+        vb.uniform(&[channels], 0.0, 1.0)?
+    } else {
+        vb.constant(&[channels], 1.0)?
+    };
+    let weight = vb.param("weight", w)?;
+    let b = vb.constant(&[channels], 0.0)?;
+    let bias = vb.param("bias", b)?;
+    let rm = vb.constant(&[channels], 0.0)?;
+    let running_mean = vb.buffer("running_mean", rm);
+    let rv = vb.constant(&[channels], 1.0)?;
+    let running_var = vb.buffer("running_var", rv);
+    let num_batches_tracked = vb.counter("num_batches_tracked");
+    Ok(BatchNorm2d {
+        weight,
+        bias,
+        running_mean,
+        running_var,
+        num_batches_tracked,
+        channels,
+    })
 }
 
 /// `nn.BatchNorm2d` with PyTorch semantics: in training, batch statistics (biased variance
@@ -369,7 +558,7 @@ impl BatchNorm2d {
             )));
         }
         if train {
-            self.forward_train(x, n, c, h, w, false)
+            self.forward_train(x, (n, c, h, w), false)
         } else if kernels::fast_path(x) {
             let (scale, shift) = self.eval_coefficients()?;
             Ok(kernels::channel_affine(x, &scale, &shift, false)?)
@@ -387,14 +576,10 @@ impl BatchNorm2d {
     }
 
     /// Training-mode forward, followed by a ReLU when `relu` (fused on the fast path).
-    #[allow(clippy::too_many_arguments)]
     fn forward_train(
         &self,
         x: &Tensor,
-        n: usize,
-        c: usize,
-        h: usize,
-        w: usize,
+        (n, c, h, w): (usize, usize, usize, usize),
         relu: bool,
     ) -> Result<Tensor> {
         let count = n * h * w;
@@ -499,7 +684,7 @@ impl BatchNorm2d {
         match x.dims4() {
             Ok((n, c, h, w)) if c == self.channels => {
                 if train {
-                    self.forward_train(x, n, c, h, w, true)
+                    self.forward_train(x, (n, c, h, w), true)
                 } else if kernels::fast_path(x) {
                     let (scale, shift) = self.eval_coefficients()?;
                     Ok(kernels::channel_affine(x, &scale, &shift, true)?)
@@ -513,17 +698,79 @@ impl BatchNorm2d {
     }
 }
 
-/// `nn.Linear`: y = x W^T + b.
-pub(crate) struct Linear {
-    weight: Var,
-    bias: Var,
+impl ModuleT for BatchNorm2d {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        self.forward(x, train).map_err(candle_error)
+    }
 }
 
-impl Linear {
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let w = use_param(&self.weight, train);
-        let b = use_param(&self.bias, train);
-        Ok(x.matmul(&w.t()?)?.broadcast_add(&b)?)
+/// `nn.Linear`: y = x W^T + b.
+pub(crate) struct Linear {
+    weights: Weights,
+    in_features: usize,
+    out_features: usize,
+}
+
+/// A `Linear` with bias, initialised by the family's [`LinearInit`].
+pub(crate) fn linear(
+    in_features: usize,
+    out_features: usize,
+    mut vb: Builder<'_>,
+) -> Result<Linear> {
+    let weights = match vb.counting() {
+        Some(counter) => {
+            vb.declare(&[out_features, in_features]);
+            vb.declare(&[out_features]);
+            Weights::Counting(counter)
+        }
+        None => {
+            let bound = 1.0 / (in_features as f64).sqrt();
+            let init = vb.init().linear;
+            let w = match init {
+                LinearInit::Normal { std } => vb.normal(&[out_features, in_features], std)?,
+                _ => vb.uniform(&[out_features, in_features], -bound, bound)?,
+            };
+            let weight = vb.param("weight", w)?;
+            let b = match init {
+                LinearInit::TorchDefault => vb.uniform(&[out_features], -bound, bound)?,
+                _ => vb.constant(&[out_features], 0.0)?,
+            };
+            let bias = Some(vb.param("bias", b)?);
+            Weights::Tensors { weight, bias }
+        }
+    };
+    Ok(Linear {
+        weights,
+        in_features,
+        out_features,
+    })
+}
+
+impl ModuleT for Linear {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        match &self.weights {
+            Weights::Tensors { weight, bias } => {
+                let w = use_param(weight, train);
+                let y = x.matmul(&w.t()?)?;
+                match bias {
+                    None => Ok(y),
+                    Some(b) => y.broadcast_add(&use_param(b, train)),
+                }
+            }
+            Weights::Counting(macs) => {
+                let (n, f) = x.dims2()?;
+                if f != self.in_features {
+                    candle_core::bail!(
+                        "linear {} -> {}: input {:?}",
+                        self.in_features,
+                        self.out_features,
+                        x.dims()
+                    );
+                }
+                macs.fetch_add((n * f * self.out_features) as u64, Ordering::Relaxed);
+                Tensor::zeros((n, self.out_features), x.dtype(), x.device())
+            }
+        }
     }
 }
 
@@ -536,23 +783,32 @@ pub(crate) enum Shortcut {
 }
 
 impl Shortcut {
-    pub fn new(b: &mut Builder, inc: usize, out: usize, stride: usize) -> Result<Self> {
+    pub fn new(mut vb: Builder<'_>, inc: usize, out: usize, stride: usize) -> Result<Self> {
         if inc == out {
             return Ok(Shortcut::Identity);
         }
-        b.scope("shortcut", |b| {
-            Ok(Shortcut::Projection {
-                conv: b.conv2d("conv", inc, out, 1, stride, 0, 1, false)?,
-                bn: b.batch_norm("bn", out)?,
-            })
+        let mut vb = vb.pp("shortcut");
+        let cfg = Conv2dConfig {
+            stride,
+            ..Default::default()
+        };
+        Ok(Shortcut::Projection {
+            conv: conv2d_no_bias(inc, out, 1, cfg, vb.pp("conv"))?,
+            bn: batch_norm2d(out, vb.pp("bn"))?,
         })
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match self {
             Shortcut::Identity => Ok(x.clone()),
-            Shortcut::Projection { conv, bn } => bn.forward(&conv.forward(x, train)?, train),
+            Shortcut::Projection { conv, bn } => bn.forward(&conv.forward_t(x, train)?, train),
         }
+    }
+}
+
+impl ModuleT for Shortcut {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        self.forward(x, train).map_err(candle_error)
     }
 }
 

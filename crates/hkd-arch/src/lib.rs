@@ -1,8 +1,10 @@
-//! CIFAR networks of the HKD project (ResNet, plain CNNs, Shake-Shake, WRN, ResNeXt),
-//! PyTorch-exact, with PyTorch checkpoint loading.
+//! CIFAR networks of the HKD project (ResNet, plain CNNs, Shake-Shake, WRN, ResNeXt) and
+//! of the knowledge-distillation benchmarks (RepDistiller's `resnet8x4`/`resnet32x4`, VGG
+//! and MobileNetV2), PyTorch-exact, with PyTorch checkpoint loading.
 //!
 //! - [`ArchSpec`] / [`known_architectures`]: the registry (names, aliases, parameter
-//!   counts, multiply-adds).
+//!   counts, multiply-adds). Each family is one file in `src/models/`, listed in
+//!   `src/models/mod.rs`.
 //! - [`Network`]: a network built by name with seeded initialisation, train / eval
 //!   forward passes ([`Phase`]), PyTorch state_dict names, safetensors save and loading
 //!   of safetensors or PyTorch checkpoints (zip and pre-1.6 legacy formats).

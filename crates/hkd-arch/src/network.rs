@@ -11,10 +11,8 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{ArchError, ShapeMismatch};
-use crate::layers::{Builder, ConvInit, Ctx, Entry, InitScheme, Slot};
-use crate::models::{
-    plane::Plane, resnet::ResNet, resnext::ResNeXt, shake::ShakeShake, wrn::WideResNet,
-};
+use crate::layers::{BuildState, Ctx, Entry, Slot};
+use crate::models::{Input, Model};
 use crate::registry::ArchSpec;
 use crate::weights::read_weights;
 
@@ -39,14 +37,6 @@ pub enum Phase<'a> {
     },
 }
 
-enum Body {
-    ResNet(ResNet),
-    Plane(Plane),
-    Shake(ShakeShake),
-    Wrn(WideResNet),
-    ResNeXt(ResNeXt),
-}
-
 /// A network of the registry. All methods take `&self`; running statistics use interior
 /// mutability, so a network can be shared between threads.
 pub struct Network {
@@ -54,7 +44,7 @@ pub struct Network {
     classes: usize,
     device: Device,
     dtype: DType,
-    body: Body,
+    body: Box<dyn Model>,
     entries: Vec<Entry>,
 }
 
@@ -99,46 +89,17 @@ impl Network {
                 "networks need a floating-point dtype, got {dtype:?}"
             )));
         }
-        let init = match spec {
-            ArchSpec::WideResNet { .. } => InitScheme {
-                conv: ConvInit::KaimingNormalFanIn,
-                bn_weight_uniform: true,
-                linear_bias_zero: true,
-            },
-            ArchSpec::Plane { .. } => InitScheme {
-                conv: ConvInit::TorchDefault,
-                bn_weight_uniform: false,
-                linear_bias_zero: false,
-            },
-            _ => InitScheme {
-                conv: ConvInit::KaimingNormalFanOut,
-                bn_weight_uniform: false,
-                linear_bias_zero: true,
-            },
-        };
-        let mut b = Builder::new(device, dtype, ChaCha8Rng::seed_from_u64(seed), init);
-        let body = match *spec {
-            ArchSpec::ResNet { depth } => Body::ResNet(ResNet::new(&mut b, depth, classes)?),
-            ArchSpec::Plane { depth } => Body::Plane(Plane::new(&mut b, depth, classes)?),
-            ArchSpec::ShakeShake { depth, width } => {
-                Body::Shake(ShakeShake::new(&mut b, depth, width, classes)?)
-            }
-            ArchSpec::WideResNet { depth, widen } => {
-                Body::Wrn(WideResNet::new(&mut b, depth, widen, classes)?)
-            }
-            ArchSpec::ResNeXt {
-                depth,
-                cardinality,
-                width,
-            } => Body::ResNeXt(ResNeXt::new(&mut b, depth, cardinality, width, classes)?),
-        };
+        let family = spec.family;
+        let mut state =
+            BuildState::new(device, dtype, ChaCha8Rng::seed_from_u64(seed), family.init);
+        let body = (family.build)(state.root(), &spec.args, classes)?;
         Ok(Network {
             spec: *spec,
             classes,
             device: device.clone(),
             dtype,
             body,
-            entries: b.entries,
+            entries: state.into_entries(),
         })
     }
 
@@ -181,15 +142,16 @@ impl Network {
         self.spec.macs_per_image(self.classes)
     }
 
-    /// Logits [N, classes] for a batch `x` of shape [N, 3, H, W] (plain CNNs: 32x32) in
-    /// the network's dtype and device.
+    /// Logits [N, classes] for a batch `x` of shape [N, 3, H, W] (the plain CNNs and other
+    /// families with a fixed flatten or pooling window: 32x32) in the network's dtype and
+    /// device.
     pub fn forward(&self, x: &Tensor, phase: Phase<'_>) -> Result<Tensor> {
         let dims = x.dims();
-        let plane = matches!(self.spec, ArchSpec::Plane { .. });
+        let cifar32 = self.spec.family.input == Input::Cifar32;
         let ok = dims.len() == 4
             && dims[0] >= 1
             && dims[1] == 3
-            && if plane {
+            && if cifar32 {
                 dims[2] == 32 && dims[3] == 32
             } else {
                 dims[2] >= 1 && dims[3] >= 1
@@ -198,7 +160,7 @@ impl Network {
             return Err(ArchError::InputShape {
                 arch: self.arch_name(),
                 found: dims.to_vec(),
-                expected: if plane {
+                expected: if cifar32 {
                     "[N, 3, 32, 32]".into()
                 } else {
                     "[N, 3, H, W]".into()
@@ -222,13 +184,7 @@ impl Network {
                 rng: Some(rng),
             },
         };
-        match &self.body {
-            Body::ResNet(m) => m.forward(x, &mut ctx),
-            Body::Plane(m) => m.forward(x, &mut ctx),
-            Body::Shake(m) => m.forward(x, &mut ctx),
-            Body::Wrn(m) => m.forward(x, &mut ctx),
-            Body::ResNeXt(m) => m.forward(x, &mut ctx),
-        }
+        self.body.forward(x, &mut ctx)
     }
 
     /// `forward(x, Phase::Eval)`.

@@ -1,122 +1,70 @@
 //! The model registry: architecture names, their parameter counts and multiply-adds.
 //!
-//! Counts here are computed from the architecture definition without building tensors,
-//! so listing even the largest networks is instant. The test suite checks them against
-//! the networks as built and against PyTorch's counts.
+//! The families themselves live in `models/`, one file each, listed in `models/mod.rs`.
+//! This module parses names against them and counts parameters and multiply-adds by
+//! building a network with a counting builder (no weight tensors) and running its forward
+//! pass on one 3x32x32 image: the counts come from the same code as the networks, so
+//! listing even the largest networks is quick. The test suite checks them against the
+//! networks as built and against PyTorch's counts.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
+use candle_core::{DType, Device, Tensor};
+
 use crate::error::ArchError;
+use crate::layers::{BuildState, Ctx};
+use crate::models::{Args, FAMILIES, Family};
 
-/// Name patterns accepted by [`ArchSpec::parse`], for help texts and errors.
-pub const NAME_PATTERNS: &[&str] = &[
-    "resnet{6n+2} (resnet8, resnet14, resnet20, resnet26, resnet32, resnet44, resnet56, resnet110, ...)",
-    "plane{2,4,6,8,10}",
-    "shake{6n+2}-2x{W}d (shake26-2x16d, shake26-2x32d, shake26-2x64d, shake26-2x96d, ...; shake26 = shake26-2x64d)",
-    "wrn{6n+4}-{k} (wrn16-1, wrn16-4, wrn28-10, ...; wrn = wrn28-10)",
-    "resnext{9n+2}-{C}x{W}d (resnext29-2x4d, resnext29-8x64d, ...; resnext = resnext29-8x64d)",
-];
+/// Name patterns accepted by [`ArchSpec::parse`], for help texts and errors (one per
+/// family).
+pub const NAME_PATTERNS: &[&str] = &patterns::<{ FAMILIES.len() }>();
 
-/// Layers of the plain CNNs of TAKD's CIFAR-10 book (`plane_cifar10_book`).
-/// `C<n>`: conv3x3(n, bias)+BN+ReLU, `M`: 2x2 max-pool, `F<n>`: linear (+ReLU unless last;
-/// the last linear layer's width is the number of classes).
-pub(crate) fn plane_layers(depth: usize) -> Option<&'static [PlaneLayer]> {
-    use PlaneLayer::{Conv as C, Fc as F, MaxPool as M};
-    const P2: &[PlaneLayer] = &[C(16), M, C(16), M, F(10)];
-    const P4: &[PlaneLayer] = &[C(16), C(16), M, C(32), C(32), M, F(10)];
-    const P6: &[PlaneLayer] = &[C(16), C(16), M, C(32), C(32), M, C(64), C(64), M, F(10)];
-    const P8: &[PlaneLayer] = &[
-        C(16),
-        C(16),
-        M,
-        C(32),
-        C(32),
-        M,
-        C(64),
-        C(64),
-        M,
-        C(128),
-        C(128),
-        M,
-        F(64),
-        F(10),
-    ];
-    const P10: &[PlaneLayer] = &[
-        C(32),
-        C(32),
-        M,
-        C(64),
-        C(64),
-        M,
-        C(128),
-        C(128),
-        M,
-        C(256),
-        C(256),
-        C(256),
-        C(256),
-        M,
-        F(128),
-        F(10),
-    ];
-    match depth {
-        2 => Some(P2),
-        4 => Some(P4),
-        6 => Some(P6),
-        8 => Some(P8),
-        10 => Some(P10),
-        _ => None,
+const fn patterns<const N: usize>() -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = FAMILIES[i].pattern;
+        i += 1;
+    }
+    out
+}
+
+/// A parsed architecture name: a family and its numeric parameters (depth, widths, ...).
+///
+/// Two specs are equal when they name the same network (`shake26` and `shake26-2x64d`
+/// parse to equal specs).
+#[derive(Clone, Copy)]
+pub struct ArchSpec {
+    pub(crate) family: &'static Family,
+    pub(crate) args: Args,
+}
+
+impl PartialEq for ArchSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.family.id == other.family.id && self.args == other.args
     }
 }
 
-/// One entry of a plain CNN's layer list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PlaneLayer {
-    /// conv3x3 with bias, BN, ReLU.
-    Conv(usize),
-    /// 2x2 max-pool, stride 2.
-    MaxPool,
-    /// Linear layer (ReLU after it unless it is the last).
-    Fc(usize),
+impl Eq for ArchSpec {}
+
+impl Hash for ArchSpec {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.family.id.hash(state);
+        self.args.hash(state);
+    }
 }
 
-/// A parsed architecture name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ArchSpec {
-    /// CIFAR ResNet with basic blocks, depth 6n+2 (16/32/64 channels).
-    ResNet {
-        /// Total depth (6n+2).
-        depth: usize,
-    },
-    /// TAKD's plain CNN (`plane_cifar10_book`), depth 2, 4, 6, 8 or 10.
-    Plane {
-        /// Number of layers in the book (2, 4, 6, 8, 10).
-        depth: usize,
-    },
-    /// Shake-Shake ResNet with two residual branches, depth 6n+2, base width `width`.
-    ShakeShake {
-        /// Total depth (6n+2).
-        depth: usize,
-        /// Channels of the first stage (then 2x and 4x).
-        width: usize,
-    },
-    /// Pre-activation Wide ResNet, depth 6n+4, widening factor `widen`.
-    WideResNet {
-        /// Total depth (6n+4).
-        depth: usize,
-        /// Widening factor k.
-        widen: usize,
-    },
-    /// ResNeXt with bottleneck blocks, depth 9n+2, cardinality C, base width W.
-    ResNeXt {
-        /// Total depth (9n+2).
-        depth: usize,
-        /// Number of groups of the 3x3 convolution.
-        cardinality: usize,
-        /// Base width (channels of the stem conv).
-        width: usize,
-    },
+impl fmt::Debug for ArchSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ArchSpec");
+        d.field("family", &self.family.id);
+        for (name, value) in self.family.params.iter().zip(&self.args) {
+            d.field(name, value);
+        }
+        d.finish()
+    }
 }
 
 /// A registry entry for listings (`hkd-train models`).
@@ -134,420 +82,154 @@ pub struct ArchInfo {
     pub macs: u64,
 }
 
-/// The canonical names with reference parameter counts, then the short aliases of the
-/// original project.
-const LISTED: &[&str] = &[
-    "resnet8",
-    "resnet14",
-    "resnet20",
-    "resnet26",
-    "resnet32",
-    "resnet44",
-    "resnet56",
-    "resnet110",
-    "plane2",
-    "plane4",
-    "plane6",
-    "plane8",
-    "plane10",
-    "shake26-2x16d",
-    "shake26-2x32d",
-    "shake26-2x64d",
-    "shake26-2x96d",
-    "wrn16-1",
-    "wrn16-4",
-    "wrn28-10",
-    "resnext29-2x4d",
-    "resnext29-8x64d",
-    "shake26",
-    "wrn",
-    "resnext",
-];
-
-/// Every listed architecture (reference names and aliases) with parameters and MACs for
-/// 10 classes.
+/// Every listed architecture with parameters and MACs for 10 classes: each family's
+/// canonical names (family by family), then the short aliases.
 pub fn known_architectures() -> Vec<ArchInfo> {
-    LISTED
+    let canonical = FAMILIES.iter().flat_map(|f| f.listed.iter().copied());
+    let aliases = FAMILIES
         .iter()
+        .flat_map(|f| f.aliases.iter().map(|(a, _)| *a));
+    canonical
+        .chain(aliases)
         .map(|name| {
             let spec = ArchSpec::parse(name).expect("listed names parse");
             let canonical = spec.canonical_name();
+            let (params, macs) = spec.counts(crate::DEFAULT_CLASSES);
             ArchInfo {
-                alias_of: (canonical != *name).then(|| canonical.clone()),
-                name: (*name).to_string(),
+                alias_of: (canonical != name).then(|| canonical.clone()),
+                name: name.to_string(),
                 description: spec.description(),
-                params: spec.param_count(crate::DEFAULT_CLASSES),
-                macs: spec.macs_per_image(crate::DEFAULT_CLASSES),
+                params,
+                macs,
             }
         })
         .collect()
 }
 
-fn unknown(name: &str, reason: impl Into<String>) -> ArchError {
-    ArchError::UnknownArchitecture {
-        name: name.to_string(),
-        reason: reason.into(),
-        valid: NAME_PATTERNS.join("; "),
-    }
-}
+// ---- helpers for the families' name parsers ----------------------------------------------
 
-fn parse_num(name: &str, s: &str, what: &str) -> Result<usize, ArchError> {
+/// Parses a positive decimal number, or says why `s` is not one (`what` names it).
+pub(crate) fn parse_num(s: &str, what: &str) -> Result<usize, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(unknown(
-            name,
-            format!("{what} `{s}` is not a positive number"),
-        ));
+        return Err(format!("{what} `{s}` is not a positive number"));
     }
     let n: usize = s
         .parse()
-        .map_err(|_| unknown(name, format!("{what} `{s}` is too large")))?;
+        .map_err(|_| format!("{what} `{s}` is too large"))?;
     if n == 0 {
-        return Err(unknown(name, format!("{what} must be at least 1")));
+        return Err(format!("{what} must be at least 1"));
     }
     Ok(n)
 }
 
 /// Parses "{C}x{W}d" into (C, W).
-fn parse_cxwd(name: &str, s: &str) -> Result<(usize, usize), ArchError> {
+pub(crate) fn parse_cxwd(s: &str) -> Result<(usize, usize), String> {
     let body = s
         .strip_suffix('d')
-        .ok_or_else(|| unknown(name, format!("`{s}` should look like `2x64d`")))?;
+        .ok_or_else(|| format!("`{s}` should look like `2x64d`"))?;
     let (c, w) = body
         .split_once('x')
-        .ok_or_else(|| unknown(name, format!("`{s}` should look like `2x64d`")))?;
+        .ok_or_else(|| format!("`{s}` should look like `2x64d`"))?;
     Ok((
-        parse_num(name, c, "branch count / cardinality")?,
-        parse_num(name, w, "width")?,
+        parse_num(c, "branch count / cardinality")?,
+        parse_num(w, "width")?,
     ))
 }
 
-fn check_depth(name: &str, depth: usize, step: usize, offset: usize) -> Result<(), ArchError> {
+/// Checks that `depth` is `step`·n + `offset` with n >= 1.
+pub(crate) fn check_depth(depth: usize, step: usize, offset: usize) -> Result<(), String> {
     if depth < step + offset || !(depth - offset).is_multiple_of(step) {
-        return Err(unknown(
-            name,
-            format!("depth {depth} is not of the form {step}n+{offset} with n >= 1"),
+        return Err(format!(
+            "depth {depth} is not of the form {step}n+{offset} with n >= 1"
         ));
     }
     Ok(())
 }
 
 impl ArchSpec {
-    /// Parses an architecture name (case-insensitive), including the original project's
-    /// aliases `shake26`, `wrn` and `resnext`. Unknown names give an error listing the
-    /// valid names and patterns.
+    /// Parses an architecture name (case-insensitive, surrounding blanks ignored),
+    /// including the short aliases (`shake26`, `wrn`, `resnext`). Unknown names give an
+    /// error listing the valid names and patterns.
     pub fn parse(name: &str) -> Result<ArchSpec, ArchError> {
         let lower = name.trim().to_ascii_lowercase();
-        let n = lower.as_str();
-        match n {
-            "shake26" => {
-                return Ok(ArchSpec::ShakeShake {
-                    depth: 26,
-                    width: 64,
-                });
+        let unknown = |reason: String| ArchError::UnknownArchitecture {
+            name: name.to_string(),
+            reason,
+            valid: NAME_PATTERNS.join("; "),
+        };
+        let resolved = FAMILIES
+            .iter()
+            .flat_map(|f| f.aliases.iter())
+            .find(|(alias, _)| *alias == lower)
+            .map_or(lower.as_str(), |(_, canonical)| *canonical);
+        let mut reasons = Vec::new();
+        for family in FAMILIES {
+            match (family.parse)(resolved) {
+                Some(Ok(args)) => return Ok(ArchSpec { family, args }),
+                Some(Err(reason)) => reasons.push(reason),
+                None => {}
             }
-            "wrn" => {
-                return Ok(ArchSpec::WideResNet {
-                    depth: 28,
-                    widen: 10,
-                });
-            }
-            "resnext" => {
-                return Ok(ArchSpec::ResNeXt {
-                    depth: 29,
-                    cardinality: 8,
-                    width: 64,
-                });
-            }
-            _ => {}
         }
-        if let Some(rest) = n.strip_prefix("resnext") {
-            let (d, cw) = rest
-                .split_once('-')
-                .ok_or_else(|| unknown(name, "expected resnext{depth}-{C}x{W}d"))?;
-            let depth = parse_num(name, d, "depth")?;
-            check_depth(name, depth, 9, 2)?;
-            let (cardinality, width) = parse_cxwd(name, cw)?;
-            return Ok(ArchSpec::ResNeXt {
-                depth,
-                cardinality,
-                width,
-            });
-        }
-        if let Some(rest) = n.strip_prefix("resnet") {
-            let depth = parse_num(name, rest, "depth")?;
-            check_depth(name, depth, 6, 2)?;
-            return Ok(ArchSpec::ResNet { depth });
-        }
-        if let Some(rest) = n.strip_prefix("plane") {
-            let depth = parse_num(name, rest, "depth")?;
-            if plane_layers(depth).is_none() {
-                return Err(unknown(
-                    name,
-                    format!("plain CNNs exist for depths 2, 4, 6, 8, 10, not {depth}"),
-                ));
-            }
-            return Ok(ArchSpec::Plane { depth });
-        }
-        if let Some(rest) = n.strip_prefix("shake") {
-            let (d, bw) = rest
-                .split_once('-')
-                .ok_or_else(|| unknown(name, "expected shake{depth}-2x{W}d"))?;
-            let depth = parse_num(name, d, "depth")?;
-            check_depth(name, depth, 6, 2)?;
-            let (branches, width) = parse_cxwd(name, bw)?;
-            if branches != 2 {
-                return Err(unknown(
-                    name,
-                    format!("Shake-Shake has 2 branches, not {branches}"),
-                ));
-            }
-            return Ok(ArchSpec::ShakeShake { depth, width });
-        }
-        if let Some(rest) = n.strip_prefix("wrn") {
-            let (d, k) = rest
-                .split_once('-')
-                .ok_or_else(|| unknown(name, "expected wrn{depth}-{k}"))?;
-            let depth = parse_num(name, d, "depth")?;
-            check_depth(name, depth, 6, 4)?;
-            let widen = parse_num(name, k, "widening factor")?;
-            return Ok(ArchSpec::WideResNet { depth, widen });
-        }
-        Err(unknown(name, "no known family matches"))
+        Err(unknown(if reasons.is_empty() {
+            "no known family matches".to_string()
+        } else {
+            reasons.join("; or ")
+        }))
+    }
+
+    /// The family's short identifier (`resnet`, `plane`, `shake`, `wrn`, `resnext`,
+    /// ...).
+    pub fn family(&self) -> &'static str {
+        self.family.id
+    }
+
+    /// A numeric parameter of the name by the family's name for it (`depth`, `width`,
+    /// `widen`, `cardinality`, ...), `None` if the family has no such parameter.
+    pub fn param(&self, name: &str) -> Option<usize> {
+        let i = self.family.params.iter().position(|p| *p == name)?;
+        Some(self.args[i])
     }
 
     /// The canonical name ("shake26-2x64d" for the alias "shake26").
     pub fn canonical_name(&self) -> String {
-        match *self {
-            ArchSpec::ResNet { depth } => format!("resnet{depth}"),
-            ArchSpec::Plane { depth } => format!("plane{depth}"),
-            ArchSpec::ShakeShake { depth, width } => format!("shake{depth}-2x{width}d"),
-            ArchSpec::WideResNet { depth, widen } => format!("wrn{depth}-{widen}"),
-            ArchSpec::ResNeXt {
-                depth,
-                cardinality,
-                width,
-            } => format!("resnext{depth}-{cardinality}x{width}d"),
-        }
+        (self.family.canonical_name)(&self.args)
     }
 
     /// One-line description.
     pub fn description(&self) -> String {
-        match *self {
-            ArchSpec::ResNet { depth } => format!(
-                "CIFAR ResNet, {} basic blocks per stage, 16/32/64 channels",
-                (depth - 2) / 6
-            ),
-            ArchSpec::Plane { depth } => {
-                let layers = plane_layers(depth).unwrap_or(&[]);
-                let s: Vec<String> = layers
-                    .iter()
-                    .map(|l| match l {
-                        PlaneLayer::Conv(c) => format!("Conv{c}"),
-                        PlaneLayer::MaxPool => "MaxPool".to_string(),
-                        PlaneLayer::Fc(f) => format!("FC{f}"),
-                    })
-                    .collect();
-                format!("plain CNN (TAKD CIFAR-10 book): {}", s.join("-"))
-            }
-            ArchSpec::ShakeShake { depth, width } => format!(
-                "Shake-Shake, 2 branches, {} blocks per stage, {}/{}/{} channels",
-                (depth - 2) / 6,
-                width,
-                2 * width,
-                4 * width
-            ),
-            ArchSpec::WideResNet { depth, widen } => format!(
-                "pre-activation Wide ResNet, {} blocks per stage, widening {}",
-                (depth - 4) / 6,
-                widen
-            ),
-            ArchSpec::ResNeXt {
-                depth,
-                cardinality,
-                width,
-            } => format!(
-                "ResNeXt, {} bottleneck blocks per stage, cardinality {}, base width {}",
-                (depth - 2) / 9,
-                cardinality,
-                width
-            ),
-        }
+        (self.family.description)(&self.args)
     }
 
     /// Trainable parameters (conv/linear weights and biases, BN weight and bias).
     pub fn param_count(&self, classes: usize) -> u64 {
-        self.count(classes).0
+        self.counts(classes).0
     }
 
     /// Multiply-adds of the convolutions and linear layers for one 3x32x32 image
     /// (BatchNorm, ReLU, pooling and additions are not counted).
     pub fn macs_per_image(&self, classes: usize) -> u64 {
-        self.count(classes).1
+        self.counts(classes).1
     }
 
-    /// (parameters, MACs) by walking the definition.
-    fn count(&self, classes: usize) -> (u64, u64) {
-        let mut c = Counter::default();
-        match *self {
-            ArchSpec::ResNet { depth } => {
-                let n = (depth - 2) / 6;
-                let mut hw = 32;
-                c.conv(3, 16, 3, 1, false, hw);
-                c.bn(16);
-                let mut inc = 16;
-                for (stage, &ch) in [16usize, 32, 64].iter().enumerate() {
-                    for b in 0..n {
-                        if b == 0 && stage > 0 {
-                            hw /= 2;
-                        }
-                        c.conv(inc, ch, 3, 1, false, hw);
-                        c.bn(ch);
-                        c.conv(ch, ch, 3, 1, false, hw);
-                        c.bn(ch);
-                        if inc != ch {
-                            c.conv(inc, ch, 1, 1, false, hw);
-                            c.bn(ch);
-                        }
-                        inc = ch;
-                    }
-                }
-                c.linear(64, classes);
-            }
-            ArchSpec::Plane { depth } => {
-                let layers = plane_layers(depth).unwrap_or(&[]);
-                let mut hw = 32;
-                let mut ch = 3;
-                let last_fc = layers
-                    .iter()
-                    .rposition(|l| matches!(l, PlaneLayer::Fc(_)))
-                    .unwrap_or(0);
-                let mut features = 0;
-                for (i, l) in layers.iter().enumerate() {
-                    match *l {
-                        PlaneLayer::Conv(out) => {
-                            c.conv(ch, out, 3, 1, true, hw);
-                            c.bn(out);
-                            ch = out;
-                            features = hw * hw * ch;
-                        }
-                        PlaneLayer::MaxPool => {
-                            hw /= 2;
-                            features = hw * hw * ch;
-                        }
-                        PlaneLayer::Fc(out) => {
-                            let out = if i == last_fc { classes } else { out };
-                            c.linear(features, out);
-                            features = out;
-                        }
-                    }
-                }
-            }
-            ArchSpec::ShakeShake { depth, width } => {
-                let n = (depth - 2) / 6;
-                let mut hw = 32;
-                c.conv(3, width, 3, 1, false, hw);
-                c.bn(width);
-                let mut inc = width;
-                for (stage, &ch) in [width, 2 * width, 4 * width].iter().enumerate() {
-                    for b in 0..n {
-                        if b == 0 && stage > 0 {
-                            hw = hw.div_ceil(2);
-                        }
-                        for _ in 0..2 {
-                            c.conv(inc, ch, 3, 1, false, hw);
-                            c.bn(ch);
-                            c.conv(ch, ch, 3, 1, false, hw);
-                            c.bn(ch);
-                        }
-                        if inc != ch {
-                            c.conv(inc, inc, 1, 1, false, hw);
-                            c.conv(inc, inc, 1, 1, false, hw);
-                            c.bn(2 * inc);
-                        }
-                        inc = ch;
-                    }
-                }
-                c.linear(inc, classes);
-            }
-            ArchSpec::WideResNet { depth, widen } => {
-                let n = (depth - 4) / 6;
-                let mut hw = 32;
-                c.conv(3, 16, 3, 1, false, hw);
-                let mut inc = 16;
-                for (stage, &ch) in [16 * widen, 32 * widen, 64 * widen].iter().enumerate() {
-                    for b in 0..n {
-                        if b == 0 && stage > 0 {
-                            hw /= 2;
-                        }
-                        c.bn(inc);
-                        c.conv(inc, ch, 3, 1, false, hw);
-                        c.bn(ch);
-                        c.conv(ch, ch, 3, 1, false, hw);
-                        if inc != ch {
-                            c.conv(inc, ch, 1, 1, false, hw);
-                        }
-                        inc = ch;
-                    }
-                }
-                c.bn(inc);
-                c.linear(inc, classes);
-            }
-            ArchSpec::ResNeXt {
-                depth,
-                cardinality,
-                width,
-            } => {
-                let n = (depth - 2) / 9;
-                let mut hw = 32;
-                c.conv(3, width, 3, 1, false, hw);
-                c.bn(width);
-                let mut inc = width;
-                for (stage, &ch) in [4 * width, 8 * width, 16 * width].iter().enumerate() {
-                    for b in 0..n {
-                        let in_hw = hw;
-                        if b == 0 && stage > 0 {
-                            hw /= 2;
-                        }
-                        let bc = cardinality * ch / 4;
-                        c.conv(inc, bc, 1, 1, false, in_hw);
-                        c.bn(bc);
-                        c.conv(bc, bc, 3, cardinality, false, hw);
-                        c.bn(bc);
-                        c.conv(bc, ch, 1, 1, false, hw);
-                        c.bn(ch);
-                        if inc != ch {
-                            c.conv(inc, ch, 1, 1, false, hw);
-                            c.bn(ch);
-                        }
-                        inc = ch;
-                    }
-                }
-                c.linear(inc, classes);
-            }
+    /// (parameters, multiply-adds per 3x32x32 image): the network built by a counting
+    /// builder (no weight tensors) and its evaluation forward pass on one image.
+    pub(crate) fn counts(&self, classes: usize) -> (u64, u64) {
+        let mut state = BuildState::counting(self.family.init);
+        if let Err(e) = self.count_walk(&mut state, classes) {
+            panic!("counting {}: {e}", self.canonical_name());
         }
-        (c.params, c.macs)
+        (state.param_count(), state.macs())
     }
-}
 
-#[derive(Default)]
-struct Counter {
-    params: u64,
-    macs: u64,
-}
-
-impl Counter {
-    /// A conv whose output is `out_hw` x `out_hw`.
-    fn conv(&mut self, inc: usize, out: usize, k: usize, groups: usize, bias: bool, out_hw: usize) {
-        let w = (out * (inc / groups) * k * k) as u64;
-        self.params += w + if bias { out as u64 } else { 0 };
-        self.macs += w * (out_hw * out_hw) as u64;
-    }
-    fn bn(&mut self, c: usize) {
-        self.params += 2 * c as u64;
-    }
-    fn linear(&mut self, inp: usize, out: usize) {
-        self.params += (inp * out + out) as u64;
-        self.macs += (inp * out) as u64;
+    fn count_walk(&self, state: &mut BuildState, classes: usize) -> Result<(), ArchError> {
+        let model = (self.family.build)(state.root(), &self.args, classes)?;
+        let x = Tensor::zeros((1, 3, 32, 32), DType::F32, &Device::Cpu)?;
+        let mut ctx = Ctx {
+            train: false,
+            rng: None,
+        };
+        model.forward(&x, &mut ctx)?;
+        Ok(())
     }
 }
 
@@ -561,5 +243,45 @@ impl FromStr for ArchSpec {
     type Err = ArchError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         ArchSpec::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every listed name and alias belongs to exactly one family, and canonical names
+    /// parse back to the same spec.
+    #[test]
+    fn every_listed_name_has_exactly_one_family() {
+        assert_eq!(NAME_PATTERNS.len(), FAMILIES.len());
+        for (i, a) in FAMILIES.iter().enumerate() {
+            assert!(
+                FAMILIES[i + 1..].iter().all(|b| b.id != a.id),
+                "family id {} twice",
+                a.id
+            );
+            assert!(!a.listed.is_empty() && !a.pattern.is_empty(), "{}", a.id);
+            for name in a.listed {
+                let claims: Vec<&str> = FAMILIES
+                    .iter()
+                    .filter(|f| matches!((f.parse)(name), Some(Ok(_))))
+                    .map(|f| f.id)
+                    .collect();
+                assert_eq!(claims, [a.id], "{name}");
+                let spec = ArchSpec::parse(name).unwrap();
+                assert_eq!(spec.canonical_name(), *name);
+                assert_eq!(ArchSpec::parse(&spec.canonical_name()).unwrap(), spec);
+            }
+            for (alias, canonical) in a.aliases {
+                assert!(
+                    FAMILIES
+                        .iter()
+                        .all(|f| (f.parse)(alias).is_none_or(|r| r.is_err()))
+                );
+                assert_eq!(ArchSpec::parse(alias).unwrap().canonical_name(), *canonical);
+                assert!(a.listed.contains(canonical), "{alias}");
+            }
+        }
     }
 }

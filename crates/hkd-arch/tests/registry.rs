@@ -1,6 +1,7 @@
 //! Name parsing, aliases, errors and multiply-add counts of the registry.
 
-use hkd_arch::{ArchError, ArchSpec, known_architectures};
+use candle_core::{DType, Device};
+use hkd_arch::{ArchError, ArchSpec, Network, known_architectures};
 
 #[test]
 fn aliases_resolve_to_the_original_projects_networks() {
@@ -13,31 +14,46 @@ fn aliases_resolve_to_the_original_projects_networks() {
         ArchSpec::parse("resnext").unwrap().canonical_name(),
         "resnext29-8x64d"
     );
+    let params = |name: &str| {
+        let spec = ArchSpec::parse(name).unwrap();
+        let names = ["depth", "width", "widen", "cardinality"];
+        let values: Vec<(&str, usize)> = names
+            .iter()
+            .filter_map(|p| spec.param(p).map(|v| (*p, v)))
+            .collect();
+        (spec.family(), values)
+    };
     assert_eq!(
         ArchSpec::parse(" ResNet110 ").unwrap(),
-        ArchSpec::ResNet { depth: 110 }
+        ArchSpec::parse("resnet110").unwrap()
     );
+    assert_eq!(params(" ResNet110 "), ("resnet", vec![("depth", 110)]));
     assert_eq!(
         "shake14-2x8d".parse::<ArchSpec>().unwrap(),
-        ArchSpec::ShakeShake {
-            depth: 14,
-            width: 8
-        }
+        ArchSpec::parse("shake14-2x8d").unwrap()
     );
     assert_eq!(
-        ArchSpec::parse("wrn40-2").unwrap(),
-        ArchSpec::WideResNet {
-            depth: 40,
-            widen: 2
-        }
+        params("shake14-2x8d"),
+        ("shake", vec![("depth", 14), ("width", 8)])
     );
     assert_eq!(
-        ArchSpec::parse("resnext38-4x16d").unwrap(),
-        ArchSpec::ResNeXt {
-            depth: 38,
-            cardinality: 4,
-            width: 16
-        }
+        params("wrn40-2"),
+        ("wrn", vec![("depth", 40), ("widen", 2)])
+    );
+    assert_eq!(
+        params("resnext38-4x16d"),
+        (
+            "resnext",
+            vec![("depth", 38), ("width", 16), ("cardinality", 4)]
+        )
+    );
+    assert_eq!(
+        ArchSpec::parse("shake26").unwrap(),
+        ArchSpec::parse("shake26-2x64d").unwrap()
+    );
+    assert_ne!(
+        ArchSpec::parse("shake26").unwrap(),
+        ArchSpec::parse("shake26-2x32d").unwrap()
     );
 }
 
@@ -51,7 +67,8 @@ fn unknown_names_list_the_valid_patterns() {
         ("wrn28", "wrn{depth}-{k}"),
         ("wrn26-10", "6n+4"),
         ("resnext29-8x64", "2x64d"),
-        ("vgg16", "no known family"),
+        ("densenet40", "no known family"),
+        ("vgg10", "8, 11, 13, 16 and 19"),
         ("resnetx", "not a positive number"),
     ] {
         let err = ArchSpec::parse(bad).unwrap_err();
@@ -106,7 +123,22 @@ fn multiply_adds_match_hand_counts() {
 #[test]
 fn listing_holds_every_reference_name_and_the_aliases() {
     let list = known_architectures();
-    assert_eq!(list.len(), 25);
+    // The original project's 22 names and 3 aliases, and the KD benchmarks' networks.
+    let benchmark_networks = [
+        "resnet8x4",
+        "resnet32x4",
+        "vgg8",
+        "vgg11",
+        "vgg13",
+        "vgg16",
+        "vgg19",
+        "mobilenetv2",
+        "mobile_half",
+    ];
+    assert_eq!(list.len(), 25 + benchmark_networks.len());
+    for name in benchmark_networks {
+        assert!(list.iter().any(|a| a.name == name), "{name}");
+    }
     let r8 = list.iter().find(|a| a.name == "resnet8").unwrap();
     assert_eq!(r8.params, 78_042);
     assert!(r8.alias_of.is_none());
@@ -118,4 +150,18 @@ fn listing_holds_every_reference_name_and_the_aliases() {
     let macs = |n: &str| list.iter().find(|a| a.name == n).unwrap().macs;
     assert!(macs("resnet8") < macs("resnet20") && macs("resnet20") < macs("resnet110"));
     assert!(macs("shake26-2x16d") < macs("shake26-2x32d"));
+}
+
+#[test]
+fn counts_are_those_of_the_built_networks() {
+    // The registry counts by building a network without weights and running it; the
+    // parameters must be those of the network built for real (the largest ones are
+    // checked once each against PyTorch in `reference.rs`).
+    for info in known_architectures() {
+        if info.params > 3_000_000 {
+            continue;
+        }
+        let net = Network::new(&info.name, 10, &Device::Cpu, DType::F32, 0).unwrap();
+        assert_eq!(net.num_parameters(), info.params, "{}", info.name);
+    }
 }

@@ -3,15 +3,76 @@
 //! identity shortcut, or the downsampling shortcut of two 1x1 convs on the ReLU'd input
 //! (one shifted by a pixel) concatenated and batch-normalised.
 
-use candle_core::Tensor;
+use candle_core::{ModuleT, Tensor};
 
 use crate::error::ArchError;
 use crate::kernels;
 use crate::layers::{
-    BatchNorm2d, Builder, Conv2d, Ctx, Linear, draw_uniform, global_avg_pool, shake_mix, subsample2,
+    BatchNorm2d, Builder, Conv2d, Conv2dConfig, ConvInit, Ctx, InitScheme, Linear, LinearInit,
+    batch_norm2d, conv2d_no_bias, draw_uniform, global_avg_pool, linear, shake_mix, subsample2,
 };
+use crate::models::{Args, Family, Input, Model};
+use crate::registry::{check_depth, parse_cxwd, parse_num};
 
 type Result<T> = std::result::Result<T, ArchError>;
+
+pub(crate) const FAMILY: Family = Family {
+    id: "shake",
+    pattern: "shake{6n+2}-2x{W}d (shake26-2x16d, shake26-2x32d, shake26-2x64d, shake26-2x96d, ...; shake26 = shake26-2x64d)",
+    params: &["depth", "width"],
+    listed: &[
+        "shake26-2x16d",
+        "shake26-2x32d",
+        "shake26-2x64d",
+        "shake26-2x96d",
+    ],
+    aliases: &[("shake26", "shake26-2x64d")],
+    parse,
+    canonical_name: |&[depth, width, _]| format!("shake{depth}-2x{width}d"),
+    description: |&[depth, width, _]| {
+        format!(
+            "Shake-Shake, 2 branches, {} blocks per stage, {}/{}/{} channels",
+            (depth - 2) / 6,
+            width,
+            2 * width,
+            4 * width
+        )
+    },
+    input: Input::Any,
+    init: InitScheme {
+        conv: ConvInit::KaimingNormalFanOut,
+        bn_weight_uniform: false,
+        linear: LinearInit::ZeroBias,
+    },
+    build: |vb, &[depth, width, _], classes| {
+        Ok(Box::new(ShakeShake::new(vb, depth, width, classes)?))
+    },
+};
+
+fn parse(name: &str) -> Option<std::result::Result<Args, String>> {
+    let rest = name.strip_prefix("shake")?;
+    Some((|| {
+        let (d, bw) = rest
+            .split_once('-')
+            .ok_or("expected shake{depth}-2x{W}d")?;
+        let depth = parse_num(d, "depth")?;
+        check_depth(depth, 6, 2)?;
+        let (branches, width) = parse_cxwd(bw)?;
+        if branches != 2 {
+            return Err(format!("Shake-Shake has 2 branches, not {branches}"));
+        }
+        Ok([depth, width, 0])
+    })())
+}
+
+/// 3x3 convolution settings with padding 1.
+fn conv3x3(stride: usize) -> Conv2dConfig {
+    Conv2dConfig {
+        padding: 1,
+        stride,
+        ..Default::default()
+    }
+}
 
 /// One residual branch: ReLU, conv3x3(stride), BN, ReLU, conv3x3, BN.
 struct ResidualPath {
@@ -22,19 +83,19 @@ struct ResidualPath {
 }
 
 impl ResidualPath {
-    fn new(b: &mut Builder, inc: usize, out: usize, stride: usize) -> Result<Self> {
+    fn new(mut vb: Builder<'_>, inc: usize, out: usize, stride: usize) -> Result<Self> {
         Ok(ResidualPath {
-            conv1: b.conv2d("conv1", inc, out, 3, stride, 1, 1, false)?,
-            bn1: b.batch_norm("bn1", out)?,
-            conv2: b.conv2d("conv2", out, out, 3, 1, 1, 1, false)?,
-            bn2: b.batch_norm("bn2", out)?,
+            conv1: conv2d_no_bias(inc, out, 3, conv3x3(stride), vb.pp("conv1"))?,
+            bn1: batch_norm2d(out, vb.pp("bn1"))?,
+            conv2: conv2d_no_bias(out, out, 3, conv3x3(1), vb.pp("conv2"))?,
+            bn2: batch_norm2d(out, vb.pp("bn2"))?,
         })
     }
 
     /// `x_relu` is ReLU(x), shared by both branches (and the shortcut).
     fn forward(&self, x_relu: &Tensor, t: bool) -> Result<Tensor> {
-        let y = self.bn1.forward_relu(&self.conv1.forward(x_relu, t)?, t)?;
-        self.bn2.forward(&self.conv2.forward(&y, t)?, t)
+        let y = self.bn1.forward_relu(&self.conv1.forward_t(x_relu, t)?, t)?;
+        self.bn2.forward(&self.conv2.forward_t(&y, t)?, t)
     }
 }
 
@@ -46,17 +107,18 @@ struct DownsamplingShortcut {
 }
 
 impl DownsamplingShortcut {
-    fn new(b: &mut Builder, inc: usize) -> Result<Self> {
+    fn new(mut vb: Builder<'_>, inc: usize) -> Result<Self> {
+        let cfg = Conv2dConfig::default();
         Ok(DownsamplingShortcut {
-            conv1: b.conv2d("conv1", inc, inc, 1, 1, 0, 1, false)?,
-            conv2: b.conv2d("conv2", inc, inc, 1, 1, 0, 1, false)?,
-            bn: b.batch_norm("bn", 2 * inc)?,
+            conv1: conv2d_no_bias(inc, inc, 1, cfg, vb.pp("conv1"))?,
+            conv2: conv2d_no_bias(inc, inc, 1, cfg, vb.pp("conv2"))?,
+            bn: batch_norm2d(2 * inc, vb.pp("bn"))?,
         })
     }
 
     fn forward(&self, x_relu: &Tensor, t: bool) -> Result<Tensor> {
-        let y1 = self.conv1.forward(&subsample2(x_relu, 0)?, t)?;
-        let y2 = self.conv2.forward(&subsample2(x_relu, 1)?, t)?;
+        let y1 = self.conv1.forward_t(&subsample2(x_relu, 0)?, t)?;
+        let y2 = self.conv2.forward_t(&subsample2(x_relu, 1)?, t)?;
         let z = Tensor::cat(&[&y1, &y2], 1)?;
         self.bn.forward(&z, t)
     }
@@ -69,15 +131,14 @@ struct ShakeBlock {
 }
 
 impl ShakeBlock {
-    fn new(b: &mut Builder, inc: usize, out: usize, stride: usize) -> Result<Self> {
-        let residual_path1 =
-            b.scope("residual_path1", |b| ResidualPath::new(b, inc, out, stride))?;
-        let residual_path2 =
-            b.scope("residual_path2", |b| ResidualPath::new(b, inc, out, stride))?;
+    fn new(mut vb: Builder<'_>, inc: usize, out: usize, stride: usize) -> Result<Self> {
+        let residual_path1 = ResidualPath::new(vb.pp("residual_path1"), inc, out, stride)?;
+        let residual_path2 = ResidualPath::new(vb.pp("residual_path2"), inc, out, stride)?;
         let shortcut = if inc != out {
-            Some(b.scope("shortcut", |b| {
-                b.scope("downsample", |b| DownsamplingShortcut::new(b, inc))
-            })?)
+            Some(DownsamplingShortcut::new(
+                vb.pp("shortcut").pp("downsample"),
+                inc,
+            )?)
         } else {
             None
         };
@@ -120,7 +181,7 @@ impl ShakeBlock {
 }
 
 /// The Shake-Shake network (no ReLU before the final pooling, as in the original code).
-pub(crate) struct ShakeShake {
+struct ShakeShake {
     conv: Conv2d,
     bn: BatchNorm2d,
     stages: Vec<Vec<ShakeBlock>>,
@@ -128,30 +189,27 @@ pub(crate) struct ShakeShake {
 }
 
 impl ShakeShake {
-    pub fn new(b: &mut Builder, depth: usize, width: usize, classes: usize) -> Result<Self> {
+    fn new(mut vb: Builder<'_>, depth: usize, width: usize, classes: usize) -> Result<Self> {
         let n = (depth - 2) / 6;
-        let conv = b.conv2d("conv", 3, width, 3, 1, 1, 1, false)?;
-        let bn = b.batch_norm("bn", width)?;
+        let conv = conv2d_no_bias(3, width, 3, conv3x3(1), vb.pp("conv"))?;
+        let bn = batch_norm2d(width, vb.pp("bn"))?;
         let mut stages = Vec::new();
         let mut inc = width;
         for (s, &(out, stride)) in [(width, 1), (2 * width, 2), (4 * width, 2)]
             .iter()
             .enumerate()
         {
-            let stage = b.scope(&format!("stage{}", s + 1), |b| {
-                (0..n)
-                    .map(|i| {
-                        let (ic, st) = if i == 0 { (inc, stride) } else { (out, 1) };
-                        b.scope(&format!("block{}", i + 1), |b| {
-                            ShakeBlock::new(b, ic, out, st)
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })?;
-            stages.push(stage);
+            let mut stage = vb.pp(format!("stage{}", s + 1));
+            let blocks = (0..n)
+                .map(|i| {
+                    let (ic, st) = if i == 0 { (inc, stride) } else { (out, 1) };
+                    ShakeBlock::new(stage.pp(format!("block{}", i + 1)), ic, out, st)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            stages.push(blocks);
             inc = out;
         }
-        let fc = b.linear("fc", 4 * width, classes)?;
+        let fc = linear(4 * width, classes, vb.pp("fc"))?;
         Ok(ShakeShake {
             conv,
             bn,
@@ -160,12 +218,15 @@ impl ShakeShake {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx<'_>) -> Result<Tensor> {
+}
+
+impl Model for ShakeShake {
+    fn forward(&self, x: &Tensor, ctx: &mut Ctx<'_>) -> Result<Tensor> {
         let t = ctx.train;
-        let mut x = self.bn.forward_relu(&self.conv.forward(x, t)?, t)?;
+        let mut x = self.bn.forward_relu(&self.conv.forward_t(x, t)?, t)?;
         for block in self.stages.iter().flatten() {
             x = block.forward(&x, ctx)?;
         }
-        self.fc.forward(&global_avg_pool(&x)?, t)
+        Ok(self.fc.forward_t(&global_avg_pool(&x)?, t)?)
     }
 }

@@ -2,12 +2,63 @@
 //! change the shortcut (conv1x1) takes the pre-activated input; final BN-ReLU before
 //! pooling. No dropout (drop rate 0, as in the original configuration).
 
-use candle_core::Tensor;
+use candle_core::{ModuleT, Tensor};
 
 use crate::error::ArchError;
-use crate::layers::{BatchNorm2d, Builder, Conv2d, Ctx, Linear, global_avg_pool};
+use crate::layers::{
+    BatchNorm2d, Builder, Conv2d, Conv2dConfig, ConvInit, Ctx, InitScheme, Linear, LinearInit,
+    batch_norm2d, conv2d_no_bias, global_avg_pool, linear,
+};
+use crate::models::{Args, Family, Input, Model};
+use crate::registry::{check_depth, parse_num};
 
 type Result<T> = std::result::Result<T, ArchError>;
+
+pub(crate) const FAMILY: Family = Family {
+    id: "wrn",
+    pattern: "wrn{6n+4}-{k} (wrn16-1, wrn16-4, wrn28-10, ...; wrn = wrn28-10)",
+    params: &["depth", "widen"],
+    listed: &["wrn16-1", "wrn16-4", "wrn28-10"],
+    aliases: &[("wrn", "wrn28-10")],
+    parse,
+    canonical_name: |&[depth, widen, _]| format!("wrn{depth}-{widen}"),
+    description: |&[depth, widen, _]| {
+        format!(
+            "pre-activation Wide ResNet, {} blocks per stage, widening {}",
+            (depth - 4) / 6,
+            widen
+        )
+    },
+    input: Input::Any,
+    init: InitScheme {
+        conv: ConvInit::KaimingNormalFanIn,
+        bn_weight_uniform: true,
+        linear: LinearInit::ZeroBias,
+    },
+    build: |vb, &[depth, widen, _], classes| {
+        Ok(Box::new(WideResNet::new(vb, depth, widen, classes)?))
+    },
+};
+
+fn parse(name: &str) -> Option<std::result::Result<Args, String>> {
+    let rest = name.strip_prefix("wrn")?;
+    Some((|| {
+        let (d, k) = rest.split_once('-').ok_or("expected wrn{depth}-{k}")?;
+        let depth = parse_num(d, "depth")?;
+        check_depth(depth, 6, 4)?;
+        let widen = parse_num(k, "widening factor")?;
+        Ok([depth, widen, 0])
+    })())
+}
+
+/// 3x3 convolution settings with padding 1.
+fn conv3x3(stride: usize) -> Conv2dConfig {
+    Conv2dConfig {
+        padding: 1,
+        stride,
+        ..Default::default()
+    }
+}
 
 struct WrnBlock {
     bn1: BatchNorm2d,
@@ -18,15 +69,17 @@ struct WrnBlock {
 }
 
 impl WrnBlock {
-    fn new(b: &mut Builder, inc: usize, out: usize, stride: usize) -> Result<Self> {
-        let bn1 = b.batch_norm("bn1", inc)?;
-        let conv1 = b.conv2d("conv1", inc, out, 3, stride, 1, 1, false)?;
-        let bn2 = b.batch_norm("bn2", out)?;
-        let conv2 = b.conv2d("conv2", out, out, 3, 1, 1, 1, false)?;
+    fn new(mut vb: Builder<'_>, inc: usize, out: usize, stride: usize) -> Result<Self> {
+        let bn1 = batch_norm2d(inc, vb.pp("bn1"))?;
+        let conv1 = conv2d_no_bias(inc, out, 3, conv3x3(stride), vb.pp("conv1"))?;
+        let bn2 = batch_norm2d(out, vb.pp("bn2"))?;
+        let conv2 = conv2d_no_bias(out, out, 3, conv3x3(1), vb.pp("conv2"))?;
         let shortcut = if inc != out {
-            Some(b.scope("shortcut", |b| {
-                b.conv2d("conv", inc, out, 1, stride, 0, 1, false)
-            })?)
+            let cfg = Conv2dConfig {
+                stride,
+                ..Default::default()
+            };
+            Some(conv2d_no_bias(inc, out, 1, cfg, vb.pp("shortcut").pp("conv"))?)
         } else {
             None
         };
@@ -42,11 +95,11 @@ impl WrnBlock {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx<'_>) -> Result<Tensor> {
         let t = ctx.train;
         let pre = self.bn1.forward_relu(x, t)?;
-        let y = self.conv1.forward(&pre, t)?;
+        let y = self.conv1.forward_t(&pre, t)?;
         let y = self.bn2.forward_relu(&y, t)?;
-        let y = self.conv2.forward(&y, t)?;
+        let y = self.conv2.forward_t(&y, t)?;
         let s = match &self.shortcut {
-            Some(conv) => conv.forward(&pre, t)?,
+            Some(conv) => conv.forward_t(&pre, t)?,
             None => x.clone(),
         };
         Ok((y + s)?)
@@ -54,7 +107,7 @@ impl WrnBlock {
 }
 
 /// The Wide ResNet.
-pub(crate) struct WideResNet {
+struct WideResNet {
     conv: Conv2d,
     stages: Vec<Vec<WrnBlock>>,
     bn: BatchNorm2d,
@@ -62,30 +115,27 @@ pub(crate) struct WideResNet {
 }
 
 impl WideResNet {
-    pub fn new(b: &mut Builder, depth: usize, widen: usize, classes: usize) -> Result<Self> {
+    fn new(mut vb: Builder<'_>, depth: usize, widen: usize, classes: usize) -> Result<Self> {
         let n = (depth - 4) / 6;
-        let conv = b.conv2d("conv", 3, 16, 3, 1, 1, 1, false)?;
+        let conv = conv2d_no_bias(3, 16, 3, conv3x3(1), vb.pp("conv"))?;
         let mut stages = Vec::new();
         let mut inc = 16;
         for (s, &(out, stride)) in [(16 * widen, 1), (32 * widen, 2), (64 * widen, 2)]
             .iter()
             .enumerate()
         {
-            let stage = b.scope(&format!("stage{}", s + 1), |b| {
-                (0..n)
-                    .map(|i| {
-                        let (ic, st) = if i == 0 { (inc, stride) } else { (out, 1) };
-                        b.scope(&format!("block{}", i + 1), |b| {
-                            WrnBlock::new(b, ic, out, st)
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })?;
-            stages.push(stage);
+            let mut stage = vb.pp(format!("stage{}", s + 1));
+            let blocks = (0..n)
+                .map(|i| {
+                    let (ic, st) = if i == 0 { (inc, stride) } else { (out, 1) };
+                    WrnBlock::new(stage.pp(format!("block{}", i + 1)), ic, out, st)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            stages.push(blocks);
             inc = out;
         }
-        let bn = b.batch_norm("bn", inc)?;
-        let fc = b.linear("fc", inc, classes)?;
+        let bn = batch_norm2d(inc, vb.pp("bn"))?;
+        let fc = linear(inc, classes, vb.pp("fc"))?;
         Ok(WideResNet {
             conv,
             stages,
@@ -94,13 +144,16 @@ impl WideResNet {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx<'_>) -> Result<Tensor> {
+}
+
+impl Model for WideResNet {
+    fn forward(&self, x: &Tensor, ctx: &mut Ctx<'_>) -> Result<Tensor> {
         let t = ctx.train;
-        let mut x = self.conv.forward(x, t)?;
+        let mut x = self.conv.forward_t(x, t)?;
         for block in self.stages.iter().flatten() {
             x = block.forward(&x, ctx)?;
         }
         let x = self.bn.forward_relu(&x, t)?;
-        self.fc.forward(&global_avg_pool(&x)?, t)
+        Ok(self.fc.forward_t(&global_avg_pool(&x)?, t)?)
     }
 }
