@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         figures: !cli.no_figures,
         write_grid_best: !cli.no_best,
         summary_rows: cli.top,
+        paired_against: cli.paired_against,
     };
     match analyze(&opts) {
         Ok(report) => {
@@ -62,14 +63,17 @@ fn main() -> ExitCode {
                     report.out_dir.join("fig").display()
                 );
             }
+            if let Some((reference, _)) = &report.paired {
+                info!("paired deltas against {reference}");
+            }
             info!("wrote {}", report.summary.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let code = match e {
-                hkd_analysis::AnalysisError::UnknownGroupKey { .. }
-                | hkd_analysis::AnalysisError::EmptyGroupBy => runtime::EXIT_USAGE,
-                _ => runtime::EXIT_FAILED,
+            let code = if e.is_usage() {
+                runtime::EXIT_USAGE
+            } else {
+                runtime::EXIT_FAILED
             };
             runtime::fail("hkd-analyze", &e, code)
         }

@@ -173,6 +173,14 @@ pub fn average_results(table: &RunsTable, keys: &[String]) -> Result<DataFrame> 
         col("best_epoch").mean().alias("best_epoch_mean"),
         col("train_seconds").mean().alias("train_seconds_mean"),
     ];
+    if table.has_temperature() {
+        aggs.push(
+            col("eval_temperature")
+                .mean()
+                .alias("eval_temperature_mean"),
+        );
+        aggs.push(col("eval_temperature").std(1).alias("eval_temperature_std"));
+    }
     for set in &table.eval_sets {
         let acc = set.column("acc");
         aggs.push(

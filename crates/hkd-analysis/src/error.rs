@@ -35,6 +35,11 @@ pub enum AnalysisError {
     #[error("--group-by needs at least one key, e.g. --group-by teacher,student,lambda")]
     EmptyGroupBy,
 
+    /// `--paired-against` is malformed, names a key that is not a grouping key, or selects
+    /// no configuration or several.
+    #[error("--paired-against {message}")]
+    PairedAgainst { message: String },
+
     /// polars refused a table operation (a bug in hkd-analysis rather than in the data).
     #[error("table operation `{what}` failed: {source}")]
     Table {
@@ -53,6 +58,15 @@ pub enum AnalysisError {
 }
 
 impl AnalysisError {
+    /// Whether the error refuses the command line or its values before anything is written
+    /// (exit 2 of the binaries' policy) rather than a failure while working (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownGroupKey { .. } | Self::EmptyGroupBy | Self::PairedAgainst { .. }
+        )
+    }
+
     pub(crate) fn table(what: &'static str) -> impl FnOnce(polars::error::PolarsError) -> Self {
         move |source| Self::Table { what, source }
     }

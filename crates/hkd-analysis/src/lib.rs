@@ -4,7 +4,8 @@
 //! root ([`load_grid`]), builds the runs table ([`runs_table`], one row per finished run),
 //! groups it over repeats ([`resolve_grouping`], [`average_results`]), writes
 //! `runs.csv`, `average_results.csv` (and Parquet), the grid root's `best.json`
-//! ([`grid_best`]), figures ([`draw_figures`]) and `summary.md`.
+//! ([`grid_best`]), figures ([`draw_figures`]) and `summary.md`; with a reference
+//! configuration ([`ReferenceSelector`]) also `paired_deltas.csv` ([`paired_deltas`]).
 //!
 //! The pieces are public so that a notebook-like Rust program can work on the frames
 //! directly. Every column is described in `docs/analysis.md`.
@@ -13,6 +14,7 @@ mod aggregate;
 mod error;
 mod figures;
 mod load;
+mod paired;
 mod summary;
 mod table;
 
@@ -28,7 +30,11 @@ pub use aggregate::{
 pub use error::AnalysisError;
 pub use figures::{FigureFiles, draw_figures, ensure_font};
 pub use load::{LoadedGrid, RunRecord, SkippedRun, load_grid};
-pub use summary::{SummaryInput, render_summary};
+pub use paired::{
+    PairedDelta, ReferenceSelector, main_endpoints, paired_deltas, paired_frame, paired_metrics,
+    run_groups, select_reference, t_quantile_975,
+};
+pub use summary::{PairedInput, SummaryInput, render_summary};
 pub use table::{
     AttackColumns, DEFAULT_GROUP_KEYS, DESCRIPTIVE_CONFIG_COLUMNS, EvalSetColumns, REPEAT_KEYS,
     RunsTable, any_value_string, attack_tag, eval_column, groupable_columns, other_hyperparameters,
@@ -55,6 +61,9 @@ pub struct AnalyzeOptions {
     pub write_grid_best: bool,
     /// Rows of the top table in `summary.md`.
     pub summary_rows: usize,
+    /// `--paired-against KEY=VALUE[,…]`: the reference configuration of
+    /// `paired_deltas.csv` (see [`ReferenceSelector`]); `None` writes no paired table.
+    pub paired_against: Option<String>,
 }
 
 impl AnalyzeOptions {
@@ -68,6 +77,7 @@ impl AnalyzeOptions {
             figures: true,
             write_grid_best: true,
             summary_rows: 10,
+            paired_against: None,
         }
     }
 
@@ -90,6 +100,8 @@ pub struct Analysis {
     pub groups: Vec<GroupSummary>,
     /// The best group and its best run.
     pub best: Option<GridBest>,
+    /// For each row of `table`, the index of its group in `groups`.
+    pub run_groups: Vec<Option<usize>>,
 }
 
 /// Builds the tables of a loaded grid (no files are written).
@@ -106,12 +118,14 @@ pub fn analyze_loaded(grid: &LoadedGrid, group_by: Option<&[String]>) -> Result<
     let averages = average_results(&table, &grouping.keys)?;
     let groups = group_summaries(&averages, &grouping.keys, &table)?;
     let best = grid_best(&groups);
+    let run_groups = run_groups(&table, &grouping.keys, &groups)?;
     Ok(Analysis {
         table,
         grouping,
         averages,
         groups,
         best,
+        run_groups,
     })
 }
 
@@ -131,6 +145,9 @@ pub struct AnalysisReport {
     pub skipped: Vec<SkippedRun>,
     /// Non-fatal problems (unreadable eval reports, grouping notes, a skipped best.json).
     pub warnings: Vec<String>,
+    /// With `paired_against`: the reference configuration (`k=v, …` of its keys) and the
+    /// comparisons written to `paired_deltas.csv`.
+    pub paired: Option<(String, Vec<PairedDelta>)>,
 }
 
 fn csv_bytes(df: &DataFrame, path: &Path) -> Result<Vec<u8>> {
@@ -156,8 +173,26 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Analyses a grid and writes every output (see the crate docs and `docs/analysis.md`).
 pub fn analyze(opts: &AnalyzeOptions) -> Result<AnalysisReport> {
+    // the command line first: a typo costs no reading
+    let selector: Option<ReferenceSelector> =
+        opts.paired_against.as_deref().map(str::parse).transpose()?;
     let grid = load_grid(&opts.root)?;
     let analysis = analyze_loaded(&grid, opts.group_by.as_deref())?;
+    // ... and the reference before anything is written
+    let paired = match &selector {
+        None => None,
+        Some(sel) => {
+            let keys = &analysis.grouping.keys;
+            let reference = select_reference(&analysis.groups, keys, sel)?;
+            let deltas = paired_deltas(
+                &analysis.table,
+                &analysis.run_groups,
+                analysis.groups.len(),
+                reference,
+            )?;
+            Some((reference, deltas))
+        }
+    };
     let out_dir = opts.out_dir();
     std::fs::create_dir_all(&out_dir).map_err(|e| AnalysisError::write(&out_dir, e))?;
     let mut warnings = grid.warnings.clone();
@@ -173,6 +208,25 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         if opts.parquet {
             let pq = out_dir.join(format!("{name}.parquet"));
             write_file(&pq, &parquet_bytes(df, &pq)?)?;
+            tables.push(pq);
+        }
+    }
+
+    if let Some((_, deltas)) = &paired {
+        if analysis.groups.len() < 2 {
+            warnings.push(
+                "--paired-against: the grid has one configuration, so there is nothing to \
+                 compare it with"
+                    .to_string(),
+            );
+        }
+        let df = paired_frame(deltas, &analysis.grouping.keys, &analysis.groups)?;
+        let csv = out_dir.join("paired_deltas.csv");
+        write_file(&csv, &csv_bytes(&df, &csv)?)?;
+        tables.push(csv);
+        if opts.parquet {
+            let pq = out_dir.join("paired_deltas.parquet");
+            write_file(&pq, &parquet_bytes(&df, &pq)?)?;
             tables.push(pq);
         }
     }
@@ -231,6 +285,11 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         figures: &figures,
         files: &files,
         top: opts.summary_rows,
+        paired: paired.as_ref().map(|(reference, deltas)| PairedInput {
+            reference: *reference,
+            deltas,
+            endpoints: main_endpoints(&analysis.table),
+        }),
     });
     write_file(&summary, md.as_bytes())?;
 
@@ -245,5 +304,10 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         grouping: analysis.grouping,
         skipped: grid.skipped,
         warnings,
+        paired: paired.map(|(reference, deltas)| {
+            let g = &analysis.groups[reference];
+            let keys: Vec<&str> = g.keys.iter().map(|(k, _)| k.as_str()).collect();
+            (g.label(&keys), deltas)
+        }),
     })
 }

@@ -8,6 +8,17 @@ use hkd_rundir::GridBest;
 use crate::aggregate::{GroupSummary, Grouping};
 use crate::figures::FigureFiles;
 use crate::load::SkippedRun;
+use crate::paired::PairedDelta;
+
+/// The paired comparison for `summary.md`.
+pub struct PairedInput<'a> {
+    /// Index of the reference group.
+    pub reference: usize,
+    /// Every comparison (as in `paired_deltas.csv`).
+    pub deltas: &'a [PairedDelta],
+    /// The metrics shown in the summary's table (`crate::main_endpoints`).
+    pub endpoints: Vec<String>,
+}
 
 /// What the summary page reports.
 pub struct SummaryInput<'a> {
@@ -25,6 +36,8 @@ pub struct SummaryInput<'a> {
     pub files: &'a [&'a Path],
     /// Rows of the top table.
     pub top: usize,
+    /// With `--paired-against`.
+    pub paired: Option<PairedInput<'a>>,
 }
 
 fn pm(mean: Option<f64>, std: Option<f64>, digits: usize) -> String {
@@ -37,6 +50,68 @@ fn pm(mean: Option<f64>, std: Option<f64>, digits: usize) -> String {
 
 fn rel(out_dir: &Path, p: &Path) -> String {
     crate::load::relative_dir(out_dir, p)
+}
+
+/// A number with 4 decimals and an explicit sign.
+fn signed(v: f64) -> String {
+    format!("{v:+.4}")
+}
+
+fn paired_section(md: &mut String, s: &SummaryInput<'_>, p: &PairedInput<'_>) {
+    let reference = &s.groups[p.reference];
+    // configurations are named by the keys that vary among them
+    let varying: Vec<&str> = s
+        .grouping
+        .keys
+        .iter()
+        .map(String::as_str)
+        .filter(|k| {
+            s.groups
+                .iter()
+                .map(|g| g.key(k).unwrap_or(""))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 1
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "## Paired differences against {}\n",
+        reference.label(&varying)
+    );
+    let _ = writeln!(
+        md,
+        "Δ = configuration − reference, paired by `iter` (repeat *i* of each configuration \
+         against repeat *i* of the reference); the 95 % interval is Student's t over the pairs \
+         (n − 1 degrees of freedom). Means are over the paired iters. Every metric is in \
+         `paired_deltas.csv`; here the main endpoints. A note says when a configuration's \
+         iters differ from the reference's.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| configuration | metric | n | reference | configuration | Δ | 95 % CI | note |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+    let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.4}"));
+    for d in p.deltas.iter().filter(|d| p.endpoints.contains(&d.metric)) {
+        let g = &s.groups[d.group];
+        let ci = d.ci95.map_or("–".to_string(), |(lo, hi)| {
+            format!("[{}, {}]", signed(lo), signed(hi))
+        });
+        let _ = writeln!(
+            md,
+            "| {} | `{}` | {} | {} | {} | {} | {} | {} |",
+            g.label(&varying),
+            d.metric,
+            d.n_pairs(),
+            opt(d.reference_mean),
+            opt(d.config_mean),
+            d.delta_mean.map_or("–".to_string(), signed),
+            ci,
+            d.note
+        );
+    }
+    md.push('\n');
 }
 
 /// Renders `summary.md`.
@@ -142,6 +217,10 @@ pub fn render_summary(s: &SummaryInput<'_>) -> String {
         let _ = writeln!(md, "| {} |", row.join(" | "));
     }
     md.push('\n');
+
+    if let Some(p) = &s.paired {
+        paired_section(&mut md, s, p);
+    }
 
     if !s.figures.is_empty() {
         let _ = writeln!(md, "## Figures\n");

@@ -117,6 +117,12 @@ pub struct EvalSetColumns {
     pub set: String,
     /// Some run has human-agreement metrics on this set.
     pub human: bool,
+    /// Some run recorded its mean confidence (and reliability bins) on this set.
+    pub confidence: bool,
+    /// Some run has temperature-scaled metrics on this set (`hkd-eval --calibrate-on`).
+    pub scaled: bool,
+    /// Some run has temperature-scaled human metrics on this set.
+    pub scaled_human: bool,
     /// Attacks some run was evaluated with on this set, by attack then ε.
     pub attacks: Vec<AttackColumns>,
 }
@@ -128,12 +134,21 @@ impl EvalSetColumns {
             .iter()
             .map(|s| s.to_string())
             .collect();
+        if self.confidence {
+            m.extend(["confidence", "gap"].map(String::from));
+        }
         if self.human {
             m.extend(
                 ["human_ce", "human_kl", "human_majority_agreement"]
                     .iter()
                     .map(|s| s.to_string()),
             );
+        }
+        if self.scaled {
+            m.extend(["ts_ce", "ts_ece", "ts_brier", "ts_confidence", "ts_gap"].map(String::from));
+        }
+        if self.scaled_human {
+            m.extend(["ts_human_ce", "ts_human_kl"].map(String::from));
         }
         for a in &self.attacks {
             m.push(format!("{}_acc", a.tag));
@@ -164,6 +179,13 @@ pub fn attack_tag(attack: &str, eps: f64) -> String {
     }
 }
 
+impl RunsTable {
+    /// Some run has a fitted temperature (columns `eval_temperature_set`, `eval_temperature`).
+    pub fn has_temperature(&self) -> bool {
+        self.frame.column("eval_temperature").is_ok()
+    }
+}
+
 /// The runs table and what its evaluation columns are.
 #[derive(Debug, Clone)]
 pub struct RunsTable {
@@ -174,16 +196,28 @@ pub struct RunsTable {
 }
 
 fn eval_schema(runs: &[RunRecord]) -> Vec<EvalSetColumns> {
-    let mut sets: BTreeMap<String, (bool, Vec<AttackColumns>)> = BTreeMap::new();
+    let mut sets: BTreeMap<String, EvalSetColumns> = BTreeMap::new();
     for r in runs {
         let Some(report) = &r.eval else { continue };
         for (name, m) in &report.sets {
-            let entry = sets.entry(name.clone()).or_default();
-            entry.0 |= m.human.is_some();
+            let entry = sets.entry(name.clone()).or_insert_with(|| EvalSetColumns {
+                set: name.clone(),
+                human: false,
+                confidence: false,
+                scaled: false,
+                scaled_human: false,
+                attacks: Vec::new(),
+            });
+            entry.human |= m.human.is_some();
+            entry.confidence |= m.mean_confidence.is_some();
+            if let Some(ts) = &m.temperature_scaled {
+                entry.scaled = true;
+                entry.scaled_human |= ts.human.is_some();
+            }
             for a in &m.attacks {
                 let tag = attack_tag(&a.attack, a.eps);
-                if !entry.1.iter().any(|x| x.tag == tag) {
-                    entry.1.push(AttackColumns {
+                if !entry.attacks.iter().any(|x| x.tag == tag) {
+                    entry.attacks.push(AttackColumns {
                         attack: a.attack.clone(),
                         eps: a.eps,
                         tag,
@@ -192,14 +226,11 @@ fn eval_schema(runs: &[RunRecord]) -> Vec<EvalSetColumns> {
             }
         }
     }
-    sets.into_iter()
-        .map(|(set, (human, mut attacks))| {
-            attacks.sort_by(|a, b| a.attack.cmp(&b.attack).then(a.eps.total_cmp(&b.eps)));
-            EvalSetColumns {
-                set,
-                human,
-                attacks,
-            }
+    sets.into_values()
+        .map(|mut set| {
+            set.attacks
+                .sort_by(|a, b| a.attack.cmp(&b.attack).then(a.eps.total_cmp(&b.eps)));
+            set
         })
         .collect()
 }
@@ -315,6 +346,24 @@ pub fn runs_table(runs: &[RunRecord]) -> Result<RunsTable> {
         ),
     ]);
 
+    if runs
+        .iter()
+        .any(|r| r.eval.as_ref().is_some_and(|e| e.temperature.is_some()))
+    {
+        fn fit(r: &RunRecord) -> Option<&hkd_rundir::TemperatureFit> {
+            r.eval.as_ref().and_then(|e| e.temperature.as_ref())
+        }
+        columns.push(Column::new(
+            "eval_temperature_set".into(),
+            runs.iter()
+                .map(|r| fit(r).map(|t| t.set.clone()))
+                .collect::<Vec<Option<String>>>(),
+        ));
+        columns.push(opt_f64_col(
+            "eval_temperature",
+            runs.iter().map(|r| fit(r).map(|t| t.temperature)).collect(),
+        ));
+    }
     for set in &eval_sets {
         let opt = |name: &str, get: &dyn Fn(&hkd_rundir::SetMetrics) -> Option<f64>| {
             opt_f64_col(
@@ -341,12 +390,37 @@ pub fn runs_table(runs: &[RunRecord]) -> Result<RunsTable> {
         ));
         columns.push(opt("ece", &|m| Some(m.ece)));
         columns.push(opt("brier", &|m| Some(m.brier)));
+        if set.confidence {
+            columns.push(opt("confidence", &|m| m.mean_confidence));
+            columns.push(opt("gap", &|m| m.confidence_gap()));
+        }
         if set.human {
             columns.push(opt("human_ce", &|m| m.human.as_ref().map(|h| h.ce)));
             columns.push(opt("human_kl", &|m| m.human.as_ref().map(|h| h.kl)));
             columns.push(opt("human_majority_agreement", &|m| {
                 m.human.as_ref().map(|h| h.majority_agreement)
             }));
+        }
+        if set.scaled {
+            let ts = |get: fn(&hkd_rundir::ScaledMetrics) -> f64| {
+                move |m: &hkd_rundir::SetMetrics| m.temperature_scaled.as_ref().map(get)
+            };
+            columns.push(opt("ts_ce", &ts(|t| t.ce_mean)));
+            columns.push(opt("ts_ece", &ts(|t| t.ece)));
+            columns.push(opt("ts_brier", &ts(|t| t.brier)));
+            columns.push(opt("ts_confidence", &ts(|t| t.mean_confidence)));
+            columns.push(opt("ts_gap", &|m| {
+                m.temperature_scaled
+                    .as_ref()
+                    .map(|t| t.mean_confidence - m.accuracy)
+            }));
+        }
+        if set.scaled_human {
+            let human = |m: &hkd_rundir::SetMetrics| {
+                m.temperature_scaled.as_ref().and_then(|t| t.human.clone())
+            };
+            columns.push(opt("ts_human_ce", &|m| human(m).map(|h| h.ce)));
+            columns.push(opt("ts_human_kl", &|m| human(m).map(|h| h.kl)));
         }
         for a in &set.attacks {
             let find = |m: &hkd_rundir::SetMetrics| {

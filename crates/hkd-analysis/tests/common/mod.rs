@@ -9,6 +9,32 @@ use hkd_rundir::*;
 /// Evaluation numbers of one set: (accuracy, ce_mean, ce_sum_batch_means, human CE).
 pub type SetNumbers = (f64, f64, f64, Option<f64>);
 
+/// Calibration detail of one set (what `hkd-eval` records since metrics version 2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibration {
+    pub mean_confidence: f64,
+    /// Occupied reliability bins: (bin index 0..15, count, mean confidence, accuracy).
+    pub bins: Vec<(usize, usize, f64, f64)>,
+    /// Temperature-scaled (CE, ECE, mean confidence, human CE), with `--calibrate-on`.
+    pub scaled: Option<(f64, f64, f64, Option<f64>)>,
+}
+
+/// The 15 reliability bins with the given occupied ones.
+pub fn bins(occupied: &[(usize, usize, f64, f64)]) -> Vec<ReliabilityBin> {
+    (0..15)
+        .map(|b| {
+            let hit = occupied.iter().find(|o| o.0 == b);
+            ReliabilityBin {
+                lower: b as f64 / 15.0,
+                upper: (b + 1) as f64 / 15.0,
+                count: hit.map_or(0, |o| o.1),
+                mean_confidence: hit.map(|o| o.2),
+                accuracy: hit.map(|o| o.3),
+            }
+        })
+        .collect()
+}
+
 /// What a synthetic run records: its specification (defaults of the tests: KL with
 /// batchmean, no human smoothing, 4 epochs, batch 128, lr 0.1, weight decay 5e-4, seed
 /// 100 + iter), its resolved teacher and its results.
@@ -22,6 +48,11 @@ pub struct Spec {
     pub best_loss: f64,
     /// Per evaluation set.
     pub eval: Option<BTreeMap<String, SetNumbers>>,
+    /// Calibration detail per evaluation set (sets of `eval` without it have none, as
+    /// reports written before metrics version 2).
+    pub calibration: BTreeMap<String, Calibration>,
+    /// The fitted temperature and its set.
+    pub temperature: Option<(String, f64)>,
 }
 
 impl Spec {
@@ -80,6 +111,8 @@ impl Spec {
             best_acc,
             best_loss,
             eval: None,
+            calibration: BTreeMap::new(),
+            temperature: None,
         }
     }
 
@@ -115,6 +148,18 @@ impl Spec {
         self.eval
             .get_or_insert_with(BTreeMap::new)
             .insert(set.into(), (acc, ce, ce_sum, human));
+        self
+    }
+
+    /// Calibration detail of set `set` (which `eval_set` must also give).
+    pub fn calibrated(mut self, set: &str, c: Calibration) -> Self {
+        self.calibration.insert(set.into(), c);
+        self
+    }
+
+    /// A temperature fitted on `set`.
+    pub fn temperature(mut self, set: &str, t: f64) -> Self {
+        self.temperature = Some((set.into(), t));
         self
     }
 
@@ -188,12 +233,32 @@ impl Spec {
             hkd_version: HKD_VERSION.to_string(),
             settings_hash: "h".into(),
             weights: "best.safetensors".into(),
+            temperature: self.temperature.as_ref().map(|(set, t)| TemperatureFit {
+                set: set.clone(),
+                temperature: *t,
+                nll_before: 1.0,
+                nll_after: 0.75,
+                at_bound: false,
+            }),
             sets: sets
                 .iter()
                 .map(|(name, &(acc, ce, ce_sum, human))| {
+                    let cal = self.calibration.get(name);
                     (
                         name.clone(),
                         SetMetrics {
+                            mean_confidence: cal.map(|c| c.mean_confidence),
+                            reliability: cal.map(|c| bins(&c.bins)).unwrap_or_default(),
+                            temperature_scaled: cal.and_then(|c| c.scaled).map(
+                                |(ce, ece, conf, human)| ScaledMetrics {
+                                    ce_mean: ce,
+                                    ece,
+                                    brier: 0.125,
+                                    mean_confidence: conf,
+                                    reliability: bins(&[(14, 1000, conf, acc)]),
+                                    human: human.map(|h| ScaledHuman { ce: h, kl: h - 0.5 }),
+                                },
+                            ),
                             source: format!("/data/{name}:test"),
                             images: 1000,
                             accuracy: acc,
@@ -398,5 +463,79 @@ impl Csv {
 
     pub fn s<'a>(&self, row: &'a [String], name: &str) -> &'a str {
         &row[self.col(name)]
+    }
+}
+
+/// Three arms of resnet8, like the second study's:
+///
+/// | arm | iters | best val acc | cinic acc, CE, confidence | test2k human CE |
+/// |---|---|---|---|---|
+/// | hard: baseline KL λ=0, LS 0 | 0–3 | 0.5 each | 0.5, (2.0, 2.5, 2.25, 2.0), 0.75 | (2.0, 2.0, 2.0, 2.0) |
+/// | human: human CE λ=1, LS 0 | 0–3 | (0.75, 1.0, 1.0, 0.75) | 0.5, (1.5, 1.5, 1.75, 1.5), 0.5 | (1.5, 1.25, 1.5, 1.75) |
+/// | ls: baseline KL λ=0, LS 0.21 | 0, 1, 3, 5 | 0.625 each | no evaluation | – |
+///
+/// hard and human are evaluated with a temperature (fitted on val; scaled cinic CE 1.25 and
+/// 1.0), hard's cinic bins are (13: 500 at 0.875, acc 0.5), (7: 500 at 0.5, acc 0.5).
+pub fn write_study(root: &Path) {
+    let hard_ce = [2.0, 2.5, 2.25, 2.0];
+    let human_acc = [0.75, 1.0, 1.0, 0.75];
+    let human_ce = [1.5, 1.5, 1.75, 1.5];
+    let human_hce = [1.5, 1.25, 1.5, 1.75];
+    for i in 0..4u32 {
+        let k = i as usize;
+        write_run(
+            root,
+            &Spec::new(TeacherSpec::Baseline, 0.0, i, 0.5, 1.0)
+                .eval_set("cinic", 0.5, hard_ce[k], 8.0, None)
+                .eval_set("test2k", 0.5, 1.0, 4.0, Some(2.0))
+                .calibrated(
+                    "cinic",
+                    Calibration {
+                        mean_confidence: 0.75,
+                        bins: vec![(7, 500, 0.5, 0.5), (13, 500, 0.875, 0.5)],
+                        scaled: Some((1.25, 0.0625, 0.625, None)),
+                    },
+                )
+                .calibrated(
+                    "test2k",
+                    Calibration {
+                        mean_confidence: 0.75,
+                        bins: vec![(13, 1000, 0.75, 0.5)],
+                        scaled: Some((0.875, 0.0625, 0.5, Some(1.75))),
+                    },
+                )
+                .temperature("val", 1.5),
+        );
+        write_run(
+            root,
+            &Spec::new(TeacherSpec::Human, 1.0, i, human_acc[k], 0.75)
+                .distil(DistilFn::Ce)
+                .eval_set("cinic", 0.5, human_ce[k], 6.0, None)
+                .eval_set("test2k", 0.5, 1.0, 4.0, Some(human_hce[k]))
+                .calibrated(
+                    "cinic",
+                    Calibration {
+                        mean_confidence: 0.5,
+                        bins: vec![(7, 1000, 0.5, 0.5)],
+                        scaled: Some((1.0, 0.0, 0.5, None)),
+                    },
+                )
+                .calibrated(
+                    "test2k",
+                    Calibration {
+                        mean_confidence: 0.5,
+                        bins: vec![(7, 1000, 0.5, 0.5)],
+                        scaled: Some((0.75, 0.0, 0.5, Some(human_hce[k]))),
+                    },
+                )
+                .temperature("val", 1.0),
+        );
+    }
+    for i in [0u32, 1, 3, 5] {
+        write_run(
+            root,
+            &Spec::new(TeacherSpec::Baseline, 0.0, i, 0.625, 1.0)
+                .with(|s| s.loss.label_smoothing = 0.21),
+        );
     }
 }

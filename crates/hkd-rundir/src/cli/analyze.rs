@@ -47,6 +47,12 @@ pub struct AnalyzeCli {
     #[arg(long, default_value_t = 10)]
     pub top: usize,
 
+    /// Compare every configuration with the one these grouping-key values select, paired
+    /// by iter (repeat), with 95 % t-intervals over the pairs: writes paired_deltas.csv and
+    /// a table in summary.md. E.g. teacher=baseline,label_smoothing=0.0.
+    #[arg(long, value_name = "KEY=VALUE[,KEY=VALUE…]")]
+    pub paired_against: Option<String>,
+
     /// List the columns --group-by accepts and exit.
     #[arg(long)]
     pub list_keys: bool,
