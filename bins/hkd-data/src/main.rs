@@ -272,16 +272,16 @@ fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // an input that cannot be read or written is a failure (1); an input that is
-            // read but refused is bad input (2)
-            let io = e.chain().any(|c| {
-                c.is::<std::io::Error>()
-                    || matches!(
-                        c.downcast_ref::<hkd_datasets::DatasetError>(),
-                        Some(hkd_datasets::DatasetError::Io { .. })
-                    )
+            // an output that cannot be written is a failure (1); an input that is missing,
+            // unreadable or refused is bad input (2): nothing was written
+            let writing = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<hkd_datasets::DatasetError>(),
+                    Some(hkd_datasets::DatasetError::Io { action, .. })
+                        if !matches!(*action, "read" | "open" | "list directory")
+                )
             });
-            let code = if io {
+            let code = if writing {
                 runtime::EXIT_FAILED
             } else {
                 runtime::EXIT_USAGE

@@ -282,7 +282,11 @@ fn finish_launch(
             Ok(ExitCode::SUCCESS)
         }
         ExecutorKind::Local => {
-            if let Some(sig) = &report.interrupted_by {
+            let failed_outright = report
+                .outcomes
+                .iter()
+                .any(|o| o.exit_code != 0 && o.exit_code != hkd_rundir::EXIT_CHECKPOINTED);
+            if let Some(sig) = report.interrupted_by.as_ref().filter(|_| !failed_outright) {
                 let checkpointed = report
                     .outcomes
                     .iter()

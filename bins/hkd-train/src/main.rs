@@ -173,7 +173,7 @@ fn main() -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
-            Err(e) => report(&e),
+            Err(e) => runtime::fail("hkd-train", &e, runtime::EXIT_USAGE),
         };
     }
 
@@ -187,7 +187,13 @@ fn main() -> ExitCode {
         terminal: std::io::stderr().is_terminal(),
         bar: None,
     };
-    match hkd_trainer::train(&request.spec, &request.execution, &mut observer, &stop) {
+    // Everything that fails before the run directory is touched (settings, teacher,
+    // data, device) is refused input (exit 2); what fails after is a failed run (1).
+    let plan = match hkd_trainer::plan(&request.spec, &request.execution) {
+        Ok(p) => p,
+        Err(e) => return runtime::fail("hkd-train", &e, runtime::EXIT_USAGE),
+    };
+    match hkd_trainer::run(plan, &mut observer, &stop) {
         Ok(Outcome::Finished { .. }) | Ok(Outcome::AlreadyFinished { .. }) => ExitCode::SUCCESS,
         Ok(Outcome::Stopped {
             run_dir,

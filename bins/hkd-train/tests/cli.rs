@@ -341,8 +341,9 @@ fn bad_flags_and_teachers_give_clear_errors() {
     let mut with_missing = base.clone();
     let at = with_missing.iter().position(|a| a == "--teacher").unwrap();
     with_missing[at + 1] = missing.to_str().unwrap().to_string();
+    // refused before any work (docs/README.md, "Exit codes"): 2
     let o = hkd_train(&with_missing, &[]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("no-such-teacher") && stderr(&o).contains("does not exist"),
         "{}",
@@ -363,7 +364,7 @@ fn bad_flags_and_teachers_give_clear_errors() {
     let mut with_garbage = base.clone();
     with_garbage[at + 1] = garbage.to_str().unwrap().to_string();
     let o = hkd_train(&with_garbage, &["--teacher-arch", "resnet8"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("garbage-teacher.safetensors") && stderr(&o).contains("resnet8"),
         "{}",
@@ -377,7 +378,7 @@ fn bad_flags_and_teachers_give_clear_errors() {
             fixture().root.join("no-such-data").to_str().unwrap(),
         ],
     );
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no-such-data"), "{}", stderr(&o));
 
     // A config file with an unknown key: refused naming the file and the key.
@@ -705,7 +706,7 @@ fn a_broken_teacher_fails_before_the_run_directory_exists() {
     request[at + 1] = teacher.to_str().unwrap().to_string();
     let extra = ["--epochs", "1", "--max-batches", "1"];
     let o = hkd_train(&request, &extra);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("best.safetensors"), "{stderr}");
     assert!(!out.exists(), "{stderr}");

@@ -69,6 +69,10 @@ pub struct Submission {
     pub dependency: Option<String>,
     pub dry_run: bool,
     pub jobs: Vec<JobRecord>,
+    /// Local: the signal that interrupted this submission (`TERM`, `INT`, `HUP`); its
+    /// running tasks checkpointed, the rest were not started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted_by: Option<String>,
 }
 
 /// `manifest.json`.

@@ -197,6 +197,7 @@ pub fn launch(
         dependency: options.dependency.clone(),
         dry_run: options.dry_run,
         jobs: Vec::new(),
+        interrupted_by: None,
     };
     match executor.kind {
         ExecutorKind::Local => {
@@ -217,6 +218,13 @@ pub fn launch(
                     .unwrap_or_else(|| default_jobs(&manifest.config));
                 run_local(dir, manifest, tasks, jobs, options.on_local_event)?
             };
+            if let Some(sig) = &run.interrupted_by {
+                submission.interrupted_by = Some(sig.clone());
+                if let Some(last) = manifest.submissions.last_mut() {
+                    last.interrupted_by = Some(sig.clone());
+                }
+                dir.write_manifest(manifest)?;
+            }
             Ok(LaunchReport {
                 submission,
                 outcomes: run.outcomes,

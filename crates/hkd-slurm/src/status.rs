@@ -160,7 +160,10 @@ pub fn grid_status(dir: &GridDir, manifest: &Manifest, view: &SchedulerView) -> 
                     ),
                     (Some(code), Some(_)) if code == hkd_rundir::EXIT_CHECKPOINTED => mk(
                         StatusKind::Failed,
-                        format!("checkpointed (exit {code}){progress}: resubmit to resume"),
+                        format!(
+                            "checkpointed (exit {code}){progress}{}: run the grid again, or hkd-grid resubmit DIR --failed, to resume",
+                            s.signal.as_ref().map(|sig| format!(" on SIG{sig}")).unwrap_or_default()
+                        ),
                     ),
                     (Some(code), Some(_)) => mk(StatusKind::Failed, format!("exit {code}{progress}")),
                     _ => {
@@ -179,7 +182,7 @@ pub fn grid_status(dir: &GridDir, manifest: &Manifest, view: &SchedulerView) -> 
                 },
                 None if !submitted => mk(
                     StatusKind::NotSubmitted,
-                    if manifest.submissions.iter().any(|s| !s.dry_run) {
+                    if manifest.submissions.is_empty() || manifest.submissions.iter().any(|s| !s.dry_run) {
                         "not submitted (a submission stopped before it): hkd-grid resubmit DIR --unsubmitted".into()
                     } else {
                         "dry run".into()
@@ -188,13 +191,24 @@ pub fn grid_status(dir: &GridDir, manifest: &Manifest, view: &SchedulerView) -> 
                 None if job.is_some() && view.queue.is_none() => {
                     mk(StatusKind::Unknown, "submitted; squeue does not answer".into())
                 }
-                None => mk(
-                    StatusKind::Failed,
-                    format!(
-                        "never started (cancelled, or a dependency failed){}",
-                        accounting.map(|a| format!(": {a}")).unwrap_or_default()
+                None => match manifest
+                    .latest_job_of(index)
+                    .and_then(|(s, _)| s.interrupted_by.as_ref())
+                {
+                    Some(sig) => mk(
+                        StatusKind::Failed,
+                        format!(
+                            "not started: the grid was interrupted by SIG{sig}; run it again, or hkd-grid resubmit DIR --failed"
+                        ),
                     ),
-                ),
+                    None => mk(
+                        StatusKind::Failed,
+                        format!(
+                            "never started (cancelled, or a dependency failed){}",
+                            accounting.map(|a| format!(": {a}")).unwrap_or_default()
+                        ),
+                    ),
+                },
             }
         })
         .collect()

@@ -29,7 +29,7 @@ pub use runtime::{StopFlag, configure_threads, select_device};
 pub use schedule::{ScheduleSettings, Scheduler};
 pub use teacher::{check_teacher_arch, load_teacher};
 pub use trainer::{
-    NoObserver, Observer, Outcome, Plan, RunInfo, epoch_line, evaluate, plan, train,
+    NoObserver, Observer, Outcome, Plan, RunInfo, epoch_line, evaluate, plan, run, train,
 };
 
 /// Exit status of `hkd-train` after a stop signal wrote `last.*` (resume with `--resume`).

@@ -271,7 +271,12 @@ pub fn train(
     observer: &mut dyn Observer,
     stop: &StopFlag,
 ) -> Result<Outcome> {
-    let plan = plan(spec, execution)?;
+    run(plan(spec, execution)?, observer, stop)
+}
+
+/// Trains a run that [`plan`] resolved: [`train`] after its checks, for callers that
+/// report what fails before any work differently from what fails later.
+pub fn run(plan: Plan, observer: &mut dyn Observer, stop: &StopFlag) -> Result<Outcome> {
     let run = plan.run_dir.clone();
     // A directory with a lock file is a run directory: lock first, so that a run another
     // process is clearing (--overwrite) is reported as in use, not as foreign. Otherwise

@@ -1,0 +1,245 @@
+//! The `hkd-analyze` binary's log and errors (docs/README.md, "Exit codes"), on a small
+//! grid of fabricated runs (written through hkd_rundir, not by training):
+//! - its log (info and warning lines) is plain text when stderr is not a terminal,
+//!   coloured on a terminal unless `NO_COLOR` is set;
+//! - an unknown `--group-by` key exits 2, an unknown flag 2, a grid that cannot be read 1;
+//!   errors start with `hkd-analyze: error: ` and carry no colour codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use hkd_rundir::{BestRecord, EpochMetrics, RunConfig, RunDir, RunSpec, RunState, TeacherSpec};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hkd-analyze");
+const ESC: &str = "\x1b[";
+
+/// A fresh directory under cargo's per-target scratch space, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("hkd-analyze-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Scratch(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A small valid safetensors file (one f32 tensor of two values).
+fn weights_bytes() -> Vec<u8> {
+    let header = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend(1f32.to_le_bytes().into_iter().chain(2f32.to_le_bytes()));
+    bytes
+}
+
+/// A finished two-epoch human-KD run with best validation accuracy `acc`.
+fn write_run(root: &Path, lambda: f64, iter: u32, acc: f64) -> RunDir {
+    let mut spec = RunSpec {
+        student: "resnet8".into(),
+        seed: 100 + u64::from(iter),
+        iter,
+        ..RunSpec::default()
+    };
+    spec.teacher.teacher = "human".into();
+    spec.loss.lambda = lambda;
+    spec.training.epochs = 2;
+    let config = RunConfig::new(spec, TeacherSpec::Human, 10, "feedbeef", "cpu");
+    let run = config.run_dir_in(root);
+    run.create().unwrap();
+    run.write_config(&config).unwrap();
+    for weights in [RunDir::BEST_WEIGHTS, RunDir::LAST_WEIGHTS] {
+        std::fs::write(run.file(weights), weights_bytes()).unwrap();
+    }
+    let metrics: Vec<EpochMetrics> = (1..=2)
+        .map(|epoch| EpochMetrics {
+            epoch,
+            lr: 0.1,
+            train_hard: 2.0,
+            train_kd: Some(1.0),
+            train_teacher: None,
+            train_human: Some(1.0),
+            train_total: 1.5,
+            train_acc: 0.5,
+            val_acc: acc * f64::from(epoch) / 2.0,
+            val_loss: 1.0,
+            seconds: 2.0,
+            images_per_s: 500.0,
+        })
+        .collect();
+    run.write_metrics(&metrics).unwrap();
+    run.write_best(&BestRecord {
+        epoch: 2,
+        val_acc: acc,
+        val_loss: 1.0,
+    })
+    .unwrap();
+    run.write_state(&RunState {
+        epochs_completed: 2,
+        batches_into_epoch: 0,
+        epochs: 2,
+        finished: true,
+        trainer: Default::default(),
+    })
+    .unwrap();
+    run
+}
+
+/// Four finished runs (two values of lambda, two repeats each) and one run directory
+/// whose config.toml is unreadable, which the analysis leaves out with a warning.
+fn write_grid(root: &Path) {
+    write_run(root, 0.5, 0, 0.5);
+    write_run(root, 0.5, 1, 0.75);
+    write_run(root, 1.0, 0, 0.25);
+    write_run(root, 1.0, 1, 0.5);
+    let broken = root.join("human/resnet8/broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join(RunDir::CONFIG), "this is = = not toml\n").unwrap();
+}
+
+fn hkd_analyze(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `script` (util-linux) runs a command on a pseudo-terminal; `None` where it is missing.
+fn on_a_terminal(args: &[&str], no_color: bool) -> Option<Output> {
+    let available = Command::new("script")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !available {
+        return None;
+    }
+    let line = std::iter::once(BIN)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    if no_color {
+        cmd.env("NO_COLOR", "1");
+    } else {
+        cmd.env_remove("NO_COLOR");
+    }
+    Some(cmd.output().unwrap())
+}
+
+#[test]
+fn the_log_is_coloured_only_on_a_terminal_without_no_color() {
+    let scratch = Scratch::new("colour");
+    let grid = scratch.path().join("grid");
+    write_grid(&grid);
+    let args = |out: &str| -> Vec<String> {
+        vec![
+            grid.display().to_string(),
+            "--no-figures".into(),
+            "--out".into(),
+            scratch.path().join(out).display().to_string(),
+        ]
+    };
+    let piped = args("piped");
+    let piped: Vec<&str> = piped.iter().map(String::as_str).collect();
+    let o = hkd_analyze(&piped);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("4 runs in 2 groups") && err.contains("left out"),
+        "an info and a warning line are expected: {err}"
+    );
+    assert!(
+        !err.contains(ESC),
+        "colour codes in a redirected log: {err:?}"
+    );
+
+    let tty = args("tty");
+    let tty: Vec<&str> = tty.iter().map(String::as_str).collect();
+    let Some(o) = on_a_terminal(&tty, false) else {
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!("SKIPPED the terminal half: `script` (util-linux) is not installed\n"),
+        );
+        return;
+    };
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("left out"), "{out}");
+    assert!(out.contains(ESC), "no colour on a terminal: {out:?}");
+    let plain = args("no-color");
+    let plain: Vec<&str> = plain.iter().map(String::as_str).collect();
+    let o = on_a_terminal(&plain, true).unwrap();
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("left out"), "{out}");
+    assert!(!out.contains(ESC), "colour despite NO_COLOR: {out:?}");
+}
+
+/// stderr, checked to be an hkd-analyze error without colour codes.
+fn error_text(o: &Output) -> String {
+    let err = text(&o.stderr);
+    assert!(
+        err.lines().any(|l| l.starts_with("hkd-analyze: error: ")),
+        "errors start with `hkd-analyze: error: `: {err}"
+    );
+    assert!(!err.contains(ESC), "{err:?}");
+    err
+}
+
+#[test]
+fn exit_codes_follow_the_policy() {
+    let scratch = Scratch::new("codes");
+    let grid = scratch.path().join("grid");
+    write_grid(&grid);
+    let out = scratch.path().join("out");
+    let g = grid.to_str().unwrap();
+    let o = out.to_str().unwrap();
+
+    // an unknown --group-by key: refused, 2, naming the key
+    let r = hkd_analyze(&[g, "--no-figures", "--out", o, "--group-by", "nosuchkey"]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
+    assert!(error_text(&r).contains("nosuchkey"));
+    assert!(
+        !out.join("summary.md").exists(),
+        "a refused analysis writes no summary"
+    );
+
+    // an unknown flag: 2
+    let r = hkd_analyze(&[g, "--no-such-flag"]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
+
+    // a grid directory that cannot be read: failed, 1
+    let missing = scratch.path().join("missing");
+    let r = hkd_analyze(&[missing.to_str().unwrap(), "--no-figures"]);
+    assert_eq!(r.status.code(), Some(1), "{}", text(&r.stderr));
+    assert!(error_text(&r).contains("missing"));
+
+    // and the same grid with valid options succeeds
+    let r = hkd_analyze(&[g, "--no-figures", "--out", o, "--group-by", "lambda"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert!(out.join("summary.md").is_file());
+}
