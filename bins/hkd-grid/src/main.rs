@@ -83,6 +83,11 @@ enum Command {
         #[arg(long, value_name = "N")]
         jobs: Option<usize>,
     },
+    /// Cancel the queued and running jobs of a grid (or of every stage of a pipeline).
+    Cancel {
+        /// A grids/<timestamp>-<name>/ directory.
+        dir: PathBuf,
+    },
     /// Run a pipeline of grids (teachers → students → evaluate → analyze).
     Pipeline {
         /// Pipeline file (configs/pipeline.toml).
@@ -115,6 +120,7 @@ fn main() -> ExitCode {
             jobs,
         }) => cmd_resubmit(&dir, failed, unsubmitted, dry_run, executor, jobs),
         Some(Command::Pipeline { file, launch }) => cmd_pipeline(&file, &launch),
+        Some(Command::Cancel { dir }) => cmd_cancel(&dir),
         Some(Command::Exec {
             requeue_on_checkpoint,
             dir,
@@ -213,8 +219,8 @@ fn cmd_grid(config_path: &Path, args: &LaunchArgs) -> Result<ExitCode> {
     let jobs = args.jobs.unwrap_or_else(|| default_jobs(&manifest.config));
     eprintln!(
         "hkd-grid: executor: {}{}",
-        executor.reason,
-        if executor.kind == ExecutorKind::Local {
+        executor.reason(),
+        if executor.kind() == ExecutorKind::Local {
             format!(", {jobs} at a time")
         } else {
             String::new()
@@ -228,7 +234,7 @@ fn cmd_grid(config_path: &Path, args: &LaunchArgs) -> Result<ExitCode> {
         runner: runner()?,
         on_local_event: &print_local_event,
     };
-    let report = launch(&dir, &mut manifest, &executor, &tasks, &options)?;
+    let report = launch(&dir, &mut manifest, executor.as_ref(), &tasks, &options)?;
     finish_launch(&dir, &manifest, &report, args.dry_run)
 }
 
@@ -386,6 +392,45 @@ fn cmd_status(dir: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn cmd_cancel(dir: &Path) -> Result<ExitCode> {
+    let grids: Vec<PathBuf> = if dir.join(hkd_slurm::pipeline::PIPELINE_JSON).is_file() {
+        PipelineRecord::read(dir)?
+            .stages
+            .into_iter()
+            .map(|s| s.grid_dir)
+            .collect()
+    } else {
+        vec![dir.to_path_buf()]
+    };
+    for grid in grids {
+        let grid = GridDir::open(&grid)?;
+        let manifest = grid.read_manifest()?;
+        let mut kinds: Vec<ExecutorKind> = manifest
+            .submissions
+            .iter()
+            .filter(|s| !s.dry_run)
+            .map(|s| s.executor)
+            .collect();
+        kinds.dedup();
+        if kinds.is_empty() {
+            eprintln!("hkd-grid: {}: nothing was submitted", grid.path().display());
+        }
+        for kind in kinds {
+            let ids = hkd_slurm::executor_of(kind, "cancel").cancel(&manifest)?;
+            eprintln!(
+                "hkd-grid: {}: cancelled {} ({kind})",
+                grid.path().display(),
+                if ids.is_empty() {
+                    "no job".to_string()
+                } else {
+                    format!("jobs {}", ids.join(","))
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn cmd_resubmit(
     dir: &Path,
     failed: bool,
@@ -419,7 +464,7 @@ fn cmd_resubmit(
         "hkd-grid: resubmitting {} {what} tasks ({}) with executor {}",
         selected.len(),
         hkd_slurm::render::compress_indices(&selected),
-        executor.reason
+        executor.reason()
     );
     let options = LaunchOptions {
         dry_run,
@@ -428,7 +473,7 @@ fn cmd_resubmit(
         runner: runner()?,
         on_local_event: &print_local_event,
     };
-    let report = launch(&dir, &mut manifest, &executor, &selected, &options)?;
+    let report = launch(&dir, &mut manifest, executor.as_ref(), &selected, &options)?;
     finish_launch(&dir, &manifest, &report, dry_run)
 }
 
@@ -464,7 +509,7 @@ fn cmd_pipeline(file: &Path, args: &LaunchArgs) -> Result<ExitCode> {
     };
     dependency(&options.after)?;
     let run = run_pipeline(&pipeline, &options)?;
-    eprintln!("hkd-grid: executor: {}", run.executor.reason);
+    eprintln!("hkd-grid: executor: {}", run.executor.reason());
     for stage in &run.record.stages {
         if !stage.job_ids.is_empty() {
             eprintln!(
@@ -484,7 +529,7 @@ fn cmd_pipeline(file: &Path, args: &LaunchArgs) -> Result<ExitCode> {
         run.record.name,
         if args.dry_run {
             "written (dry run)"
-        } else if run.executor.kind == ExecutorKind::Slurm {
+        } else if run.executor.kind() == ExecutorKind::Slurm {
             "submitted"
         } else {
             "finished"

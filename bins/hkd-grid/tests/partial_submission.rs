@@ -51,6 +51,13 @@ impl Cluster {
             ("squeue", format!("cat {queue} 2>/dev/null\nexit 0")),
             ("sacct", "exit 1".to_string()),
             ("scontrol", "exit 1".to_string()),
+            (
+                "scancel",
+                format!(
+                    "echo \"$@\" >> {}\nexit 0",
+                    q(&state.join("scancel"))
+                ),
+            ),
         ] {
             let path = bin.join(name);
             std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
@@ -399,4 +406,43 @@ fn a_wrap_grid_refused_at_its_first_job_is_submitted_whole_by_resubmit_unsubmitt
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("no unsubmitted task"), "{stderr}");
     assert_eq!(cluster.sbatch.calls().len(), 4);
+}
+
+#[test]
+fn cancel_scancels_every_job_of_a_grid_and_refuses_a_local_one() {
+    let cluster = Cluster::new();
+    let config = cluster.config(
+        "name = \"c\"\nbinary = \"hkd-train\"\n[grid]\nteacher = \"x.safetensors\"\niter = [0, 1, 2]\n[slurm]\nmode = \"wrap\"\n",
+    );
+    let grids = cluster.grids();
+    let (code, stdout, stderr) = cluster.grid(&[
+        config.to_str().unwrap(),
+        "--executor",
+        "slurm",
+        "--grids-dir",
+        grids.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "101,102,103\n");
+    let grid = only_grid(&grids);
+    let (code, _, stderr) = cluster.grid(&["cancel", grid.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("cancelled jobs 101,102,103 (slurm)"), "{stderr}");
+    let scancel = std::fs::read_to_string(cluster.state("scancel")).unwrap();
+    assert_eq!(scancel, "101 102 103\n");
+
+    // a local grid runs in the foreground of its hkd-grid: nothing to cancel from outside
+    let local = cluster.config(
+        "name = \"l\"\nbinary = \"hkd-train\"\nexecutor = \"local\"\n[grid]\nteacher = \"x.safetensors\"\niter = 0\n",
+    );
+    let local_grids = cluster.path().join("local-grids");
+    let (code, _, stderr) = cluster.grid(&[
+        local.to_str().unwrap(),
+        "--grids-dir",
+        local_grids.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = cluster.grid(&["cancel", only_grid(&local_grids).to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("Ctrl-C or SIGTERM"), "{stderr}");
 }

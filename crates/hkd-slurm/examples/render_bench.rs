@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use hkd_slurm::config::JobMode;
 use hkd_slurm::{
-    BinaryInfo, BinaryName, Executor, ExecutorKind, GridConfig, GridDir, LaunchOptions, LocalEvent,
-    RenderContext, check_tasks, expand, launch, prepare, render_jobs, tasks_txt,
+    BinaryInfo, BinaryName, GridConfig, GridDir, LaunchOptions, LocalEvent, RenderContext,
+    SlurmExecutor, check_tasks, expand, launch, prepare, render_jobs, tasks_txt,
 };
 
 const CONFIG: &str = r#"
@@ -116,10 +116,7 @@ fn main() {
     });
     row("manifest.json", t, "");
 
-    let executor = Executor {
-        kind: ExecutorKind::Slurm,
-        reason: "bench".into(),
-    };
+    let executor = SlurmExecutor::new("bench");
     let options = LaunchOptions {
         dry_run: true,
         dependency: None,

@@ -27,6 +27,7 @@
 pub mod binary;
 pub mod config;
 mod error;
+pub mod executor;
 pub mod grid;
 pub mod local;
 pub mod manifest;
@@ -42,12 +43,13 @@ pub mod status;
 pub use binary::{BinaryInfo, locate};
 pub use config::{BinaryName, ExecutorChoice, GridConfig, JobMode, LocalSettings, SlurmSettings};
 pub use error::{GridError, Result};
+pub use executor::{Executor, LocalExecutor, SlurmExecutor, choose_executor, executor_of};
 pub use grid::{Task, check_tasks, expand};
 pub use local::{LocalControl, LocalEvent, LocalRun, default_jobs, run_local};
 pub use manifest::{ExecutorKind, GridDir, JobRecord, Manifest, Submission, TaskState};
 pub use ops::{
-    Executor, LaunchOptions, LaunchReport, choose_executor, create_and_prepare, failed_tasks,
-    launch, prepare, resubmit_executor, tasks_txt, unsubmitted_tasks,
+    LaunchOptions, LaunchReport, create_and_prepare, failed_tasks, launch, prepare,
+    resubmit_executor, tasks_txt, unsubmitted_tasks,
 };
 pub use pipeline::{Pipeline, PipelineOptions, PipelineRecord, PipelineRun, run_pipeline};
 pub use plan::{TaskAction, TaskPlan, TeacherCache, plan_task, train_run_dir};

@@ -5,59 +5,18 @@ use std::path::{Path, PathBuf};
 
 use crate::binary::BinaryInfo;
 use crate::config::{ExecutorChoice, GridConfig, absolute};
-use crate::error::{GridError, Result};
+use crate::error::Result;
+pub use crate::executor::{Executor, choose_executor};
 use crate::grid::{check_tasks, expand};
-use crate::local::{LocalEvent, default_jobs, run_local};
-use crate::manifest::{ExecutorKind, GridDir, JobRecord, Manifest, Submission, TASKS_TXT, now};
+use crate::local::LocalEvent;
+use crate::manifest::{ExecutorKind, GridDir, Manifest, Submission, TASKS_TXT, now};
 use crate::quote::push_quoted;
-use crate::render::{RenderContext, RenderedJob, render_jobs};
+use crate::render::RenderedJob;
 use crate::runner::TaskOutcome;
 use crate::status::{SchedulerView, StatusKind, grid_status};
 
 /// Slurm's default `MaxArraySize`, used when the cluster cannot be asked.
 pub const DEFAULT_MAX_ARRAY_SIZE: usize = 1001;
-
-/// The executor chosen for a launch, and why (printed to the user).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Executor {
-    pub kind: ExecutorKind,
-    pub reason: String,
-}
-
-/// Resolves `auto`: Slurm when `sbatch` is on `PATH`, else local. An explicit `slurm`
-/// without `sbatch` is an error unless `dry_run`.
-pub fn choose_executor(choice: ExecutorChoice, dry_run: bool) -> Result<Executor> {
-    let sbatch = crate::slurm::sbatch_path();
-    match (choice, sbatch) {
-        (ExecutorChoice::Local, _) => Ok(Executor {
-            kind: ExecutorKind::Local,
-            reason: "local (chosen)".into(),
-        }),
-        (ExecutorChoice::Slurm, Some(p)) => Ok(Executor {
-            kind: ExecutorKind::Slurm,
-            reason: format!("slurm (chosen; sbatch at {})", p.display()),
-        }),
-        (ExecutorChoice::Slurm, None) if dry_run => Ok(Executor {
-            kind: ExecutorKind::Slurm,
-            reason: "slurm (chosen; no sbatch on PATH, dry run only)".into(),
-        }),
-        (ExecutorChoice::Slurm, None) => Err(GridError::Scheduler {
-            command: "sbatch".into(),
-            script: None,
-            message: "executor = \"slurm\" but sbatch is not on PATH: run on a login node, start \
-                      the local cluster (scripts/local-slurm.sh), or use --executor local"
-                .into(),
-        }),
-        (ExecutorChoice::Auto, Some(p)) => Ok(Executor {
-            kind: ExecutorKind::Slurm,
-            reason: format!("slurm (auto: sbatch found at {})", p.display()),
-        }),
-        (ExecutorChoice::Auto, None) => Ok(Executor {
-            kind: ExecutorKind::Local,
-            reason: "local (auto: no sbatch on PATH)".into(),
-        }),
-    }
-}
 
 /// `tasks.txt`: one shell-quoted command line per task.
 pub fn tasks_txt(manifest: &Manifest) -> String {
@@ -180,133 +139,32 @@ pub fn cluster_max_array_size(config: &GridConfig) -> usize {
         .unwrap_or(DEFAULT_MAX_ARRAY_SIZE)
 }
 
-/// Renders (and unless dry-run, submits or runs) `tasks` of the grid, and records the
-/// submission in the manifest, also when a submission fails half-way.
+/// Renders (and unless dry-run, submits or runs) `tasks` of the grid with `executor`, and
+/// records the submission in the manifest, also when a submission fails half-way.
 pub fn launch(
     dir: &GridDir,
     manifest: &mut Manifest,
-    executor: &Executor,
+    executor: &dyn Executor,
     tasks: &[usize],
     options: &LaunchOptions<'_>,
 ) -> Result<LaunchReport> {
-    let number = manifest.submissions.len();
-    let mut submission = Submission {
-        number,
+    executor.launch(dir, manifest, tasks, options)
+}
+
+/// A new submission record of `manifest` by `kind` (not yet in the manifest).
+pub(crate) fn new_submission(
+    manifest: &Manifest,
+    kind: ExecutorKind,
+    options: &LaunchOptions<'_>,
+) -> Submission {
+    Submission {
+        number: manifest.submissions.len(),
         created: now(),
-        executor: executor.kind,
+        executor: kind,
         dependency: options.dependency.clone(),
         dry_run: options.dry_run,
         jobs: Vec::new(),
         interrupted_by: None,
-    };
-    match executor.kind {
-        ExecutorKind::Local => {
-            submission.jobs.push(JobRecord {
-                job_id: None,
-                script: None,
-                sbatch_args: Vec::new(),
-                tasks: tasks.to_vec(),
-                array_offset: None,
-            });
-            manifest.submissions.push(submission.clone());
-            dir.write_manifest(manifest)?;
-            let run = if options.dry_run {
-                crate::local::LocalRun::default()
-            } else {
-                let jobs = options
-                    .jobs
-                    .unwrap_or_else(|| default_jobs(&manifest.config));
-                run_local(dir, manifest, tasks, jobs, options.on_local_event)?
-            };
-            if let Some(sig) = &run.interrupted_by {
-                submission.interrupted_by = Some(sig.clone());
-                if let Some(last) = manifest.submissions.last_mut() {
-                    last.interrupted_by = Some(sig.clone());
-                }
-                dir.write_manifest(manifest)?;
-            }
-            Ok(LaunchReport {
-                submission,
-                outcomes: run.outcomes,
-                rendered: Vec::new(),
-                interrupted_by: run.interrupted_by,
-            })
-        }
-        ExecutorKind::Slurm => {
-            let runner = absolute(&options.runner);
-            let ctx = RenderContext {
-                name: &manifest.name,
-                slurm: &manifest.config.slurm,
-                grid_dir: dir.path(),
-                workdir: &manifest.workdir,
-                runner: &runner,
-                submission: number,
-                max_array_size: cluster_max_array_size(&manifest.config),
-            };
-            let rendered = render_jobs(&ctx, tasks);
-            let mut written = std::collections::HashSet::new();
-            for job in &rendered {
-                if let Some((name, contents)) = &job.script {
-                    dir.write_file(name, contents.as_bytes(), true)?;
-                }
-                for f in &job.extra_files {
-                    // task.sh is shared by every multiprog job
-                    if written.insert(f.name.as_str()) {
-                        dir.write_file(&f.name, f.contents.as_bytes(), f.executable)?;
-                    }
-                }
-            }
-            let mut result = Ok(());
-            for job in &rendered {
-                let mut record = JobRecord {
-                    job_id: None,
-                    script: job.script.as_ref().map(|(n, _)| n.clone()),
-                    sbatch_args: job.sbatch_args.clone(),
-                    tasks: job.tasks.clone(),
-                    array_offset: job.array_offset,
-                };
-                if !options.dry_run && result.is_ok() {
-                    let script = record.script.as_ref().map(|n| dir.file(n));
-                    match crate::slurm::submit(
-                        dir.path(),
-                        &job.sbatch_args,
-                        options.dependency.as_deref(),
-                        script.as_deref(),
-                    ) {
-                        Ok(id) => record.job_id = Some(id),
-                        Err(e) => result = Err(e),
-                    }
-                }
-                submission.jobs.push(record);
-            }
-            if result.is_err() {
-                // keep only what the scheduler accepted
-                submission.jobs.retain(|j| j.job_id.is_some());
-            }
-            if !submission.jobs.is_empty() || options.dry_run {
-                manifest.submissions.push(submission.clone());
-            }
-            dir.write_manifest(manifest)?;
-            if let Err(e) = result {
-                let accepted: usize = submission.jobs.iter().map(|j| j.tasks.len()).sum();
-                return Err(GridError::PartialSubmission {
-                    dir: dir.path().to_path_buf(),
-                    job_ids: submission
-                        .jobs
-                        .iter()
-                        .filter_map(|j| j.job_id.clone())
-                        .collect(),
-                    unsubmitted: tasks.len() - accepted,
-                    source: Box::new(e),
-                });
-            }
-            Ok(LaunchReport {
-                submission,
-                outcomes: Vec::new(),
-                rendered,
-                interrupted_by: None,
-            })
-        }
     }
 }
 
@@ -340,7 +198,7 @@ pub fn resubmit_executor(
     manifest: &Manifest,
     choice: Option<ExecutorChoice>,
     dry_run: bool,
-) -> Result<Executor> {
+) -> Result<Box<dyn Executor>> {
     if let Some(c) = choice {
         return choose_executor(c, dry_run);
     }

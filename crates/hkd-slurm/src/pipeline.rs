@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use crate::binary::BinaryInfo;
 use crate::config::{BinaryName, ExecutorChoice, GridConfig};
 use crate::error::{GridError, Result};
+use crate::executor::{Executor, choose_executor};
 use crate::manifest::{ExecutorKind, GridDir, now};
-use crate::ops::{Executor, LaunchOptions, LaunchReport, choose_executor, launch, prepare};
+use crate::ops::{LaunchOptions, LaunchReport, launch, prepare};
 
 /// `pipeline.json` in a pipeline's directory.
 pub const PIPELINE_JSON: &str = "pipeline.json";
@@ -214,7 +215,7 @@ impl PipelineRecord {
 #[derive(Debug)]
 pub struct PipelineRun {
     pub dir: PathBuf,
-    pub executor: Executor,
+    pub executor: Box<dyn Executor>,
     pub record: PipelineRecord,
     pub reports: Vec<LaunchReport>,
 }
@@ -268,7 +269,7 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &PipelineOptions<'_>) -> Resul
         name: pipeline.name.clone(),
         pipeline_path: crate::config::absolute(&pipeline.path),
         created: now(),
-        executor: executor.kind,
+        executor: executor.kind(),
         dry_run,
         stages: Vec::new(),
     };
@@ -293,16 +294,10 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &PipelineOptions<'_>) -> Resul
         if stage.after.is_empty() {
             wait_for.extend(options.after.iter().cloned());
         }
-        let dependency = if executor.kind == ExecutorKind::Slurm {
-            if dry_run && !stage.after.is_empty() {
-                Some(format!("afterok:<jobs of {}>", stage.after.join(",")))
-            } else if wait_for.is_empty() {
-                None
-            } else {
-                Some(format!("afterok:{}", wait_for.join(":")))
-            }
+        let dependency = if dry_run && !stage.after.is_empty() {
+            executor.dependency(&[format!("<jobs of {}>", stage.after.join(","))])
         } else {
-            None
+            executor.dependency(&wait_for)
         };
         let mut launch_options = options.launch.clone();
         launch_options.dependency = dependency;
@@ -310,7 +305,7 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &PipelineOptions<'_>) -> Resul
         let report = launch(
             &stage_dir,
             &mut manifest,
-            &executor,
+            executor.as_ref(),
             &tasks,
             &launch_options,
         )?;

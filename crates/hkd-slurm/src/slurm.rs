@@ -8,6 +8,27 @@ use std::process::{Command, Stdio};
 use crate::binary::find_on_path;
 use crate::error::{GridError, Result};
 
+/// `scancel IDS…`: cancels the jobs (array jobs whole).
+pub fn cancel(job_ids: &[String]) -> Result<()> {
+    let output = Command::new("scancel")
+        .args(job_ids)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| GridError::Scheduler {
+            command: "scancel".into(),
+            script: None,
+            message: format!("cannot run scancel: {e}"),
+        })?;
+    if !output.status.success() {
+        return Err(GridError::Scheduler {
+            command: "scancel".into(),
+            script: None,
+            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// `sbatch` on `PATH`, if any.
 pub fn sbatch_path() -> Option<PathBuf> {
     find_on_path("sbatch")

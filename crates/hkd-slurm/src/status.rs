@@ -63,19 +63,36 @@ pub struct SchedulerView {
 }
 
 impl SchedulerView {
-    /// Asks `squeue` and `sacct` about the jobs of `manifest` (nothing for local grids).
+    /// Asks the executor of every real submission of `manifest` about its jobs (Slurm:
+    /// `squeue` and `sacct`; nothing for local grids).
     pub fn query(manifest: &Manifest) -> SchedulerView {
-        let slurm = manifest
+        let mut kinds: Vec<ExecutorKind> = manifest
             .submissions
             .iter()
-            .any(|s| s.executor == ExecutorKind::Slurm && !s.dry_run);
-        if !slurm {
-            return SchedulerView::default();
+            .filter(|s| !s.dry_run)
+            .map(|s| s.executor)
+            .collect();
+        kinds.sort_by_key(|k| k.to_string());
+        kinds.dedup();
+        let mut view = SchedulerView::default();
+        for kind in kinds {
+            let seen = crate::executor::executor_of(kind, "status").observe(manifest);
+            view.merge(seen);
         }
-        SchedulerView {
-            queue: crate::slurm::queue_states(),
-            accounting: crate::slurm::accounting_states(&manifest.job_ids()),
+        view
+    }
+
+    /// Adds what another executor says.
+    fn merge(&mut self, other: SchedulerView) {
+        fn join(into: &mut Option<HashMap<String, String>>, from: Option<HashMap<String, String>>) {
+            match (into.as_mut(), from) {
+                (Some(a), Some(b)) => a.extend(b),
+                (None, Some(b)) => *into = Some(b),
+                _ => {}
+            }
         }
+        join(&mut self.queue, other.queue);
+        join(&mut self.accounting, other.accounting);
     }
 }
 

@@ -7,16 +7,13 @@ use std::time::Instant;
 
 use hkd_rundir::TeacherSpec;
 use hkd_slurm::{
-    Executor, ExecutorKind, LaunchOptions, LocalEvent, SchedulerView, StatusKind, TaskAction,
-    failed_tasks, grid_status, launch, tasks_txt,
+    LaunchOptions, LocalEvent, LocalExecutor, SchedulerView, StatusKind, TaskAction, failed_tasks,
+    grid_status, launch, tasks_txt,
 };
 use support::{fake_train, prepared, run_config, write_run};
 
-fn local() -> Executor {
-    Executor {
-        kind: ExecutorKind::Local,
-        reason: "test".into(),
-    }
+fn local() -> LocalExecutor {
+    LocalExecutor::new("test")
 }
 
 fn quiet(_: LocalEvent<'_>) {}
