@@ -34,7 +34,7 @@ impl BinaryInfo {
     pub fn at(name: BinaryName, path: &Path, subcommand: Option<&str>) -> BinaryInfo {
         BinaryInfo {
             name,
-            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            path: hkd_rundir::absolute(path),
             subcommand: subcommand.map(str::to_string),
         }
     }

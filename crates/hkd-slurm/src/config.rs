@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -11,6 +11,7 @@ use crate::error::{GridError, Result};
 use crate::quote::{argument_problem, directive_problem, extra_directive_problem};
 
 pub use hkd_rundir::cli::BinaryName;
+pub use hkd_rundir::absolute;
 
 /// Where the tasks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -428,12 +429,6 @@ impl GridConfig {
         let digest = sha2::Sha256::digest(&json);
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
-}
-
-/// A config file path made absolute against the current directory (for messages and
-/// manifests).
-pub fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(test)]

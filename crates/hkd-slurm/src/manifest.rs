@@ -178,7 +178,7 @@ impl GridDir {
     }
 
     fn init(path: PathBuf) -> Result<GridDir> {
-        let path = std::path::absolute(&path).unwrap_or(path);
+        let path = hkd_rundir::absolute(&path);
         for sub in [STATE_DIR, LOG_DIR] {
             let p = path.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| GridError::io("create", &p, e))?;
@@ -188,7 +188,7 @@ impl GridDir {
 
     /// An existing grid directory (must hold `manifest.json`).
     pub fn open(path: &Path) -> Result<GridDir> {
-        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let path = hkd_rundir::absolute(path);
         if !path.join(MANIFEST).is_file() {
             return Err(GridError::grid_dir(
                 &path,
