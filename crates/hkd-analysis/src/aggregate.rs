@@ -357,6 +357,10 @@ pub fn short_key(k: &str) -> &str {
         "temperature_teacher" => "Tt",
         "temperature_human" => "Th",
         "distil_fn" => "D",
+        "human_smoothing" => "ε",
+        "label_smoothing" => "LS",
+        "human_target" => "target",
+        "train_split" => "split",
         other => other,
     }
 }

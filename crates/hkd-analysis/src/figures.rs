@@ -2,6 +2,14 @@
 //!
 //! Text is drawn with DejaVu Sans embedded in this crate (plotters' `ab_glyph` feature), so
 //! no system font, fontconfig or freetype is needed on the machine that draws.
+//!
+//! Every figure colours and names configurations the same way ([`families`]): one colour
+//! per family (a configuration up to λ and the student), short names, the full identity in
+//! `fig/legend.csv`.
+
+mod calibration;
+mod families;
+mod labels;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -12,10 +20,11 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
-use crate::aggregate::{GroupSummary, short_key};
+use crate::aggregate::GroupSummary;
 use crate::error::{AnalysisError, Result};
 use crate::load::RunRecord;
 use crate::table::EvalSetColumns;
+use families::Families;
 
 /// DejaVu Sans (a Latin/Greek subset; see `assets/fonts/LICENSE-DejaVu.txt`).
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans-subset.ttf");
@@ -165,23 +174,7 @@ fn legend_corner(
 }
 
 fn color(i: usize) -> RGBColor {
-    // Okabe–Ito-like colour-blind-safe palette, then plotters' Palette99.
-    const BASE: [RGBColor; 8] = [
-        RGBColor(0, 114, 178),
-        RGBColor(213, 94, 0),
-        RGBColor(0, 158, 115),
-        RGBColor(204, 121, 167),
-        RGBColor(230, 159, 0),
-        RGBColor(86, 180, 233),
-        RGBColor(0, 0, 0),
-        RGBColor(240, 228, 66),
-    ];
-    if i < BASE.len() {
-        BASE[i]
-    } else {
-        let c = Palette99::pick(i).to_rgba();
-        RGBColor(c.0, c.1, c.2)
-    }
+    families::palette(i)
 }
 
 /// Which metric a λ figure shows.
@@ -196,6 +189,7 @@ type LambdaPoint = (f64, f64, Option<f64>);
 
 struct Series {
     label: String,
+    colour: RGBColor,
     points: Vec<LambdaPoint>,
 }
 
@@ -204,11 +198,12 @@ struct Panel {
     series: Vec<Series>,
 }
 
-/// Validation accuracy or CE against λ: a panel per student, a line per remaining
-/// configuration, error bars ±1 sample std over repeats.
+/// Validation accuracy or CE against λ: a panel per student, a line per family,
+/// error bars ±1 sample std over repeats.
 struct LambdaFigure {
     title: String,
-    /// Second title line: the keys that are the same for every series.
+    /// Second title line: the keys that are the same for every series, and the panels left
+    /// out.
     subtitle: String,
     y_label: String,
     panels: Vec<Panel>,
@@ -219,43 +214,25 @@ fn panel_grid(n: usize) -> (usize, usize) {
     (n.div_ceil(cols), cols)
 }
 
+/// The λ figure, when λ is a key and some family has two λ values in one panel. A panel of
+/// one point says nothing about λ: it is left out and named in the subtitle.
 fn lambda_figure(
     groups: &[GroupSummary],
     keys: &[String],
+    families: &Families,
     metric: LambdaMetric,
 ) -> Option<LambdaFigure> {
     if !keys.iter().any(|k| k == "lambda") || groups.is_empty() {
         return None;
     }
     let panel_key = keys.iter().any(|k| k == "student").then_some("student");
-    let series_keys: Vec<&str> = keys
-        .iter()
-        .map(String::as_str)
-        .filter(|k| *k != "lambda" && Some(*k) != panel_key)
-        .collect();
-    // Only keys that differ between series go into labels; the rest into the title.
-    let varying: Vec<&str> = series_keys
-        .iter()
-        .copied()
-        .filter(|k| varies(groups, k))
-        .collect();
-    let constant: Vec<&str> = series_keys
-        .iter()
-        .copied()
-        .filter(|k| !varying.contains(k))
-        .collect();
-    let mut panels: BTreeMap<String, BTreeMap<String, Vec<LambdaPoint>>> = BTreeMap::new();
-    for g in groups {
+    let mut panels: BTreeMap<String, BTreeMap<usize, Vec<LambdaPoint>>> = BTreeMap::new();
+    for (gi, g) in groups.iter().enumerate() {
         let Some(l) = g.lambda else { continue };
         let panel = panel_key
             .and_then(|k| g.key(k))
             .unwrap_or("all runs")
             .to_string();
-        let label = if varying.is_empty() {
-            "mean ± std".to_string()
-        } else {
-            g.label(&varying)
-        };
         let (m, s) = match metric {
             LambdaMetric::Acc => (g.val_acc_mean, g.val_acc_std),
             LambdaMetric::Ce => (g.val_loss_mean, g.val_loss_std),
@@ -263,14 +240,19 @@ fn lambda_figure(
         panels
             .entry(panel)
             .or_default()
-            .entry(label)
+            .entry(families.family_of[gi])
             .or_default()
             .push((l, m, s));
     }
-    let constant_text = groups
-        .first()
-        .map(|g| g.label(&constant))
-        .unwrap_or_default();
+    let (panels, single): (Vec<_>, Vec<_>) = panels
+        .into_iter()
+        .partition(|(_, series)| series.values().map(Vec::len).sum::<usize>() > 1);
+    if !panels
+        .iter()
+        .any(|(_, series)| series.values().any(|points| points.len() > 1))
+    {
+        return None;
+    }
     let (what, y_label) = match metric {
         LambdaMetric::Acc => ("validation accuracy", "validation accuracy (best epoch)"),
         LambdaMetric::Ce => (
@@ -278,13 +260,27 @@ fn lambda_figure(
             "validation CE, nats (best epoch)",
         ),
     };
+    let mut subtitle = "mean ± sample std over repeats".to_string();
+    if !families.constant.is_empty() {
+        subtitle.push_str(&format!("; {}", families.constant));
+    }
+    if !single.is_empty() {
+        let names: Vec<String> = single
+            .iter()
+            .map(|(p, _)| match panel_key {
+                Some(k) => format!("{k}={p}"),
+                None => p.clone(),
+            })
+            .collect();
+        subtitle.push_str(&format!(
+            "; left out (one configuration): {}",
+            names.join(", ")
+        ));
+    }
+    let one_family = families.names.len() == 1;
     Some(LambdaFigure {
         title: format!("{what} vs λ"),
-        subtitle: if constant_text.is_empty() {
-            "mean ± sample std over repeats".to_string()
-        } else {
-            format!("mean ± sample std over repeats; {constant_text}")
-        },
+        subtitle,
         y_label: y_label.to_string(),
         panels: panels
             .into_iter()
@@ -292,9 +288,17 @@ fn lambda_figure(
                 title,
                 series: series
                     .into_iter()
-                    .map(|(label, mut points)| {
+                    .map(|(family, mut points)| {
                         points.sort_by(|a, b| a.0.total_cmp(&b.0));
-                        Series { label, points }
+                        Series {
+                            label: if one_family {
+                                "mean ± std".to_string()
+                            } else {
+                                families.names[family].clone()
+                            },
+                            colour: families::palette(family),
+                            points,
+                        }
                     })
                     .collect(),
             })
@@ -345,7 +349,7 @@ impl Figure for LambdaFigure {
             let n = panel.series.len();
             let dodge = (x1 - x0) * 0.008;
             for (i, s) in panel.series.iter().enumerate() {
-                let c = color(i);
+                let c = s.colour;
                 let off = (i as f64 - (n as f64 - 1.0) / 2.0) * dodge;
                 let pts: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0 + off, p.1)).collect();
                 chart
@@ -512,31 +516,23 @@ impl Figure for CurvesFigure {
     }
 }
 
-/// Whether `key` takes more than one value over the groups.
-fn varies(groups: &[GroupSummary], key: &str) -> bool {
-    groups
-        .iter()
-        .map(|g| g.key(key).unwrap_or(""))
-        .collect::<BTreeSet<_>>()
-        .len()
-        > 1
-}
-
 /// Accuracy against CE (hard-label CE, or CE to the human labels) per evaluation set: one
-/// point per group, error bars ±1 std both ways, colour per teacher (and D), each point
-/// tagged with its other varying keys (λ, γ, …).
+/// point per group, error bars ±1 std both ways, coloured by family, each point tagged
+/// with what tells it apart within its family (λ, the student), tags placed clear of each
+/// other and of the points.
 struct PlaneFigure {
     title: String,
+    subtitle: String,
     x_label: String,
     /// (set, its points)
     panels: Vec<(String, Vec<PlanePoint>)>,
-    legend: Vec<String>,
+    /// The families drawn: name and colour, in family order.
+    legend: Vec<(String, RGBColor)>,
 }
 
 struct PlanePoint {
-    colour: usize,
-    /// λ and the other varying keys where not at their most common value (`λ=0.6, γ=0.5`);
-    /// empty when none vary.
+    colour: RGBColor,
+    /// λ and the student where a family holds several (`λ=0.6`); empty when none does.
     tag: String,
     x: f64,
     x_sd: Option<f64>,
@@ -552,55 +548,18 @@ enum PlaneX {
 
 fn plane_figure(
     groups: &[GroupSummary],
-    keys: &[String],
+    families: &Families,
     sets: &[EvalSetColumns],
     x: PlaneX,
 ) -> Option<PlaneFigure> {
-    // Colour by teacher (baseline / human / a teacher run) and, when it varies, distil_fn.
-    let colour_keys: Vec<&str> = ["teacher", "distil_fn"]
-        .into_iter()
-        .filter(|k| keys.iter().any(|x| x == k))
-        .filter(|k| varies(groups, k) || *k == "teacher")
-        .collect();
-    // Each point is tagged with the other grouping keys that vary, so the points of one
-    // colour can be told apart: λ always, the others (γ, student, …) only where they differ
-    // from their most common value, to keep the tags short.
-    let tag_keys: Vec<&str> = keys
-        .iter()
-        .map(String::as_str)
-        .filter(|k| !colour_keys.contains(k))
-        .filter(|k| varies(groups, k))
-        .collect();
-    let modal: BTreeMap<&str, &str> = tag_keys
-        .iter()
-        .map(|&k| {
-            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for g in groups {
-                *counts.entry(g.key(k).unwrap_or("")).or_default() += 1;
-            }
-            let most = counts
-                .into_iter()
-                .max_by_key(|&(_, n)| n)
-                .map_or("", |(v, _)| v);
-            (k, most)
-        })
-        .collect();
-    let tag = |g: &GroupSummary| -> String {
-        tag_keys
-            .iter()
-            .filter(|&&k| k == "lambda" || g.key(k).unwrap_or("") != modal[k])
-            .map(|&k| format!("{}={}", short_key(k), g.key(k).unwrap_or("")))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut legend: Vec<String> = Vec::new();
+    let mut drawn: BTreeSet<usize> = BTreeSet::new();
     let mut panels = Vec::new();
     for set in sets {
         if matches!(x, PlaneX::HumanCe) && !set.human {
             continue;
         }
         let mut points = Vec::new();
-        for g in groups {
+        for (gi, g) in groups.iter().enumerate() {
             let Some(e) = g.eval.get(&set.set) else {
                 continue;
             };
@@ -611,21 +570,10 @@ fn plane_figure(
             let (Some(xm), Some(ym)) = (xm, e.acc_mean) else {
                 continue;
             };
-            let key = if colour_keys.is_empty() {
-                "all".to_string()
-            } else {
-                g.label(&colour_keys)
-            };
-            let colour = match legend.iter().position(|l| *l == key) {
-                Some(i) => i,
-                None => {
-                    legend.push(key);
-                    legend.len() - 1
-                }
-            };
+            drawn.insert(families.family_of[gi]);
             points.push(PlanePoint {
-                colour,
-                tag: tag(g),
+                colour: families.colour(gi),
+                tag: families.tags[gi].clone(),
                 x: xm,
                 x_sd: xs,
                 y: ym,
@@ -641,31 +589,41 @@ fn plane_figure(
     }
     let (title, x_label) = match x {
         PlaneX::Ce => (
-            "accuracy vs cross-entropy per evaluation set (one point per configuration, mean ± std; upper left is better)",
+            "accuracy vs cross-entropy per evaluation set",
             "CE with the true labels, nats (mean per image)",
         ),
         PlaneX::HumanCe => (
-            "accuracy vs cross-entropy to the human label distribution (mean ± std)",
+            "accuracy vs cross-entropy to the human label distribution",
             "CE to human labels, nats (mean per image)",
         ),
     };
     Some(PlaneFigure {
         title: title.to_string(),
+        subtitle:
+            "one point per configuration, mean ± sample std over repeats; upper left is better"
+                .to_string(),
         x_label: x_label.to_string(),
         panels,
-        legend,
+        legend: drawn
+            .into_iter()
+            .map(|f| (families.names[f].clone(), families::palette(f)))
+            .collect(),
     })
 }
 
 impl Figure for PlaneFigure {
     fn size(&self) -> (u32, u32) {
         let (rows, cols) = panel_grid(self.panels.len());
-        (560 * cols as u32 + 40, 460 * rows as u32 + 60)
+        (560 * cols as u32 + 40, 460 * rows as u32 + 80)
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
         area.fill(&WHITE).map_err(err)?;
-        let area = area.titled(&self.title, ("sans-serif", 16)).map_err(err)?;
+        let area = area
+            .titled(&self.title, ("sans-serif", 18))
+            .map_err(err)?
+            .titled(&self.subtitle, ("sans-serif", 13))
+            .map_err(err)?;
         let (rows, cols) = panel_grid(self.panels.len());
         for ((set, points), cell) in self.panels.iter().zip(area.split_evenly((rows, cols))) {
             let (x0, x1) = padded(
@@ -698,9 +656,9 @@ impl Figure for PlaneFigure {
                 .light_line_style(WHITE.mix(0.0))
                 .draw()
                 .map_err(err)?;
-            for (ci, label) in self.legend.iter().enumerate() {
-                let c = color(ci);
-                let mine: Vec<&PlanePoint> = points.iter().filter(|p| p.colour == ci).collect();
+            for (label, c) in &self.legend {
+                let c = *c;
+                let mine: Vec<&PlanePoint> = points.iter().filter(|p| p.colour == c).collect();
                 if mine.is_empty() {
                     continue;
                 }
@@ -721,16 +679,37 @@ impl Figure for PlaneFigure {
                     .map_err(err)?
                     .label(label)
                     .legend(move |(x, y)| Circle::new((x + 9, y), 5, c.filled()));
-                chart
-                    .draw_series(mine.iter().filter(|p| !p.tag.is_empty()).map(|p| {
-                        EmptyElement::at((p.x, p.y))
-                            + Text::new(p.tag.clone(), (7, -14), ("sans-serif", 10).into_font())
-                    }))
-                    .map_err(err)?;
             }
+            // tags where they overlap neither each other nor the points
+            let tagged: Vec<&PlanePoint> = points.iter().filter(|p| !p.tag.is_empty()).collect();
+            let pixels: Vec<(i32, i32)> = points
+                .iter()
+                .filter(|p| !p.tag.is_empty())
+                .chain(points.iter().filter(|p| p.tag.is_empty()))
+                .map(|p| chart.backend_coord(&(p.x, p.y)))
+                .collect();
+            let sizes: Vec<(i32, i32)> = tagged
+                .iter()
+                .map(|p| labels::text_size(&p.tag, 10))
+                .collect();
+            let (xr, yr) = chart.plotting_area().get_pixel_range();
+            let bounds = labels::PixelBox {
+                x: xr.start,
+                y: yr.start,
+                w: xr.end - xr.start,
+                h: yr.end - yr.start,
+            };
+            let offsets = labels::place_labels(&pixels, &sizes, 5, bounds);
+            chart
+                .draw_series(tagged.iter().zip(&offsets).map(|(p, &(dx, dy))| {
+                    EmptyElement::at((p.x, p.y))
+                        + Text::new(p.tag.clone(), (dx, dy), ("sans-serif", 10).into_font())
+                }))
+                .map_err(err)?;
+            let corner = legend_corner(points.iter().map(|p| (p.x, p.y)), (x0, x1), (y0, y1));
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::LowerLeft)
+                .position(corner)
                 .label_font(("sans-serif", 12))
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK.mix(0.4))
@@ -741,23 +720,39 @@ impl Figure for PlaneFigure {
     }
 }
 
+/// The names, colours and full identities of the configurations in the figures, as
+/// written to `fig/legend.csv`: `label`, `family`, `colour`, then every key.
+pub fn figure_legend(
+    groups: &[GroupSummary],
+    keys: &[String],
+    runs: &[RunRecord],
+    run_groups: &[Option<usize>],
+) -> Result<polars::prelude::DataFrame> {
+    Families::new(groups, keys, runs, run_groups).legend_frame(groups, keys)
+}
+
 /// Draws every figure into `fig_dir` (created): `acc_vs_lambda`, `ce_vs_lambda` (when λ is
-/// a key), `curves/<group>` for the best run of each group, and with evaluation data
-/// `acc_ce_plane` and `acc_human_ce_plane`. Returns the files in that order.
+/// a key and some family has two λ values), with evaluation data `acc_ce_plane` and
+/// `acc_human_ce_plane`, with calibration data `reliability`,
+/// `reliability_temperature_scaled` and `confidence_gap`, and `curves/<group>` for the best
+/// run of each group. Returns the files in that order. `run_groups` gives each run's group
+/// (`crate::Analysis::run_groups`).
 pub fn draw_figures(
     fig_dir: &Path,
     groups: &[GroupSummary],
     keys: &[String],
     eval_sets: &[EvalSetColumns],
     runs: &[RunRecord],
+    run_groups: &[Option<usize>],
 ) -> Result<Vec<FigureFiles>> {
     std::fs::create_dir_all(fig_dir).map_err(|e| AnalysisError::write(fig_dir, e))?;
+    let families = Families::new(groups, keys, runs, run_groups);
     let mut out = Vec::new();
     for (metric, stem) in [
         (LambdaMetric::Acc, "acc_vs_lambda"),
         (LambdaMetric::Ce, "ce_vs_lambda"),
     ] {
-        if let Some(fig) = lambda_figure(groups, keys, metric) {
+        if let Some(fig) = lambda_figure(groups, keys, &families, metric) {
             let caption = format!("{} ({})", fig.title, fig.subtitle);
             out.push(render(&fig, fig_dir, stem, caption)?);
         }
@@ -766,10 +761,28 @@ pub fn draw_figures(
         (PlaneX::Ce, "acc_ce_plane"),
         (PlaneX::HumanCe, "acc_human_ce_plane"),
     ] {
-        if let Some(fig) = plane_figure(groups, keys, eval_sets, x) {
-            let caption = fig.title.clone();
+        if let Some(fig) = plane_figure(groups, &families, eval_sets, x) {
+            let caption = format!("{} ({})", fig.title, fig.subtitle);
             out.push(render(&fig, fig_dir, stem, caption)?);
         }
+    }
+    let by_group = calibration::runs_by_group(runs, run_groups, groups.len());
+    for (scaling, stem) in [
+        (calibration::Scaling::Raw, "reliability"),
+        (
+            calibration::Scaling::Scaled,
+            "reliability_temperature_scaled",
+        ),
+    ] {
+        if let Some(fig) = calibration::reliability_figure(&families, eval_sets, &by_group, scaling)
+        {
+            let caption = format!("{} ({})", fig.title, fig.subtitle);
+            out.push(render(&fig, fig_dir, stem, caption)?);
+        }
+    }
+    if let Some(fig) = calibration::gap_figure(&families, eval_sets, &by_group) {
+        let caption = format!("{} ({})", fig.title, fig.subtitle);
+        out.push(render(&fig, fig_dir, "confidence_gap", caption)?);
     }
     let by_dir: BTreeMap<&str, &RunRecord> = runs.iter().map(|r| (r.rel_dir.as_str(), r)).collect();
     let curves_dir = fig_dir.join("curves");

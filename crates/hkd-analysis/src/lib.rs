@@ -28,7 +28,7 @@ pub use aggregate::{
     group_summaries, resolve_grouping, short_key,
 };
 pub use error::AnalysisError;
-pub use figures::{FigureFiles, draw_figures, ensure_font};
+pub use figures::{FigureFiles, draw_figures, ensure_font, figure_legend};
 pub use load::{LoadedGrid, RunRecord, SkippedRun, load_grid};
 pub use paired::{
     PairedDelta, ReferenceSelector, main_endpoints, paired_deltas, paired_frame, paired_metrics,
@@ -145,7 +145,8 @@ pub struct AnalysisReport {
     pub skipped: Vec<SkippedRun>,
     /// Non-fatal problems (unreadable eval reports, grouping notes, a skipped best.json).
     pub warnings: Vec<String>,
-    /// With `paired_against`: the reference configuration (`k=v, …` of its keys) and the
+    /// With `paired_against`: the reference configuration (`key=value, …` of all its keys,
+    /// full key names) and the
     /// comparisons written to `paired_deltas.csv`.
     pub paired: Option<(String, Vec<PairedDelta>)>,
 }
@@ -250,13 +251,26 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     }
 
     let figures = if opts.figures {
-        draw_figures(
-            &out_dir.join("fig"),
+        let fig_dir = out_dir.join("fig");
+        let figures = draw_figures(
+            &fig_dir,
             &analysis.groups,
             &analysis.grouping.keys,
             &analysis.table.eval_sets,
             &grid.runs,
-        )?
+            &analysis.run_groups,
+        )?;
+        // the full identity behind the short names of the figures
+        let legend = figure_legend(
+            &analysis.groups,
+            &analysis.grouping.keys,
+            &grid.runs,
+            &analysis.run_groups,
+        )?;
+        let csv = fig_dir.join("legend.csv");
+        write_file(&csv, &csv_bytes(&legend, &csv)?)?;
+        tables.push(csv);
+        figures
     } else {
         Vec::new()
     };
@@ -306,8 +320,8 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         warnings,
         paired: paired.map(|(reference, deltas)| {
             let g = &analysis.groups[reference];
-            let keys: Vec<&str> = g.keys.iter().map(|(k, _)| k.as_str()).collect();
-            (g.label(&keys), deltas)
+            let keys: Vec<String> = g.keys.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            (keys.join(", "), deltas)
         }),
     })
 }
