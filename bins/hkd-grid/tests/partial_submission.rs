@@ -53,10 +53,7 @@ impl Cluster {
             ("scontrol", "exit 1".to_string()),
             (
                 "scancel",
-                format!(
-                    "echo \"$@\" >> {}\nexit 0",
-                    q(&state.join("scancel"))
-                ),
+                format!("echo \"$@\" >> {}\nexit 0", q(&state.join("scancel"))),
             ),
         ] {
             let path = bin.join(name);
@@ -427,7 +424,10 @@ fn cancel_scancels_every_job_of_a_grid_and_refuses_a_local_one() {
     let grid = only_grid(&grids);
     let (code, _, stderr) = cluster.grid(&["cancel", grid.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("cancelled jobs 101,102,103 (slurm)"), "{stderr}");
+    assert!(
+        stderr.contains("cancelled jobs 101,102,103 (slurm)"),
+        "{stderr}"
+    );
     let scancel = std::fs::read_to_string(cluster.state("scancel")).unwrap();
     assert_eq!(scancel, "101 102 103\n");
 
