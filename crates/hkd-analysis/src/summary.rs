@@ -93,7 +93,12 @@ fn paired_section(md: &mut String, s: &SummaryInput<'_>, p: &PairedInput<'_>) {
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.4}"));
-    for d in p.deltas.iter().filter(|d| p.endpoints.contains(&d.metric)) {
+    let shown: Vec<&PairedDelta> = p
+        .deltas
+        .iter()
+        .filter(|d| p.endpoints.contains(&d.metric))
+        .collect();
+    for d in shown.iter().filter(|d| d.n_pairs() > 0) {
         let g = &s.groups[d.group];
         let ci = d.ci95.map_or("–".to_string(), |(lo, hi)| {
             format!("[{}, {}]", signed(lo), signed(hi))
@@ -112,6 +117,33 @@ fn paired_section(md: &mut String, s: &SummaryInput<'_>, p: &PairedInput<'_>) {
         );
     }
     md.push('\n');
+    // endpoints without a single pair, one line per configuration and reason
+    let mut unpaired: Vec<(usize, &str, Vec<&str>)> = Vec::new();
+    for d in shown.iter().filter(|d| d.n_pairs() == 0) {
+        match unpaired
+            .iter_mut()
+            .find(|(g, note, _)| *g == d.group && *note == d.note)
+        {
+            Some(entry) => entry.2.push(&d.metric),
+            None => unpaired.push((d.group, &d.note, vec![&d.metric])),
+        }
+    }
+    if !unpaired.is_empty() {
+        let _ = writeln!(md, "Without any pair (not in the table):\n");
+        for (g, note, metrics) in unpaired {
+            let _ = writeln!(
+                md,
+                "- {}: {} ({note})",
+                s.groups[g].label(&varying),
+                metrics
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        md.push('\n');
+    }
 }
 
 /// Renders `summary.md`.

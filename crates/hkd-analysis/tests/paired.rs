@@ -235,6 +235,16 @@ fn paired_deltas_against_the_hard_label_arm() {
         "only the main endpoints in the summary"
     );
     assert!(md.contains("3 of the reference's 4 iters"));
+    // endpoints without a pair are listed once per configuration, not as empty rows
+    assert!(
+        md.contains("- teacher=baseline, D=KL, λ=0.0, LS=0.21: `eval_cinic_acc`, `eval_cinic_ce`, `eval_cinic_ece`,")
+            && md.contains("`eval_test2k_ts_human_ce` (the configuration has no values)"),
+        "{md}"
+    );
+    assert!(
+        !md.contains("| teacher=baseline, D=KL, λ=0.0, LS=0.21 | `eval_cinic_acc`"),
+        "{md}"
+    );
 }
 
 #[test]

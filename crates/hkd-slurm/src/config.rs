@@ -10,8 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::error::{GridError, Result};
 use crate::quote::{argument_problem, directive_problem, extra_directive_problem};
 
-pub use hkd_rundir::cli::BinaryName;
 pub use hkd_rundir::absolute;
+pub use hkd_rundir::cli::BinaryName;
 
 /// Where the tasks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
