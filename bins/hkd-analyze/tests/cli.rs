@@ -180,9 +180,9 @@ fn the_log_is_coloured_only_on_a_terminal_without_no_color() {
     let tty = args("tty");
     let tty: Vec<&str> = tty.iter().map(String::as_str).collect();
     let Some(o) = on_a_terminal(&tty, false) else {
-        let _ = std::io::Write::write_fmt(
-            &mut std::io::stderr(),
-            format_args!("SKIPPED the terminal half: `script` (util-linux) is not installed\n"),
+        hkd_test_support::skip(
+            "the terminal half",
+            "`script` (util-linux) is not installed",
         );
         return;
     };

@@ -26,12 +26,7 @@ fn main() -> ExitCode {
     allocator::keep_freed_memory();
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
-        // SAFETY: set before any other thread exists (the first thing main does after
-        // parsing); candle and rayon read these when their thread pools start.
-        unsafe {
-            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
-        }
+        hkd_arch::configure_threads(Some(n as usize));
     }
     runtime::init_logging(if cli.quiet { "warn" } else { "info" }, true);
     let result = match &cli.command {

@@ -32,27 +32,7 @@ fn stdout(o: &Output) -> String {
 }
 
 fn reference_models(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("HKD_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference"));
-    if dir.join("torch/models").is_dir() {
-        return Some(dir.join("torch/models"));
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "{test}: ../shared not found at {} (CI=true requires it; set HKD_REFERENCE_DIR)",
-            dir.display()
-        );
-    }
-    // Straight to stderr: libtest hides eprintln! output of passing tests.
-    let _ = std::io::Write::write_fmt(
-        &mut std::io::stderr(),
-        format_args!(
-            "SKIPPED {test}: ../shared not found at {} (set HKD_REFERENCE_DIR)\n",
-            dir.display()
-        ),
-    );
-    None
+    hkd_test_support::reference_dir(test, "torch/models").map(|d| d.join("torch/models"))
 }
 
 fn read_f32(path: &Path) -> (Vec<u64>, Vec<f32>) {
@@ -542,12 +522,9 @@ fn full_evaluation_of_a_small_grid_on_the_fixtures() {
             );
         }
         // Straight to stderr: libtest hides eprintln! output of passing tests.
-        let _ = std::io::Write::write_fmt(
-            &mut std::io::stderr(),
-            format_args!(
-                "SKIPPED full_evaluation_of_a_small_grid_on_the_fixtures: {} not built yet (just fixtures)\n",
-                fixture.display()
-            ),
+        hkd_test_support::skip(
+            "full_evaluation_of_a_small_grid_on_the_fixtures",
+            &format!("{} not built yet (just fixtures)", fixture.display()),
         );
         return;
     }

@@ -155,7 +155,7 @@ fn main() -> ExitCode {
         }
     };
     // Before anything starts a thread or touches candle.
-    let threads = hkd_trainer::configure_threads(request.execution.threads.map(|n| n as usize));
+    let threads = hkd_arch::configure_threads(request.execution.threads.map(|n| n as usize));
     runtime::init_logging("info", true);
     tracing::info!(
         "hkd-train {}, {threads} CPU threads",

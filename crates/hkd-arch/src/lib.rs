@@ -9,6 +9,8 @@
 //!   forward passes ([`Phase`]), PyTorch state_dict names, safetensors save and loading
 //!   of safetensors or PyTorch checkpoints (zip and pre-1.6 legacy formats).
 //! - [`read_weights`]: any supported weights file as (name, tensor) pairs.
+//! - [`device`] / [`configure_threads`]: the `--device` and `--threads` every binary
+//!   shares.
 //!
 //! See `docs/architectures.md` in the repository for the user-facing description.
 
@@ -19,12 +21,14 @@ mod models;
 mod network;
 mod pickle;
 mod registry;
+pub mod runtime;
 mod weights;
 
 pub use error::{ArchError, ShapeMismatch};
 pub use layers::{BN_EPS, BN_MOMENTUM, BatchNorm2d, shake_mix};
 pub use network::{Network, Phase, StateDict};
 pub use registry::{ArchInfo, ArchSpec, NAME_PATTERNS, known_architectures};
+pub use runtime::{DeviceError, configure_threads, device};
 pub use weights::{STATE_DICT_KEYS, WeightsFormat, detect_format, read_weights};
 
 /// Number of classes of CIFAR-10, the default output width.

@@ -234,3 +234,12 @@ impl From<candle_core::Error> for EvalError {
 
 /// Result with [`EvalError`].
 pub type Result<T> = std::result::Result<T, EvalError>;
+
+impl From<hkd_arch::DeviceError> for EvalError {
+    fn from(e: hkd_arch::DeviceError) -> Self {
+        EvalError::Device {
+            device: e.spec,
+            reason: e.reason,
+        }
+    }
+}

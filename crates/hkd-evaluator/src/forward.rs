@@ -10,40 +10,10 @@ use hkd_datasets::{Dataset, Loader, LoaderConfig};
 use crate::error::{EvalError, Result};
 use crate::progress::Progress;
 
-/// Opens a device: `cpu`, `cuda` (= `cuda:0`), `cuda:N`, or `auto` (the first CUDA
-/// device when this build has CUDA support and one is present, else the CPU).
+/// Opens a device: `cpu`, `cuda` (= `cuda:0`), `cuda:N` or `auto`; see
+/// [`hkd_arch::device`], the one definition every binary shares.
 pub fn parse_device(spec: &str) -> Result<Device> {
-    let bad = |reason: String| EvalError::Device {
-        device: spec.to_string(),
-        reason,
-    };
-    match spec.trim() {
-        "cpu" => Ok(Device::Cpu),
-        "auto" => {
-            if candle_core::utils::cuda_is_available() {
-                Device::new_cuda(0).or(Ok(Device::Cpu))
-            } else {
-                Ok(Device::Cpu)
-            }
-        }
-        other => {
-            let ordinal = match other.strip_prefix("cuda") {
-                Some("") => 0,
-                Some(rest) => rest
-                    .strip_prefix(':')
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .ok_or_else(|| bad("expected cpu, cuda, cuda:N or auto".into()))?,
-                None => return Err(bad("expected cpu, cuda, cuda:N or auto".into())),
-            };
-            if !candle_core::utils::cuda_is_available() {
-                return Err(bad(
-                    "this hkd-eval was built without CUDA support; rebuild with `--features cuda` or use --device cpu"
-                        .into(),
-                ));
-            }
-            Device::new_cuda(ordinal).map_err(|e| bad(format!("cannot open: {e}")))
-        }
-    }
+    Ok(hkd_arch::device(spec)?.0)
 }
 
 /// Builds `arch` with `classes` outputs on `device` (f32) and loads `weights`

@@ -2,7 +2,6 @@
 //! run (skipping those already evaluated with the same settings), and reports per run.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -738,21 +737,9 @@ pub fn settings_hash(input: &SettingsHashInput<'_>) -> Result<String> {
     Ok(hex(&Sha256::digest(json.as_bytes())))
 }
 
-/// SHA-256 (hex) of a file's bytes.
+/// SHA-256 (hex) of a file's bytes ([`hkd_rundir::sha256_file`]).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| EvalError::io("open", path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| EvalError::io("read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
+    hkd_rundir::sha256_file(path).map_err(|e| EvalError::io("read", path, e))
 }
 
 fn hex(bytes: &[u8]) -> String {

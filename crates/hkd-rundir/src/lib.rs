@@ -41,7 +41,7 @@ pub use eval::{
 };
 pub use files::{
     BestRecord, EpochMetrics, GridBest, RunDir, RunState, RunStatus, best_run_under, find_run_dirs,
-    write_atomic,
+    sha256_file, write_atomic,
 };
 pub use hkd_losses::{
     DistilFn, DistillationConfig, DistillationMode as Mode, HumanTarget, KlReduction,

@@ -12,14 +12,12 @@
 //! (training is deterministic, so only time is lost).
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use hkd_arch::Network;
 use hkd_rundir::{BestRecord, RunDir, RunState};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Result, TrainError};
 use crate::optim::Sgd;
@@ -220,23 +218,7 @@ fn parse_trainer(state: &RunState, path: &Path) -> Result<TrainerState> {
     Ok(trainer)
 }
 
-/// SHA-256 (hex) of a file's content.
+/// SHA-256 (hex) of a file's content ([`hkd_rundir::sha256_file`]).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| TrainError::io("open", path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| TrainError::io("read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    hkd_rundir::sha256_file(path).map_err(|e| TrainError::io("read", path, e))
 }

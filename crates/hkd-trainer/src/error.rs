@@ -189,3 +189,12 @@ impl TrainError {
 
 /// Result of the training manager.
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+impl From<hkd_arch::DeviceError> for TrainError {
+    fn from(e: hkd_arch::DeviceError) -> Self {
+        TrainError::Device {
+            spec: e.spec,
+            reason: e.reason,
+        }
+    }
+}

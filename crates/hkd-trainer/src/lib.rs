@@ -25,7 +25,7 @@ pub mod trainer;
 pub use checkpoint::{EpochSums, ExtraSettings, PartialEpoch, TrainerState};
 pub use error::{Result, TrainError};
 pub use optim::Sgd;
-pub use runtime::{StopFlag, configure_threads, select_device};
+pub use runtime::StopFlag;
 pub use schedule::{ScheduleSettings, Scheduler};
 pub use teacher::{check_teacher_arch, load_teacher};
 pub use trainer::{

@@ -22,7 +22,7 @@ use crate::checkpoint::{
 };
 use crate::error::{Result, TrainError};
 use crate::optim::Sgd;
-use crate::runtime::{StopFlag, select_device};
+use crate::runtime::StopFlag;
 use crate::schedule::{ScheduleSettings, Scheduler};
 use crate::teacher::{check_teacher_arch, load_teacher};
 
@@ -141,7 +141,7 @@ pub fn plan(spec: &RunSpec, execution: &Execution) -> Result<Plan> {
     if let Some(arch) = &spec.teacher.teacher_arch {
         check_arch("teacher_arch", arch)?;
     }
-    let (device, device_name) = select_device(&execution.device)?;
+    let (device, device_name) = hkd_arch::device(&execution.device)?;
     let teacher = resolve_teacher(&spec.teacher)?;
     check_teacher_arch(spec, &teacher)?;
     if let Some((run, record)) = &teacher.picked {

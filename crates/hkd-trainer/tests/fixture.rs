@@ -18,13 +18,9 @@ fn human_mode_on_the_cifar10h_mini_fixture() {
                 fixture.display()
             );
         }
-        // Straight to stderr: libtest hides eprintln! output of passing tests.
-        let _ = std::io::Write::write_fmt(
-            &mut std::io::stderr(),
-            format_args!(
-                "SKIPPED human_mode_on_the_cifar10h_mini_fixture: {} not built (run `just fixtures`)\n",
-                fixture.display()
-            ),
+        hkd_test_support::skip(
+            "human_mode_on_the_cifar10h_mini_fixture",
+            &format!("{} not built (run `just fixtures`)", fixture.display()),
         );
         return;
     }

@@ -521,7 +521,7 @@ fn bad_settings_and_teachers_give_clear_errors() {
     ex.device = "tpu".into();
     let msg = err((spec, ex)).to_string();
     assert!(
-        msg.contains("tpu") && msg.contains("cpu, cuda:N or auto"),
+        msg.contains("tpu") && msg.contains("cuda:N or auto"),
         "{msg}"
     );
     // A weights file whose content is not a network of the named architecture.

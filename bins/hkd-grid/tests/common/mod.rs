@@ -68,11 +68,7 @@ pub fn skip_or_fail(test: &str, why: &str) {
             "{test}: {why} (CI=true: this test must run; .ci/run starts Slurm with scripts/local-slurm.sh)"
         );
     }
-    // Straight to stderr: libtest hides eprintln! output of passing tests.
-    let _ = std::io::Write::write_fmt(
-        &mut std::io::stderr(),
-        format_args!("SKIPPED {test}: {why}\n"),
-    );
+    hkd_test_support::skip(test, why);
 }
 
 /// `hkd-train` next to this hkd-grid, else in the workspace's target/{release,debug}.

@@ -1,33 +1,10 @@
 //! Helpers shared by the integration tests: small .npy/.bin/.png writers and the
 //! location of the shared real data.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 
-/// Writes a .npy v1.0 file with a given descr (e.g. "<f4", ">i8", "|u1") and raw data bytes.
-pub fn write_npy_raw(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
-    let shape_str = match shape {
-        [n] => format!("({n},)"),
-        dims => format!(
-            "({})",
-            dims.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_str}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(data);
-    std::fs::write(path, out).unwrap();
-}
+pub use hkd_test_support::write_npy_raw;
 
 pub fn write_u8(path: &Path, shape: &[usize], data: &[u8]) {
     write_npy_raw(path, "|u1", shape, data);
@@ -117,33 +94,9 @@ pub fn write_png(path: &Path, hwc: &[u8]) {
     image::save_buffer(path, hwc, 32, 32, image::ExtendedColorType::Rgb8).unwrap();
 }
 
-/// The workspace root.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+pub use hkd_test_support::workspace_root;
 
-/// `../shared/data` (or $HKD_SHARED_DATA); None (after a loud message) when absent,
-/// and a panic when absent in CI.
+/// The real data of ../shared (see [`hkd_test_support::shared_data_for`]).
 pub fn shared_data(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("HKD_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/data"));
-    if dir.join("cifar10h/cifar10h-probs.npy").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "{test}: ../shared data not found at {} (set HKD_SHARED_DATA); CI must have it",
-            dir.display()
-        );
-    }
-    // Straight to stderr: libtest hides eprintln! output of passing tests.
-    let _ = std::io::Write::write_fmt(
-        &mut std::io::stderr(),
-        format_args!(
-            "SKIPPED {test}: ../shared not found at {} (set HKD_SHARED_DATA)\n",
-            dir.display()
-        ),
-    );
-    None
+    hkd_test_support::shared_data_for(test, "cifar10h/cifar10h-probs.npy")
 }

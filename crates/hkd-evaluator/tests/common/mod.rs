@@ -1,5 +1,5 @@
 //! Helpers shared by the evaluator's integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 
@@ -13,60 +13,16 @@ use hkd_rundir::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+pub use hkd_test_support::workspace_root;
 
-/// `$HKD_REFERENCE_DIR` (default `<workspace>/../shared/reference`), or `None` after a
-/// loud skip message; panics when absent and `CI=true`.
+/// The PyTorch reference directory (see [`hkd_test_support::reference_dir`]).
 pub fn reference_dir(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("HKD_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/reference"));
-    if dir.join("torch/models").is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "{test}: ../shared not found at {} (CI=true requires it; set HKD_REFERENCE_DIR)",
-            dir.display()
-        );
-    }
-    // Straight to stderr: libtest hides eprintln! output of passing tests.
-    let _ = std::io::Write::write_fmt(
-        &mut std::io::stderr(),
-        format_args!(
-            "SKIPPED {test}: ../shared not found at {} (set HKD_REFERENCE_DIR)\n",
-            dir.display()
-        ),
-    );
-    None
+    hkd_test_support::reference_dir(test, "torch/models")
 }
 
-/// `$HKD_SHARED_DATA` (default `<workspace>/../shared/data`), if present.
-pub fn shared_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("HKD_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/data"));
-    dir.is_dir().then_some(dir)
-}
+pub use hkd_test_support::shared_data;
 
-/// Reads an `.npy` of f32 (or f64, converted) values with its shape.
-pub fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-    let shape = npy.shape().iter().map(|&d| d as usize).collect();
-    let data = match npy.dtype() {
-        npyz::DType::Plain(t) if t.size_field() == 8 => npy
-            .into_vec::<f64>()
-            .unwrap()
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
-        _ => npy.into_vec::<f32>().unwrap(),
-    };
-    (shape, data)
-}
+pub use hkd_test_support::read_npy_f32;
 
 /// Reads an `.npy` of f64 values with its shape.
 pub fn read_npy_f64(path: &Path) -> (Vec<usize>, Vec<f64>) {

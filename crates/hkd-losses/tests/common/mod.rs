@@ -6,26 +6,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
-/// `$HKD_REFERENCE_DIR/torch/losses`, or `<workspace>/../shared/reference/torch/losses`.
-/// Returns `None` after a loud message when absent, unless `CI=true`, where it panics.
+/// `<reference>/torch/losses` (see [`hkd_test_support::reference_dir`]).
 pub fn losses_reference_dir(test: &str) -> Option<PathBuf> {
-    let reference = std::env::var_os("HKD_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference"));
-    let dir = reference.join("torch/losses");
-    if dir.join("cases.json").is_file() {
-        return Some(dir);
-    }
-    let message = format!(
-        "SKIPPED {test}: ../shared not found at {} (set HKD_REFERENCE_DIR)",
-        reference.display()
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{message}");
-    }
-    // Straight to stderr: libtest hides eprintln! output of passing tests.
-    let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("{message}\n"));
-    None
+    hkd_test_support::reference_dir(test, "torch/losses/cases.json").map(|d| d.join("torch/losses"))
 }
 
 fn open_npy(path: &Path) -> npyz::NpyFile<std::io::BufReader<std::fs::File>> {

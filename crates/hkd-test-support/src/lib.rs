@@ -1,0 +1,146 @@
+//! Test helpers shared by hkd's test suites — a dev-dependency only, never a dependency of
+//! a library or binary. One place for what every suite needs from `../shared`:
+//!
+//! - [`reference_dir`]: `$HKD_REFERENCE_DIR` (default `<workspace>/../shared/reference`),
+//!   or `None` after a loud `SKIPPED` line; under `CI=true` a missing directory fails.
+//! - [`shared_data_for`] / [`shared_data`]: `$HKD_SHARED_DATA` (default
+//!   `<workspace>/../shared/data`), with a loud skip / quietly.
+//! - [`skip`]: the loud skip line for any other missing prerequisite.
+//! - [`read_npy_f32`]: an f32 (or f64, converted) `.npy` with its shape;
+//!   [`write_npy_raw`]: any `.npy` header over raw bytes.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Prints `SKIPPED {test}: {why}` straight to stderr (libtest hides `eprintln!` output of
+/// passing tests, so a skip would otherwise be silent).
+pub fn skip(test: &str, why: &str) {
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!("SKIPPED {test}: {why}\n"),
+    );
+}
+
+/// The PyTorch reference directory, `$HKD_REFERENCE_DIR` or `<workspace>/../shared/reference`,
+/// when `needs` (a path inside it, e.g. `torch/models`) exists there. Otherwise `None`
+/// after a loud skip line naming `test`, or a panic when `CI=true` (CI must have it).
+pub fn reference_dir(test: &str, needs: &str) -> Option<PathBuf> {
+    locate(test, "HKD_REFERENCE_DIR", "../shared/reference", needs)
+}
+
+/// The real data, `$HKD_SHARED_DATA` or `<workspace>/../shared/data`, when `needs` exists
+/// in it; otherwise `None` after a loud skip line, or a panic when `CI=true`.
+pub fn shared_data_for(test: &str, needs: &str) -> Option<PathBuf> {
+    locate(test, "HKD_SHARED_DATA", "../shared/data", needs)
+}
+
+/// `$HKD_SHARED_DATA` (default `<workspace>/../shared/data`), if it is a directory — for
+/// tests that use it when present and say themselves what they do otherwise.
+pub fn shared_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("HKD_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/data"));
+    dir.is_dir().then_some(dir)
+}
+
+fn locate(test: &str, var: &str, default: &str, needs: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(default));
+    if dir.join(needs).exists() {
+        return Some(dir);
+    }
+    let why = format!(
+        "../shared not found: no {needs} in {} (set {var})",
+        dir.display()
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: {why}; CI=true requires it");
+    }
+    skip(test, &why);
+    None
+}
+
+/// Writes a .npy v1.0 file with a given descr (e.g. `<f4`, `>i8`, `|u1`), shape and raw
+/// data bytes — also malformed ones, for the tests of the readers.
+pub fn write_npy_raw(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
+    let shape = match shape {
+        [n] => format!("({n},)"),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    std::fs::write(path, out).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// Reads an `.npy` of f32 values (f64 values are converted): (shape, values). Panics
+/// with the path on any error (a test helper).
+pub fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(&bytes[..])
+        .unwrap_or_else(|e| panic!("{} is not a .npy file: {e}", path.display()));
+    let shape = npy.shape().iter().map(|&d| d as usize).collect();
+    let is_f64 = matches!(npy.dtype(), npyz::DType::Plain(t) if t.size_field() == 8);
+    let values = if is_f64 {
+        npy.into_vec::<f64>()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .into_iter()
+            .map(|v| v as f32)
+            .collect()
+    } else {
+        npy.into_vec::<f32>()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    (shape, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_f32_and_f64_npy_with_their_shape() {
+        let dir = std::env::temp_dir().join(format!("hkd-test-support-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f32_path = dir.join("a.npy");
+        let values = [1f32, 2., 3., 4., 5., 6.5];
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        write_npy_raw(&f32_path, "<f4", &[2, 3], &bytes);
+        assert_eq!(read_npy_f32(&f32_path), (vec![2, 3], values.to_vec()));
+        let f64_path = dir.join("b.npy");
+        let bytes: Vec<u8> = [0.25f64, -1.5]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        write_npy_raw(&f64_path, "<f8", &[2], &bytes);
+        assert_eq!(read_npy_f32(&f64_path), (vec![2], vec![0.25, -1.5]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_reference_directory_is_a_loud_skip() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            return; // there it panics by design
+        }
+        // SAFETY: this test binary's only test touching the environment.
+        unsafe { std::env::set_var("HKD_REFERENCE_DIR", "/nonexistent/hkd-reference") };
+        assert_eq!(reference_dir("probe", "torch/models"), None);
+    }
+}
