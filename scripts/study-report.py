@@ -19,34 +19,17 @@ import shutil
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reportlib import die, mean_std, num  # noqa: E402
+
 SETS = [("val", "val (CIFAR-10 train images)"), ("cinic", "cinic (ImageNet-derived CINIC-10)")]
 ATTACKS = [("fgsm", 2), ("fgsm", 8), ("pgd", 2), ("pgd", 8)]
 
 
-def die(msg):
-    sys.exit(f"study-report: {msg}")
 
 
-def num(row, col):
-    """The float in `col`, or None when the column is absent or empty."""
-    v = row.get(col, "")
-    if v is None or v == "":
-        return None
-    try:
-        x = float(v)
-    except ValueError:
-        die(f"column `{col}` holds `{v}`, expected a number")
-    return None if math.isnan(x) else x
 
 
-def mean_std(row, base, scale=1.0, digits=3):
-    m, s = num(row, base + "_mean"), num(row, base + "_std")
-    if m is None:
-        return "–"
-    text = f"{m * scale:.{digits}f}"
-    if s is not None:
-        text += f" ± {s * scale:.{digits}f}"
-    return text
 
 
 def label(row):

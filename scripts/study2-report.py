@@ -29,6 +29,9 @@ import shutil
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reportlib import die, mean_std, num  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs/study2"
 ANALYSIS = RUNS / "analysis"
@@ -55,8 +58,6 @@ ARMS = [
 ]
 
 
-def die(msg):
-    sys.exit(f"study2-report: {msg}")
 
 
 def read_csv(path):
@@ -66,15 +67,6 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def num(row, col):
-    v = row.get(col, "")
-    if v in ("", None):
-        return None
-    try:
-        x = float(v)
-    except ValueError:
-        die(f"column `{col}` holds `{v}`, expected a number")
-    return None if math.isnan(x) else x
 
 
 def arm_of(row):
@@ -104,14 +96,6 @@ def by_arm(rows):
     return out
 
 
-def fmt_ms(row, base, scale=1.0, digits=3):
-    m, s = num(row, base + "_mean"), num(row, base + "_std")
-    if m is None:
-        return "–"
-    text = f"{m * scale:.{digits}f}"
-    if s is not None:
-        text += f" ± {s * scale:.{digits}f}"
-    return text
 
 
 def signed(x, digits):
@@ -256,11 +240,11 @@ def study2_tables():
         r = avg[a][0]
         rows.append([
             a, " ".join(map(str, iters[a])),
-            fmt_ms(r, "val_acc", 100, 1), fmt_ms(r, "eval_cinic_acc", 100, 1),
-            fmt_ms(r, "eval_cinic_ce"), fmt_ms(r, "eval_cinic_ece"), fmt_ms(r, "eval_cinic_ts_ce"),
-            fmt_ms(r, "eval_test2k_human_ce"), fmt_ms(r, "eval_test2k_ts_human_ce"),
-            fmt_ms(r, "eval_train8k_human_ce"), fmt_ms(r, "eval_val_ece"),
-            fmt_ms(r, "eval_temperature", 1, 2),
+            mean_std(r, "val_acc", 100, 1), mean_std(r, "eval_cinic_acc", 100, 1),
+            mean_std(r, "eval_cinic_ce"), mean_std(r, "eval_cinic_ece"), mean_std(r, "eval_cinic_ts_ce"),
+            mean_std(r, "eval_test2k_human_ce"), mean_std(r, "eval_test2k_ts_human_ce"),
+            mean_std(r, "eval_train8k_human_ce"), mean_std(r, "eval_val_ece"),
+            mean_std(r, "eval_temperature", 1, 2),
         ])
     out.append(table(
         ["arm", "iters", "val acc %", "cinic acc %", "**cinic CE**", "cinic ECE", "cinic CE, TS",
