@@ -214,6 +214,23 @@ fn panel_grid(n: usize) -> (usize, usize) {
     (n.div_ceil(cols), cols)
 }
 
+/// A white figure with a title (`title_size` pt) over a 13–14 pt subtitle, cut into the
+/// cells of [`panel_grid`] for `n` panels, row by row.
+fn titled_panels<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    (title, title_size): (&str, u32),
+    (subtitle, subtitle_size): (&str, u32),
+    n: usize,
+) -> Result<Vec<DrawingArea<DB, Shift>>, String> {
+    area.fill(&WHITE).map_err(err)?;
+    let area = area
+        .titled(title, ("sans-serif", title_size))
+        .map_err(err)?
+        .titled(subtitle, ("sans-serif", subtitle_size))
+        .map_err(err)?;
+    Ok(area.split_evenly(panel_grid(n)))
+}
+
 /// The λ figure, when λ is a key and some family has two λ values in one panel. A panel of
 /// one point says nothing about λ: it is left out and named in the subtitle.
 fn lambda_figure(
@@ -313,14 +330,13 @@ impl Figure for LambdaFigure {
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
-        area.fill(&WHITE).map_err(err)?;
-        let area = area
-            .titled(&self.title, ("sans-serif", 20))
-            .map_err(err)?
-            .titled(&self.subtitle, ("sans-serif", 14))
-            .map_err(err)?;
-        let (rows, cols) = panel_grid(self.panels.len());
-        for (panel, cell) in self.panels.iter().zip(area.split_evenly((rows, cols))) {
+        let cells = titled_panels(
+            area,
+            (&self.title, 20),
+            (&self.subtitle, 14),
+            self.panels.len(),
+        )?;
+        for (panel, cell) in self.panels.iter().zip(cells) {
             let all = || panel.series.iter().flat_map(|s| s.points.iter());
             let (x0, x1) = padded(all().map(|p| p.0), 0.2);
             let (y0, y1) = padded(
@@ -618,14 +634,13 @@ impl Figure for PlaneFigure {
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
-        area.fill(&WHITE).map_err(err)?;
-        let area = area
-            .titled(&self.title, ("sans-serif", 18))
-            .map_err(err)?
-            .titled(&self.subtitle, ("sans-serif", 13))
-            .map_err(err)?;
-        let (rows, cols) = panel_grid(self.panels.len());
-        for ((set, points), cell) in self.panels.iter().zip(area.split_evenly((rows, cols))) {
+        let cells = titled_panels(
+            area,
+            (&self.title, 18),
+            (&self.subtitle, 13),
+            self.panels.len(),
+        )?;
+        for ((set, points), cell) in self.panels.iter().zip(cells) {
             let (x0, x1) = padded(
                 points.iter().flat_map(|p| {
                     let s = p.x_sd.unwrap_or(0.0);

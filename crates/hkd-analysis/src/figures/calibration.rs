@@ -8,7 +8,7 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
 
 use super::families::Families;
-use super::{DrawResult, Figure, err, legend_corner, padded, panel_grid};
+use super::{DrawResult, Figure, err, legend_corner, padded, panel_grid, titled_panels};
 use crate::load::RunRecord;
 use crate::table::EvalSetColumns;
 
@@ -171,14 +171,13 @@ impl Figure for ReliabilityFigure {
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
-        area.fill(&WHITE).map_err(err)?;
-        let area = area
-            .titled(&self.title, ("sans-serif", 20))
-            .map_err(err)?
-            .titled(&self.subtitle, ("sans-serif", 13))
-            .map_err(err)?;
-        let (rows, cols) = panel_grid(self.panels.len());
-        for ((set, lines), cell) in self.panels.iter().zip(area.split_evenly((rows, cols))) {
+        let cells = titled_panels(
+            area,
+            (&self.title, 20),
+            (&self.subtitle, 13),
+            self.panels.len(),
+        )?;
+        for ((set, lines), cell) in self.panels.iter().zip(cells) {
             let mut chart = ChartBuilder::on(&cell)
                 .caption(set, ("sans-serif", 17))
                 .margin(12)
@@ -379,14 +378,13 @@ impl Figure for GapFigure {
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
-        area.fill(&WHITE).map_err(err)?;
-        let area = area
-            .titled(&self.title, ("sans-serif", 20))
-            .map_err(err)?
-            .titled(&self.subtitle, ("sans-serif", 13))
-            .map_err(err)?;
-        let (rows, cols) = panel_grid(self.panels.len());
-        for ((set, lines), cell) in self.panels.iter().zip(area.split_evenly((rows, cols))) {
+        let cells = titled_panels(
+            area,
+            (&self.title, 20),
+            (&self.subtitle, 13),
+            self.panels.len(),
+        )?;
+        for ((set, lines), cell) in self.panels.iter().zip(cells) {
             let n = lines.len();
             let (x0, x1) = padded(
                 lines
