@@ -5,35 +5,18 @@
 //! - an unknown `--group-by` key exits 2, an unknown flag 2, a grid that cannot be read 1;
 //!   errors start with `hkd-analyze: error: ` and carry no colour codes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 
 use hkd_rundir::{BestRecord, EpochMetrics, RunConfig, RunDir, RunSpec, RunState, TeacherSpec};
+use hkd_test_support::Scratch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hkd-analyze");
 const ESC: &str = "\x1b[";
 
-/// A fresh directory under cargo's per-target scratch space, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("hkd-analyze-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Scratch(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory under cargo's per-target scratch space, removed when dropped.
+fn scratch(test: &str) -> Scratch {
+    Scratch::new(env!("CARGO_TARGET_TMPDIR"), &format!("hkd-analyze-{test}"))
 }
 
 /// A small valid safetensors file (one f32 tensor of two values).
@@ -122,37 +105,14 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// `script` (util-linux) runs a command on a pseudo-terminal; `None` where it is missing.
+/// `BIN` on a pseudo-terminal; `None` where `script` (util-linux) is missing.
 fn on_a_terminal(args: &[&str], no_color: bool) -> Option<Output> {
-    let available = Command::new("script")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !available {
-        return None;
-    }
-    let line = std::iter::once(BIN)
-        .chain(args.iter().copied())
-        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut cmd = Command::new("script");
-    cmd.args(["-qec", &line, "/dev/null"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    if no_color {
-        cmd.env("NO_COLOR", "1");
-    } else {
-        cmd.env_remove("NO_COLOR");
-    }
-    Some(cmd.output().unwrap())
+    hkd_test_support::on_a_terminal(BIN, args, no_color)
 }
 
 #[test]
 fn the_log_is_coloured_only_on_a_terminal_without_no_color() {
-    let scratch = Scratch::new("colour");
+    let scratch = scratch("colour");
     let grid = scratch.path().join("grid");
     write_grid(&grid);
     let args = |out: &str| -> Vec<String> {
@@ -212,7 +172,7 @@ fn error_text(o: &Output) -> String {
 
 #[test]
 fn exit_codes_follow_the_policy() {
-    let scratch = Scratch::new("codes");
+    let scratch = scratch("codes");
     let grid = scratch.path().join("grid");
     write_grid(&grid);
     let out = scratch.path().join("out");

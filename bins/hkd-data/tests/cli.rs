@@ -9,31 +9,15 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use hkd_test_support::Scratch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hkd-data");
 
-/// A fresh directory under cargo's per-target scratch space, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("hkd-data-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Scratch(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory under cargo's per-target scratch space, removed when dropped.
+fn scratch(test: &str) -> Scratch {
+    Scratch::new(env!("CARGO_TARGET_TMPDIR"), &format!("hkd-data-{test}"))
 }
 
 fn fixture() -> PathBuf {
@@ -88,7 +72,7 @@ fn modes_under(dir: &Path) -> Vec<(PathBuf, u32, bool)> {
 
 #[test]
 fn a_written_dataset_honours_the_umask() {
-    let scratch = Scratch::new("umask");
+    let scratch = scratch("umask");
     for (mask, file, dir) in [
         ("022", 0o644, 0o755),
         ("002", 0o664, 0o775),
@@ -142,39 +126,16 @@ fn a_written_dataset_honours_the_umask() {
     }
 }
 
-/// `script` (util-linux) runs a command on a pseudo-terminal; `None` where it is missing.
+/// `BIN` on a pseudo-terminal; `None` where `script` (util-linux) is missing.
 fn on_a_terminal(args: &[String], no_color: bool) -> Option<Output> {
-    let available = Command::new("script")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !available {
-        return None;
-    }
-    let line = std::iter::once(BIN.to_string())
-        .chain(args.iter().cloned())
-        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut cmd = Command::new("script");
-    cmd.args(["-qec", &line, "/dev/null"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    if no_color {
-        cmd.env("NO_COLOR", "1");
-    } else {
-        cmd.env_remove("NO_COLOR");
-    }
-    Some(cmd.output().unwrap())
+    hkd_test_support::on_a_terminal(BIN, args, no_color)
 }
 
 const ESC: &str = "\x1b[";
 
 #[test]
 fn the_log_is_coloured_only_on_a_terminal_without_no_color() {
-    let scratch = Scratch::new("colour");
+    let scratch = scratch("colour");
     // stderr to a pipe (a redirected log): plain text
     let o = hkd_data(&subset_args(&scratch.path().join("piped")))
         .output()
@@ -229,7 +190,7 @@ fn error_line(o: &Output) -> String {
 
 #[test]
 fn exit_codes_follow_the_policy() {
-    let scratch = Scratch::new("codes");
+    let scratch = scratch("codes");
     let dir = scratch.path();
     let garbage = dir.join("garbage.npy");
     std::fs::write(&garbage, b"PK\x03\x04 this is a zip file, not an array").unwrap();

@@ -8,8 +8,11 @@
 //! - [`skip`]: the loud skip line for any other missing prerequisite.
 //! - [`read_npy_f32`]: an f32 (or f64, converted) `.npy` with its shape;
 //!   [`write_npy_raw`]: any `.npy` header over raw bytes.
+//! - [`Scratch`]: a scratch directory removed when dropped; [`on_a_terminal`]: a binary
+//!   run on a pseudo-terminal (for the colour rules of the log).
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
@@ -90,6 +93,63 @@ pub fn write_npy_raw(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
     std::fs::write(path, out).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
+/// A fresh scratch directory `<base>/<name>-<pid>`, removed when dropped. Integration
+/// tests pass `env!("CARGO_TARGET_TMPDIR")` as `base` (cargo's per-target scratch space,
+/// which a library cannot name itself).
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(base: &str, name: &str) -> Scratch {
+        let path = Path::new(base).join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        Scratch(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `bin args…` on a pseudo-terminal with `script` (util-linux), `RUST_LOG` unset and
+/// `NO_COLOR` set or unset as asked; `None` where `script` is missing (say so with [`skip`]).
+pub fn on_a_terminal<S: AsRef<str>>(bin: &str, args: &[S], no_color: bool) -> Option<Output> {
+    let available = Command::new("script")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !available {
+        return None;
+    }
+    let line = std::iter::once(bin)
+        .chain(args.iter().map(AsRef::as_ref))
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    if no_color {
+        cmd.env("NO_COLOR", "1");
+    } else {
+        cmd.env_remove("NO_COLOR");
+    }
+    Some(
+        cmd.output()
+            .unwrap_or_else(|e| panic!("running script: {e}")),
+    )
+}
+
 /// Reads an `.npy` of f32 values (f64 values are converted): (shape, values). Panics
 /// with the path on any error (a test helper).
 pub fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
@@ -141,6 +201,9 @@ mod tests {
         }
         // SAFETY: this test binary's only test touching the environment.
         unsafe { std::env::set_var("HKD_REFERENCE_DIR", "/nonexistent/hkd-reference") };
-        assert_eq!(reference_dir("probe", "torch/models"), None);
+        assert_eq!(
+            reference_dir("hkd-test-support self-test, expected", "torch/models"),
+            None
+        );
     }
 }
