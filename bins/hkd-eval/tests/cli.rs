@@ -11,6 +11,7 @@ use hkd_rundir::{
     DataSpec, DistilFn, DistillationConfig, KlReduction, OptimizerSpec, RunConfig, RunDir, RunSpec,
     RunState, ScheduleSpec, SchedulerKind, TeacherChoice, TeacherSpec, TrainingSpec,
 };
+use hkd_test_support::run_0_1;
 
 fn hkd_eval(args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_hkd-eval"))
@@ -624,53 +625,6 @@ train_split = "train"
 val_split = VAL_SPLIT
 "#;
 
-const METRICS_0_1: &str = r#"{"epoch":1,"lr":0.05,"train_hard":2.25,"train_kd":1.75,"train_teacher":null,"train_human":1.75,"train_total":2.0,"train_acc":0.125,"val_acc":0.25,"val_loss":2.0,"seconds":1.5,"images_per_s":640.0}
-{"epoch":2,"lr":0.05,"train_hard":2.0,"train_kd":1.5,"train_teacher":null,"train_human":1.5,"train_total":1.75,"train_acc":0.25,"val_acc":0.375,"val_loss":1.75,"seconds":1.5,"images_per_s":640.0}
-{"epoch":3,"lr":0.05,"train_hard":1.75,"train_kd":1.25,"train_teacher":null,"train_human":1.25,"train_total":1.5,"train_acc":0.375,"val_acc":0.3125,"val_loss":1.875,"seconds":1.5,"images_per_s":640.0}
-"#;
-
-const BEST_0_1: &str = r#"{
-  "epoch": 2,
-  "val_acc": 0.375,
-  "val_loss": 1.75
-}"#;
-
-const LAST_0_1: &str = r#"{
-  "epochs_completed": 3,
-  "batches_into_epoch": 0,
-  "epochs": 3,
-  "finished": true,
-  "trainer": {
-    "format": 1,
-    "settings": {
-      "eval_batch_size": 512,
-      "max_batches": null,
-      "stream_seed": 7
-    },
-    "scheduler": {
-      "settings": {
-        "kind": "plateau",
-        "factor": 0.9,
-        "patience": 5
-      },
-      "base_lr": 0.05,
-      "epochs": 3,
-      "lr": 0.05,
-      "epochs_stepped": 3,
-      "best": 0.375,
-      "bad_epochs": 1,
-      "cooldown_left": 0
-    },
-    "best": {
-      "epoch": 2,
-      "val_acc": 0.375,
-      "val_loss": 1.75
-    },
-    "partial": null,
-    "weights_sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-  }
-}"#;
-
 /// A finished run as hkd 0.1 left it at `<root>/human/plane2/<its name>`: its text files
 /// written byte for byte (not through today's hkd_rundir) and seeded plane2 weights as
 /// best and last weights; it validated on `data:val_split`.
@@ -684,9 +638,9 @@ fn make_run_0_1(root: &Path, data: &Path, val_split: &str) -> PathBuf {
         .replace("VAL_SPLIT", &format!("{val_split:?}"));
     for (file, text) in [
         ("config.toml", config.as_str()),
-        ("metrics.jsonl", METRICS_0_1),
-        ("best.json", BEST_0_1),
-        ("last.json", LAST_0_1),
+        ("metrics.jsonl", run_0_1::METRICS),
+        ("best.json", run_0_1::BEST),
+        ("last.json", run_0_1::LAST),
     ] {
         std::fs::write(dir.join(file), text).unwrap();
     }

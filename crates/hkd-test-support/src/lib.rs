@@ -8,6 +8,7 @@
 //! - [`skip`]: the loud skip line for any other missing prerequisite.
 //! - [`read_npy_f32`]: an f32 (or f64, converted) `.npy` with its shape;
 //!   [`write_npy_raw`]: any `.npy` header over raw bytes.
+//! - [`run_0_1`]: the text files of a finished hkd 0.1 run.
 //! - [`Scratch`]: a scratch directory removed when dropped; [`on_a_terminal`]: a binary
 //!   run on a pseudo-terminal (for the colour rules of the log).
 
@@ -148,6 +149,16 @@ pub fn on_a_terminal<S: AsRef<str>>(bin: &str, args: &[S], no_color: bool) -> Op
         cmd.output()
             .unwrap_or_else(|e| panic!("running script: {e}")),
     )
+}
+
+/// The text files of a finished hkd 0.1 run (3 epochs, best epoch 2, plateau schedule,
+/// trainer state format 1), byte for byte as hkd 0.1 wrote them: the tests that check
+/// today's readers still read old run directories write these beside an hkd 0.1
+/// `config.toml` of their own.
+pub mod run_0_1 {
+    pub const METRICS: &str = include_str!("../data/run-0.1/metrics.jsonl");
+    pub const BEST: &str = include_str!("../data/run-0.1/best.json");
+    pub const LAST: &str = include_str!("../data/run-0.1/last.json");
 }
 
 /// Reads an `.npy` of f32 values (f64 values are converted): (shape, values). Panics
