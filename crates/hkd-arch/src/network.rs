@@ -345,11 +345,18 @@ impl Network {
         ]
         .into_iter()
         .collect();
-        let bytes = safetensors::serialize(sd.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
-            .map_err(|e| ArchError::WeightsFormat {
-                path: path.to_path_buf(),
-                reason: format!("serialising safetensors failed: {e}"),
-            })?;
+        let sorted: Vec<(String, String)> = {
+            let mut m: Vec<_> = metadata.clone().into_iter().collect();
+            m.sort();
+            m
+        };
+        let mut bytes =
+            safetensors::serialize(sd.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
+                .map_err(|e| ArchError::WeightsFormat {
+                    path: path.to_path_buf(),
+                    reason: format!("serialising safetensors failed: {e}"),
+                })?;
+        sort_metadata(&mut bytes, &sorted);
         write_atomic(path, &bytes)
     }
 
@@ -385,4 +392,43 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.as_file().sync_all().map_err(io_err)?;
     tmp.persist(path).map_err(|e| io_err(e.error))?;
     Ok(())
+}
+
+/// The safetensors crate writes the `__metadata__` map in `HashMap` order, so two saves of
+/// the same weights could differ in their bytes (and in the recorded SHA-256). This
+/// rewrites that map with its keys sorted: the same entries in the same number of bytes, so
+/// no offset moves. `sorted` are the entries, sorted; they must be plain (letters, digits,
+/// `-_.`), which hkd's metadata is; otherwise the bytes are left as they are.
+fn sort_metadata(bytes: &mut [u8], sorted: &[(String, String)]) {
+    let plain = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    if !sorted.iter().all(|(k, v)| plain(k) && plain(v)) || bytes.len() < 8 {
+        return;
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let Some(header) = bytes.get_mut(8..8 + n) else {
+        return;
+    };
+    let entries: Vec<String> = sorted
+        .iter()
+        .map(|(k, v)| format!("\"{k}\":\"{v}\""))
+        .collect();
+    let canonical = format!("{{{}}}", entries.join(","));
+    let prefix = b"{\"__metadata__\":";
+    let start = prefix.len();
+    let end = start + canonical.len();
+    if !header.starts_with(prefix) || header.len() < end {
+        return;
+    }
+    let written = &header[start..end];
+    // the same entries in some order: same bytes once both are sorted
+    let mut a = written.to_vec();
+    let mut b = canonical.as_bytes().to_vec();
+    a.sort_unstable();
+    b.sort_unstable();
+    if a == b && written.first() == Some(&b'{') && written.last() == Some(&b'}') {
+        header[start..end].copy_from_slice(canonical.as_bytes());
+    }
 }

@@ -98,6 +98,34 @@ fn safetensors_round_trip_keeps_everything() {
 }
 
 #[test]
+fn saving_the_same_weights_gives_the_same_bytes() {
+    // safetensors writes its metadata map in HashMap order (random per map); hkd sorts it,
+    // so a file's SHA-256 depends only on the weights (checked with 3 metadata entries)
+    let net = trained_resnet8(3);
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("w0.safetensors");
+    net.save_safetensors(&first).unwrap();
+    let bytes = std::fs::read(&first).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    assert!(
+        header.starts_with(r#"{"__metadata__":{"arch":"resnet8","classes":"10","format":"pt"},"#),
+        "{header}"
+    );
+    for i in 1..24 {
+        let path = dir.path().join(format!("w{i}.safetensors"));
+        net.save_safetensors(&path).unwrap();
+        assert!(std::fs::read(&path).unwrap() == bytes, "save {i} differs");
+    }
+    let again = Network::new("resnet8", 10, &Device::Cpu, DType::F32, 0).unwrap();
+    again.load_weights(&first).unwrap();
+    assert_eq!(
+        values(&again.forward(&input(2), Phase::Eval).unwrap()),
+        values(&net.forward(&input(2), Phase::Eval).unwrap())
+    );
+}
+
+#[test]
 fn f64_networks_load_f32_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.safetensors");
