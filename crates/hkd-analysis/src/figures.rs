@@ -214,6 +214,25 @@ fn panel_grid(n: usize) -> (usize, usize) {
     (n.div_ceil(cols), cols)
 }
 
+/// The legend box every figure uses, at `at` (see [`legend_corner`]).
+fn draw_legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> DrawResult
+where
+    DB: DrawingBackend + 'a,
+    CT: plotters::coord::CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(at)
+        .label_font(("sans-serif", 12))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(err)
+}
+
 /// A white figure with a title (`title_size` pt) over a 13–14 pt subtitle, cut into the
 /// cells of [`panel_grid`] for `n` panels, row by row.
 fn titled_panels<DB: DrawingBackend>(
@@ -389,14 +408,7 @@ impl Figure for LambdaFigure {
             // Where the lines leave room: with few λ values the legend box covers a
             // quarter of the panel.
             let corner = legend_corner(all().map(|p| (p.0, p.1)), (x0, x1), (y0, y1));
-            chart
-                .configure_series_labels()
-                .position(corner)
-                .label_font(("sans-serif", 12))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.4))
-                .draw()
-                .map_err(err)?;
+            draw_legend(&mut chart, corner)?;
         }
         Ok(())
     }
@@ -518,14 +530,7 @@ impl Figure for CurvesFigure {
                     .legend(move |(x, y)| Circle::new((x + 9, y), 4, color(0).filled()));
             }
             if present.len() > 1 || *title == "accuracy" {
-                chart
-                    .configure_series_labels()
-                    .position(legend_at.clone())
-                    .label_font(("sans-serif", 12))
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK.mix(0.4))
-                    .draw()
-                    .map_err(err)?;
+                draw_legend(&mut chart, legend_at.clone())?;
             }
         }
         Ok(())
@@ -722,14 +727,7 @@ impl Figure for PlaneFigure {
                 }))
                 .map_err(err)?;
             let corner = legend_corner(points.iter().map(|p| (p.x, p.y)), (x0, x1), (y0, y1));
-            chart
-                .configure_series_labels()
-                .position(corner)
-                .label_font(("sans-serif", 12))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.4))
-                .draw()
-                .map_err(err)?;
+            draw_legend(&mut chart, corner)?;
         }
         Ok(())
     }

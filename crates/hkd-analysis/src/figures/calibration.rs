@@ -8,7 +8,9 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
 
 use super::families::Families;
-use super::{DrawResult, Figure, err, legend_corner, padded, panel_grid, titled_panels};
+use super::{
+    DrawResult, Figure, draw_legend, err, legend_corner, padded, panel_grid, titled_panels,
+};
 use crate::load::RunRecord;
 use crate::table::EvalSetColumns;
 
@@ -229,14 +231,7 @@ impl Figure for ReliabilityFigure {
                 (0.0, 1.0),
                 (0.0, 1.0),
             );
-            chart
-                .configure_series_labels()
-                .position(corner)
-                .label_font(("sans-serif", 12))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.4))
-                .draw()
-                .map_err(err)?;
+            draw_legend(&mut chart, corner)?;
         }
         Ok(())
     }
