@@ -7,6 +7,9 @@
 //! logits). Here the same formula fills a safetensors file that the network loads through
 //! `load_weights`, so no weight file is committed.
 
+mod common;
+
+use common::max_abs_diff;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -119,19 +122,6 @@ fn fill(name: &str, shape: &[usize], gain: f64) -> Tensor {
         })
         .collect();
     Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]

@@ -6,7 +6,10 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use hkd_arch::{ArchSpec, Network, read_weights};
 
-use common::{REFERENCE_MODELS, read_npy_f32, read_param_counts, read_state_names, reference_dir};
+use common::{
+    REFERENCE_MODELS, max_abs_diff, read_npy_f32, read_param_counts, read_state_names,
+    reference_dir,
+};
 
 #[test]
 fn parameter_counts_match_pytorch_for_every_listed_name() {
@@ -84,19 +87,6 @@ fn state_names_and_shapes_match_pytorch() {
             }
         }
     }
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::Tensor;
+
 /// The PyTorch reference directory (see [`hkd_test_support::reference_dir`]).
 pub fn reference_dir(test: &str) -> Option<PathBuf> {
     hkd_test_support::reference_dir(test, "torch")
@@ -53,3 +55,17 @@ pub const REFERENCE_MODELS: &[&str] = &[
     "wrn16-1",
     "resnext29-2x4d",
 ];
+
+/// The largest absolute difference of two f32 tensors of one shape.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
