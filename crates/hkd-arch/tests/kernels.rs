@@ -64,6 +64,11 @@ const CONV_CASES: &[ConvCase] = &[
     (1, 2, 2, 3, 3, 5, 1, 2),
     (3, 6, 10, 12, 8, 3, 1, 1),
     (2, 3, 7, 9, 4, 5, 1, 2),
+    // Widths that are multiples of 16: the direct 3x3 kernel for f32 where the CPU has
+    // AVX-512 (output channels not a multiple of its block of 8, an odd number of
+    // 16-pixel vectors per channel).
+    (2, 5, 3, 16, 11, 3, 1, 1),
+    (2, 9, 4, 32, 17, 3, 1, 1),
 ];
 
 #[test]

@@ -11,6 +11,7 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use super::direct::Direct3x3;
 use super::util::{Elem, Mat, dispatch, matmul, new_vec, slice};
 use super::{ConvPath, Ops, fast_path, generic};
 
@@ -278,6 +279,15 @@ fn kernel_rows<T: Elem>(w: &[T], o: usize, c: usize, k: usize, flip: bool) -> Ve
     out
 }
 
+/// The direct kernel for a 3×3 same convolution of f32 tensors where it applies
+/// (`flip`: for its input gradient).
+fn direct3x3<T: Elem>(g: &Geom, w: &[T], flip: bool) -> Option<Direct3x3> {
+    if !(g.same() && g.kh == 3 && g.kw == 3 && g.pad == 1) {
+        return None;
+    }
+    Direct3x3::new(T::as_f32(w)?, g.o, g.c, g.h, g.w, flip)
+}
+
 fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
     l.shape().dims4()
 }
@@ -436,6 +446,22 @@ fn conv_fwd<T: Elem>(
     let x = slice::<T>(s1, l1, "conv2d")?;
     let w = slice::<T>(s2, l2, "conv2d")?;
     let (k, p, img) = (g.k(), g.p(), g.img());
+    if let Some(d) = direct3x3(&g, w, false) {
+        let fill = |y: &mut [MaybeUninit<T>]| {
+            y.par_chunks_mut(d.out_len())
+                .enumerate()
+                .for_each_init(Vec::new, |xp, (i, yi)| {
+                    let xi = T::as_f32(&x[i * img..(i + 1) * img]).expect("f32");
+                    d.run(xi, xp, T::as_f32_out(yi).expect("f32"));
+                })
+        };
+        // SAFETY: `Direct3x3::run` writes each image's [o, p] block in full.
+        let y = unsafe { new_vec(g.n * g.o * p, fill) };
+        return Ok((
+            T::to_cpu_storage_owned(y),
+            Shape::from((g.n, g.o, g.ho, g.wo)),
+        ));
+    }
     if g.same() && !g.pointwise() {
         let sh = Shifted::new(&g, g.c);
         let wr = kernel_rows(w, g.o, g.c, g.kh, false);
@@ -572,6 +598,22 @@ fn conv_bwd_input<T: Elem>(
     let dy = slice::<T>(s1, l1, "conv2d-bwd-input")?;
     let w = slice::<T>(s2, l2, "conv2d-bwd-input")?;
     let (k, p, img) = (g.k(), g.p(), g.img());
+    if let Some(d) = direct3x3(&g, w, true) {
+        let fill = |dx: &mut [MaybeUninit<T>]| {
+            dx.par_chunks_mut(img)
+                .enumerate()
+                .for_each_init(Vec::new, |xp, (i, dxi)| {
+                    let dyi = T::as_f32(&dy[i * g.o * p..(i + 1) * g.o * p]).expect("f32");
+                    d.run(dyi, xp, T::as_f32_out(dxi).expect("f32"));
+                })
+        };
+        // SAFETY: `Direct3x3::run` writes each image's [c, h·w] block in full.
+        let dx = unsafe { new_vec(g.n * img, fill) };
+        return Ok((
+            T::to_cpu_storage_owned(dx),
+            Shape::from((g.n, g.c, g.h, g.w)),
+        ));
+    }
     if g.same() && !g.pointwise() {
         // The input gradient of a same convolution is the same convolution of dy with the
         // kernel rotated by 180° and its channel axes swapped.

@@ -36,6 +36,7 @@
 
 mod batchnorm;
 mod conv;
+mod direct;
 mod elementwise;
 mod generic;
 mod util;

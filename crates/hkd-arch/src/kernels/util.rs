@@ -7,10 +7,28 @@ use candle_core::{CpuStorage, Layout, Result, WithDType, bail};
 /// Element types of the kernels (f32 and f64; the `gemm` crate supports both).
 pub(crate) trait Elem: WithDType + Copy + Send + Sync + 'static {
     const ZERO: Self;
+
+    /// The slice as f32 slice where `Self` is f32 (for the f32-only kernels).
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+
+    /// The output slice as f32 slice where `Self` is f32.
+    fn as_f32_out(_: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<f32>]> {
+        None
+    }
 }
 
 impl Elem for f32 {
     const ZERO: Self = 0.0;
+
+    fn as_f32(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+
+    fn as_f32_out(s: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<f32>]> {
+        Some(s)
+    }
 }
 
 impl Elem for f64 {

@@ -1,0 +1,220 @@
+//! Direct 3×3 convolution, stride 1, padding 1 ("same"), in f32 with AVX-512: the forward
+//! pass and, with the kernel rotated by 180° and its channel axes swapped, the input
+//! gradient of [`conv2d`](super::conv2d)'s most common geometry.
+//!
+//! Per image the input is copied once into a zero-bordered buffer `[cin, h + 2, w + 2]`;
+//! each output row segment of 16 pixels is one AVX-512 vector. A register block is 2 such
+//! vectors × up to [`OB`] output channels (16 accumulators): for every input channel and
+//! each of the 9 taps, 2 unaligned loads of the shifted input and one broadcast weight per
+//! output channel feed 2·[`OB`] fused multiply-adds, and the block is stored once. Against
+//! the GEMM path ([`Shifted`](super::conv)) this skips the three shifted copies of the image, the GEMM's
+//! packing of them and the copy out of the padded-width output. Each output element is
+//! summed in one fixed order (input channel, then tap), so results do not depend on the
+//! number of threads.
+//!
+//! Used where AVX-512F is present (detected at run time), the width is a multiple of 16
+//! and the tensors are f32; `HKD_ARCH_DIRECT_CONV=0` switches it off (for comparisons).
+
+use std::mem::MaybeUninit;
+use std::sync::OnceLock;
+
+/// Output channels per register block.
+const OB: usize = 8;
+
+/// Whether the direct kernel may be used: AVX-512F and not switched off.
+fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        let off = std::env::var("HKD_ARCH_DIRECT_CONV").is_ok_and(|v| v == "0");
+        !off && avx512()
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512() -> bool {
+    false
+}
+
+/// A same 3×3 convolution `[cin, h, w] → [cout, h, w]` with its packed weight.
+pub(super) struct Direct3x3 {
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    /// Per block of [`OB`] output channels (`co0 = block·OB`, `obs` channels):
+    /// `[cin][9][obs]` at offset `co0·cin·9`.
+    packed: Vec<f32>,
+}
+
+impl Direct3x3 {
+    /// For the weight `w` `[o, c, 3, 3]` of a convolution of `[c, h, wd]` images: the
+    /// forward convolution (`flip` false: `c → o`) or the input gradient (`flip` true: the
+    /// same convolution of `dy` `[o, h, wd]` with the rotated kernel, `o → c`). `None`
+    /// where the kernel does not apply.
+    pub(super) fn new(
+        w: &[f32],
+        o: usize,
+        c: usize,
+        h: usize,
+        wd: usize,
+        flip: bool,
+    ) -> Option<Self> {
+        if !enabled() || !wd.is_multiple_of(16) || h == 0 || w.len() != o * c * 9 {
+            return None;
+        }
+        let (cout, cin) = if flip { (c, o) } else { (o, c) };
+        let mut packed = vec![0f32; w.len()];
+        for co0 in (0..cout).step_by(OB) {
+            let obs = OB.min(cout - co0);
+            let block = &mut packed[co0 * cin * 9..(co0 + obs) * cin * 9];
+            for ci in 0..cin {
+                for t in 0..9 {
+                    for j in 0..obs {
+                        let co = co0 + j;
+                        block[(ci * 9 + t) * obs + j] = if flip {
+                            w[(ci * c + co) * 9 + 8 - t]
+                        } else {
+                            w[(co * cin + ci) * 9 + t]
+                        };
+                    }
+                }
+            }
+        }
+        Some(Direct3x3 {
+            cin,
+            cout,
+            h,
+            w: wd,
+            packed,
+        })
+    }
+
+    /// Elements of one input image.
+    pub(super) fn in_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+
+    /// Elements of one output image.
+    pub(super) fn out_len(&self) -> usize {
+        self.cout * self.h * self.w
+    }
+
+    /// `y` `[cout, h, w]` = the convolution of one image `x` `[cin, h, w]`; `xp` is
+    /// scratch (the zero-bordered copy). Writes every element of `y`.
+    pub(super) fn run(&self, x: &[f32], xp: &mut Vec<f32>, y: &mut [MaybeUninit<f32>]) {
+        let (h, w, wp) = (self.h, self.w, self.w + 2);
+        let plane = (h + 2) * wp;
+        assert!(x.len() == self.in_len() && y.len() == self.out_len());
+        xp.clear();
+        xp.resize(self.cin * plane, 0.0);
+        for (xc, pc) in x.chunks_exact(h * w).zip(xp.chunks_exact_mut(plane)) {
+            for (src, dst) in xc.chunks_exact(w).zip(pc[wp..].chunks_exact_mut(wp)) {
+                dst[1..=w].copy_from_slice(src);
+            }
+        }
+        let nv = h * w / 16;
+        let at = |v: usize| {
+            let (row, x0) = (v * 16 / w, v * 16 % w);
+            (row * wp + x0, row * w + x0)
+        };
+        let y = y.as_mut_ptr().cast::<f32>();
+        for v in (0..nv).step_by(2) {
+            // An odd last vector is computed twice and stored twice (same values).
+            let ((i0, o0), (i1, o1)) = (at(v), at((v + 1).min(nv - 1)));
+            for co0 in (0..self.cout).step_by(OB) {
+                let obs = OB.min(self.cout - co0);
+                let wk = self.packed[co0 * self.cin * 9..].as_ptr();
+                let yb = y.wrapping_add(co0 * h * w);
+                let args = Args {
+                    xp: xp.as_ptr(),
+                    cin: self.cin,
+                    plane,
+                    wp,
+                    i0,
+                    i1,
+                    wk,
+                    y: yb,
+                    yplane: h * w,
+                    o0,
+                    o1,
+                };
+                // SAFETY: AVX-512F is present (`enabled`); the taps of the two vectors read
+                // xp[ci·plane + i + ki·wp + kj .. + 16] with i + 2·wp + 2 + 15 < plane (the
+                // vector lies in one row of the interior), the weight block holds
+                // cin·9·obs values, and the stores stay in output channels co0..co0 + obs.
+                unsafe {
+                    match obs {
+                        8 => block::<8>(&args),
+                        7 => block::<7>(&args),
+                        6 => block::<6>(&args),
+                        5 => block::<5>(&args),
+                        4 => block::<4>(&args),
+                        3 => block::<3>(&args),
+                        2 => block::<2>(&args),
+                        _ => block::<1>(&args),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One register block's operands (see [`Direct3x3::run`]).
+struct Args {
+    xp: *const f32,
+    cin: usize,
+    plane: usize,
+    wp: usize,
+    /// Offsets in a padded plane of the two vectors' top-left taps.
+    i0: usize,
+    i1: usize,
+    wk: *const f32,
+    y: *mut f32,
+    yplane: usize,
+    /// Offsets in an output plane of the two vectors.
+    o0: usize,
+    o1: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn block<const B: usize>(a: &Args) {
+    use std::arch::x86_64::*;
+    let mut acc0 = [_mm512_setzero_ps(); B];
+    let mut acc1 = [_mm512_setzero_ps(); B];
+    for ci in 0..a.cin {
+        // SAFETY: in bounds as `run` states.
+        unsafe {
+            let xc = a.xp.add(ci * a.plane);
+            let wc = a.wk.add(ci * 9 * B);
+            for t in 0..9 {
+                let off = (t / 3) * a.wp + t % 3;
+                let v0 = _mm512_loadu_ps(xc.add(a.i0 + off));
+                let v1 = _mm512_loadu_ps(xc.add(a.i1 + off));
+                let wt = wc.add(t * B);
+                for j in 0..B {
+                    let k = _mm512_set1_ps(*wt.add(j));
+                    acc0[j] = _mm512_fmadd_ps(k, v0, acc0[j]);
+                    acc1[j] = _mm512_fmadd_ps(k, v1, acc1[j]);
+                }
+            }
+        }
+    }
+    for j in 0..B {
+        // SAFETY: output channel j of the block, 16 elements at o0 and o1.
+        unsafe {
+            _mm512_storeu_ps(a.y.add(j * a.yplane + a.o0), acc0[j]);
+            _mm512_storeu_ps(a.y.add(j * a.yplane + a.o1), acc1[j]);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn block<const B: usize>(_: &Args) {
+    unreachable!("the direct kernel is only enabled on x86_64")
+}
