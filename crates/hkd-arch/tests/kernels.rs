@@ -66,9 +66,12 @@ const CONV_CASES: &[ConvCase] = &[
     (2, 3, 7, 9, 4, 5, 1, 2),
     // Widths that are multiples of 16: the direct 3x3 kernel for f32 where the CPU has
     // AVX-512 (output channels not a multiple of its block of 8, an odd number of
-    // 16-pixel vectors per channel).
+    // 16-pixel vectors per channel), and
+    // 8-pixel-wide images whose pixel count is a multiple of 16 (three shifted copies).
     (2, 5, 3, 16, 11, 3, 1, 1),
     (2, 9, 4, 32, 17, 3, 1, 1),
+    (2, 6, 8, 8, 10, 3, 1, 1),
+    (1, 3, 2, 8, 9, 3, 1, 1),
 ];
 
 #[test]

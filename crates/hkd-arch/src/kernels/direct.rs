@@ -2,8 +2,12 @@
 //! pass and, with the kernel rotated by 180° and its channel axes swapped, the input
 //! gradient of [`conv2d`](super::conv2d)'s most common geometry.
 //!
-//! Per image the input is copied once into a zero-bordered buffer `[cin, h + 2, w + 2]`;
-//! each output row segment of 16 pixels is one AVX-512 vector. A register block is 2 such
+//! Per image the input is copied once into a zero-bordered buffer `[cin, h + 2, w + 2]`
+//! where the width is a multiple of 16, and each output row segment of 16 pixels is one
+//! AVX-512 vector. Narrower images (8×8) whose pixel count is a multiple of 16 are copied
+//! three times instead, shifted by one column each (`[cin, 3, h + 2, w]`, zero where the
+//! shift leaves the image), so that 16 consecutive output pixels — across rows — read 16
+//! consecutive elements for every tap. A register block is 2 such
 //! vectors × up to [`OB`] output channels (16 accumulators): for every input channel and
 //! each of the 9 taps, 2 unaligned loads of the shifted input and one broadcast weight per
 //! output channel feed 2·[`OB`] fused multiply-adds, and the block is stored once. Against
@@ -12,8 +16,8 @@
 //! summed in one fixed order (input channel, then tap), so results do not depend on the
 //! number of threads.
 //!
-//! Used where AVX-512F is present (detected at run time), the width is a multiple of 16
-//! and the tensors are f32; `HKD_ARCH_DIRECT_CONV=0` switches it off (for comparisons).
+//! Used where AVX-512F is present (detected at run time), the tensors are f32 and the
+//! width or the pixel count is a multiple of 16; `HKD_ARCH_DIRECT_CONV=0` switches it off (for comparisons).
 
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
@@ -46,6 +50,8 @@ pub(super) struct Direct3x3 {
     cout: usize,
     h: usize,
     w: usize,
+    /// The layout of the input copy: zero-bordered (true) or three shifted copies.
+    bordered: bool,
     /// Per block of [`OB`] output channels (`co0 = block·OB`, `obs` channels):
     /// `[cin][9][obs]` at offset `co0·cin·9`.
     packed: Vec<f32>,
@@ -64,7 +70,12 @@ impl Direct3x3 {
         wd: usize,
         flip: bool,
     ) -> Option<Self> {
-        if !enabled() || !wd.is_multiple_of(16) || h == 0 || w.len() != o * c * 9 {
+        let bordered = wd.is_multiple_of(16);
+        if !enabled()
+            || h == 0
+            || w.len() != o * c * 9
+            || !(bordered || (h * wd).is_multiple_of(16))
+        {
             return None;
         }
         let (cout, cin) = if flip { (c, o) } else { (o, c) };
@@ -90,6 +101,7 @@ impl Direct3x3 {
             cout,
             h,
             w: wd,
+            bordered,
             packed,
         })
     }
@@ -107,20 +119,47 @@ impl Direct3x3 {
     /// `y` `[cout, h, w]` = the convolution of one image `x` `[cin, h, w]`; `xp` is
     /// scratch (the zero-bordered copy). Writes every element of `y`.
     pub(super) fn run(&self, x: &[f32], xp: &mut Vec<f32>, y: &mut [MaybeUninit<f32>]) {
-        let (h, w, wp) = (self.h, self.w, self.w + 2);
-        let plane = (h + 2) * wp;
+        let (h, w) = (self.h, self.w);
         assert!(x.len() == self.in_len() && y.len() == self.out_len());
+        // Per input channel `plane` elements; tap t = (ki, kj) of the vector whose top-left
+        // tap is at offset i reads at i + taps[t].
+        let (plane, taps, wp) = if self.bordered {
+            let wp = w + 2;
+            let taps = std::array::from_fn(|t| (t / 3) * wp + t % 3);
+            ((h + 2) * wp, taps, wp)
+        } else {
+            let sp = (h + 2) * w;
+            let taps = std::array::from_fn(|t| (t % 3) * sp + (t / 3) * w);
+            (3 * sp, taps, w)
+        };
         xp.clear();
         xp.resize(self.cin * plane, 0.0);
         for (xc, pc) in x.chunks_exact(h * w).zip(xp.chunks_exact_mut(plane)) {
-            for (src, dst) in xc.chunks_exact(w).zip(pc[wp..].chunks_exact_mut(wp)) {
-                dst[1..=w].copy_from_slice(src);
+            if self.bordered {
+                for (src, dst) in xc.chunks_exact(w).zip(pc[wp..].chunks_exact_mut(wp)) {
+                    dst[1..=w].copy_from_slice(src);
+                }
+                continue;
+            }
+            // Copy kj holds the padded row's columns kj .. kj + w: input columns kj − 1 ..
+            for (kj, copy) in pc.chunks_exact_mut((h + 2) * w).enumerate() {
+                for (src, dst) in xc.chunks_exact(w).zip(copy[w..].chunks_exact_mut(w)) {
+                    match kj {
+                        0 => dst[1..].copy_from_slice(&src[..w - 1]),
+                        1 => dst.copy_from_slice(src),
+                        _ => dst[..w - 1].copy_from_slice(&src[1..]),
+                    }
+                }
             }
         }
         let nv = h * w / 16;
         let at = |v: usize| {
-            let (row, x0) = (v * 16 / w, v * 16 % w);
-            (row * wp + x0, row * w + x0)
+            if self.bordered {
+                let (row, x0) = (v * 16 / w, v * 16 % w);
+                (row * wp + x0, row * w + x0)
+            } else {
+                (v * 16, v * 16)
+            }
         };
         let y = y.as_mut_ptr().cast::<f32>();
         for v in (0..nv).step_by(2) {
@@ -134,7 +173,7 @@ impl Direct3x3 {
                     xp: xp.as_ptr(),
                     cin: self.cin,
                     plane,
-                    wp,
+                    taps,
                     i0,
                     i1,
                     wk,
@@ -144,8 +183,10 @@ impl Direct3x3 {
                     o1,
                 };
                 // SAFETY: AVX-512F is present (`enabled`); the taps of the two vectors read
-                // xp[ci·plane + i + ki·wp + kj .. + 16] with i + 2·wp + 2 + 15 < plane (the
-                // vector lies in one row of the interior), the weight block holds
+                // xp[ci·plane + i + taps[t] .. + 16] within the channel's plane (bordered:
+                // i + 2·wp + 2 + 15 < (h + 2)·wp, the vector lies in one row of the
+                // interior; shifted: i + 15 + 2·(h + 2)·w + 2·w < 3·(h + 2)·w as
+                // i + 15 < h·w), the weight block holds
                 // cin·9·obs values, and the stores stay in output channels co0..co0 + obs.
                 unsafe {
                     match obs {
@@ -169,7 +210,8 @@ struct Args {
     xp: *const f32,
     cin: usize,
     plane: usize,
-    wp: usize,
+    /// Offset of each tap from a vector's top-left tap.
+    taps: [usize; 9],
     /// Offsets in a padded plane of the two vectors' top-left taps.
     i0: usize,
     i1: usize,
@@ -193,7 +235,7 @@ unsafe fn block<const B: usize>(a: &Args) {
             let xc = a.xp.add(ci * a.plane);
             let wc = a.wk.add(ci * 9 * B);
             for t in 0..9 {
-                let off = (t / 3) * a.wp + t % 3;
+                let off = a.taps[t];
                 let v0 = _mm512_loadu_ps(xc.add(a.i0 + off));
                 let v1 = _mm512_loadu_ps(xc.add(a.i1 + off));
                 let wt = wc.add(t * B);
