@@ -6,7 +6,9 @@ use rayon::prelude::*;
 
 use super::elementwise::pos;
 use super::fast_path;
-use super::util::{Elem, dispatch, min_items, new_vec, slice, sum, sum_dy_dyx, sum_sq_dev};
+use super::util::{
+    Elem, dispatch, min_items, new_vec, slice, sum, sum_dy_dyx, sum_sq_dev, with_simd,
+};
 
 fn nc_hw(l: &Layout, op: &str) -> Result<(usize, usize, usize)> {
     match l.dims() {
@@ -146,17 +148,19 @@ fn bn_train_fwd<T: Elem>(
                 .zip(x.par_chunks(hw))
                 .enumerate()
                 .for_each(|(i, (yp, xp))| {
-                    let ci = i % c;
-                    let (m, s, b) = (mean[ci], scale[ci], beta[ci]);
-                    if op.relu {
-                        for (o, &v) in yp.iter_mut().zip(xp) {
-                            o.write(pos((v - m) * s + b));
+                    with_simd!({
+                        let ci = i % c;
+                        let (m, s, b) = (mean[ci], scale[ci], beta[ci]);
+                        if op.relu {
+                            for (o, &v) in yp.iter_mut().zip(xp) {
+                                o.write(pos((v - m) * s + b));
+                            }
+                        } else {
+                            for (o, &v) in yp.iter_mut().zip(xp) {
+                                o.write((v - m) * s + b);
+                            }
                         }
-                    } else {
-                        for (o, &v) in yp.iter_mut().zip(xp) {
-                            o.write((v - m) * s + b);
-                        }
-                    }
+                    })
                 })
         })
     };
@@ -374,17 +378,19 @@ fn bn_bwd_input<T: Elem>(
                 )
                 .enumerate()
                 .for_each(|(i, (dp, (xp, (gp, yp))))| {
-                    let [a, b, cc, m] = coef[i % c];
-                    if op.relu {
-                        for (((d, &v), &g), &o) in dp.iter_mut().zip(xp).zip(gp).zip(yp) {
-                            let g = if o > T::ZERO { g } else { T::ZERO };
-                            d.write(a * g + b * (v - m) + cc);
+                    with_simd!({
+                        let [a, b, cc, m] = coef[i % c];
+                        if op.relu {
+                            for (((d, &v), &g), &o) in dp.iter_mut().zip(xp).zip(gp).zip(yp) {
+                                let g = if o > T::ZERO { g } else { T::ZERO };
+                                d.write(a * g + b * (v - m) + cc);
+                            }
+                        } else {
+                            for ((d, &v), &g) in dp.iter_mut().zip(xp).zip(gp) {
+                                d.write(a * g + b * (v - m) + cc);
+                            }
                         }
-                    } else {
-                        for ((d, &v), &g) in dp.iter_mut().zip(xp).zip(gp) {
-                            d.write(a * g + b * (v - m) + cc);
-                        }
-                    }
+                    })
                 })
         })
     };
@@ -461,17 +467,19 @@ fn affine_fwd<T: Elem>(
                 .zip(x.par_chunks(hw))
                 .enumerate()
                 .for_each(|(i, (yp, xp))| {
-                    let ci = i % c;
-                    let (a, b) = (T::from_f64(op.scale[ci]), T::from_f64(op.shift[ci]));
-                    if op.relu {
-                        for (o, &v) in yp.iter_mut().zip(xp) {
-                            o.write(pos(v * a + b));
+                    with_simd!({
+                        let ci = i % c;
+                        let (a, b) = (T::from_f64(op.scale[ci]), T::from_f64(op.shift[ci]));
+                        if op.relu {
+                            for (o, &v) in yp.iter_mut().zip(xp) {
+                                o.write(pos(v * a + b));
+                            }
+                        } else {
+                            for (o, &v) in yp.iter_mut().zip(xp) {
+                                o.write(v * a + b);
+                            }
                         }
-                    } else {
-                        for (o, &v) in yp.iter_mut().zip(xp) {
-                            o.write(v * a + b);
-                        }
-                    }
+                    })
                 })
         })
     };

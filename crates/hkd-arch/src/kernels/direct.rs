@@ -16,32 +16,24 @@
 //! summed in one fixed order (input channel, then tap), so results do not depend on the
 //! number of threads.
 //!
-//! Used where AVX-512F is present (detected at run time), the tensors are f32 and the
+//! Used where AVX-512 is present (detected at run time), the tensors are f32 and the
 //! width or the pixel count is a multiple of 16; `HKD_ARCH_DIRECT_CONV=0` switches it off (for comparisons).
 
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
+use super::util::has_avx512;
+
 /// Output channels per register block.
 const OB: usize = 8;
 
-/// Whether the direct kernel may be used: AVX-512F and not switched off.
+/// Whether the direct kernel may be used: AVX-512 and not switched off.
 fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
         let off = std::env::var("HKD_ARCH_DIRECT_CONV").is_ok_and(|v| v == "0");
-        !off && avx512()
+        !off && has_avx512()
     })
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn avx512() -> bool {
-    false
 }
 
 /// A same 3×3 convolution `[cin, h, w] → [cout, h, w]` with its packed weight.

@@ -4,7 +4,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::fast_path;
-use super::util::{Elem, dispatch, new_vec, slice};
+use super::util::{Elem, dispatch, new_vec, slice, with_simd};
 
 /// Elements per rayon task.
 const CHUNK: usize = 16 * 1024;
@@ -41,9 +41,11 @@ fn relu_fwd<T: Elem>(s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> 
             y.par_chunks_mut(CHUNK)
                 .zip(x.par_chunks(CHUNK))
                 .for_each(|(yc, xc)| {
-                    for (o, &v) in yc.iter_mut().zip(xc) {
-                        o.write(pos(v));
-                    }
+                    with_simd!({
+                        for (o, &v) in yc.iter_mut().zip(xc) {
+                            o.write(pos(v));
+                        }
+                    })
                 })
         })
     };
@@ -87,9 +89,11 @@ fn add_relu_fwd<T: Elem>(
             y.par_chunks_mut(CHUNK)
                 .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
                 .for_each(|(yc, (ac, bc))| {
-                    for ((o, &u), &v) in yc.iter_mut().zip(ac).zip(bc) {
-                        o.write(pos(u + v));
-                    }
+                    with_simd!({
+                        for ((o, &u), &v) in yc.iter_mut().zip(ac).zip(bc) {
+                            o.write(pos(u + v));
+                        }
+                    })
                 })
         })
     };
@@ -149,9 +153,11 @@ fn relu_bwd<T: Elem>(
             dx.par_chunks_mut(CHUNK)
                 .zip(y.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
                 .for_each(|(dc, (yc, gc))| {
-                    for ((d, &v), &gv) in dc.iter_mut().zip(yc).zip(gc) {
-                        d.write(if v > T::ZERO { gv } else { T::ZERO });
-                    }
+                    with_simd!({
+                        for ((d, &v), &gv) in dc.iter_mut().zip(yc).zip(gc) {
+                            d.write(if v > T::ZERO { gv } else { T::ZERO });
+                        }
+                    })
                 })
         })
     };
@@ -237,10 +243,12 @@ fn shake_fwd<T: Elem>(
                 .zip(a.par_chunks(per).zip(b.par_chunks(per)))
                 .enumerate()
                 .for_each(|(i, (yc, (ac, bc)))| {
-                    let (p, q) = (T::from_f64(op.alpha[i]), T::from_f64(1.0 - op.alpha[i]));
-                    for ((o, &u), &v) in yc.iter_mut().zip(ac).zip(bc) {
-                        o.write(p * u + q * v);
-                    }
+                    with_simd!({
+                        let (p, q) = (T::from_f64(op.alpha[i]), T::from_f64(1.0 - op.alpha[i]));
+                        for ((o, &u), &v) in yc.iter_mut().zip(ac).zip(bc) {
+                            o.write(p * u + q * v);
+                        }
+                    })
                 })
         })
     };
@@ -306,10 +314,12 @@ fn scale_images<T: Elem>(
                 .zip(x.par_chunks(per))
                 .enumerate()
                 .for_each(|(i, (yc, xc))| {
-                    let f = T::from_f64(op.0[i]);
-                    for (o, &v) in yc.iter_mut().zip(xc) {
-                        o.write(f * v);
-                    }
+                    with_simd!({
+                        let f = T::from_f64(op.0[i]);
+                        for (o, &v) in yc.iter_mut().zip(xc) {
+                            o.write(f * v);
+                        }
+                    })
                 })
         })
     };
