@@ -72,6 +72,15 @@ const CONV_CASES: &[ConvCase] = &[
     (2, 9, 4, 32, 17, 3, 1, 1),
     (2, 6, 8, 8, 10, 3, 1, 1),
     (1, 3, 2, 8, 9, 3, 1, 1),
+    // Output channels a multiple of 16: the direct weight gradient of 3x3 same
+    // convolutions (f32, AVX-512), with 16 (input channels in blocks of 3 and a rest) and
+    // 32 output channels (two vectors); strided ones with 16 and 32 output channels keep
+    // the GEMM path.
+    (2, 4, 5, 7, 16, 3, 1, 1),
+    (2, 5, 4, 16, 32, 3, 1, 1),
+    (2, 3, 9, 8, 16, 3, 2, 1),
+    (2, 3, 8, 8, 16, 3, 2, 1),
+    (2, 4, 8, 7, 32, 3, 2, 1),
 ];
 
 #[test]

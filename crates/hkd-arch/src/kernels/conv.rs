@@ -11,7 +11,7 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::direct::Direct3x3;
+use super::direct::{Direct3x3, WeightGrad3x3};
 use super::util::{Elem, Mat, dispatch, matmul, new_vec, slice};
 use super::{ConvPath, Ops, fast_path, generic};
 
@@ -728,6 +728,28 @@ fn conv_bwd_weight<T: Elem>(
     let (k, p, img) = (g.k(), g.p(), g.img());
     let per = g.n.div_ceil(WEIGHT_GRAD_PARTS.min(g.n).max(1)).max(1);
     let parts = g.n.div_ceil(per);
+    let direct = (g.same() && g.kh == 3 && g.kw == 3 && g.pad == 1)
+        .then(|| WeightGrad3x3::new(g.o, g.c, g.h, g.w))
+        .flatten();
+    if let (Some(d), Some(xf), Some(dyf)) = (direct, T::as_f32(x), T::as_f32(dy)) {
+        let partials: Vec<Vec<T>> = (0..parts)
+            .into_par_iter()
+            .map(|part| {
+                let images = part * per..((part + 1) * per).min(g.n);
+                let mut dw = vec![0f32; g.o * k];
+                d.run(
+                    &xf[images.start * img..images.end * img],
+                    &dyf[images.start * g.o * p..images.end * g.o * p],
+                    &mut dw,
+                );
+                T::from_f32_vec(dw)
+            })
+            .collect();
+        return Ok((
+            T::to_cpu_storage_owned(sum_parts(partials, g.o * k)),
+            Shape::from((g.o, g.c, g.kh, g.kw)),
+        ));
+    }
     if g.same() && !g.pointwise() {
         let sh = Shifted::new(&g, g.c);
         let partials: Vec<Vec<T>> = (0..parts)

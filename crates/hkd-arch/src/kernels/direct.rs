@@ -252,3 +252,154 @@ unsafe fn block<const B: usize>(a: &Args) {
 unsafe fn block<const B: usize>(_: &Args) {
     unreachable!("the direct kernel is only enabled on x86_64")
 }
+
+/// Output channels per vector of the weight-gradient kernel.
+const LANES: usize = 16;
+
+/// The weight gradient of a 3×3 same convolution (stride 1, padding 1) in f32 with
+/// AVX-512, vectorised over output channels: for every output pixel, 16 output channels'
+/// gradients (a row of the image's `dy` transposed to `[h·w, o]`) times one input value
+/// per (input channel, tap), broadcast. `o` must be a multiple of 16. (Strided 3×3
+/// convolutions keep the GEMM path: this kernel with a stride was measured slower.)
+pub(super) struct WeightGrad3x3 {
+    c: usize,
+    o: usize,
+    h: usize,
+    w: usize,
+}
+
+impl WeightGrad3x3 {
+    /// `None` where the kernel does not apply (no AVX-512, `o` not a multiple of 16).
+    pub(super) fn new(o: usize, c: usize, h: usize, w: usize) -> Option<Self> {
+        if !enabled() || !o.is_multiple_of(LANES) || o == 0 || c == 0 || h == 0 || w == 0 {
+            return None;
+        }
+        Some(WeightGrad3x3 { c, o, h, w })
+    }
+
+    /// `dw` `[o, c, 3, 3]` (overwritten) = Σ over the images `xs` `[n, c, h, w]` and their
+    /// output gradients `dys` `[n, o, h, w]`. Each weight's sum runs over the images, then
+    /// the pixels in row-major order: a fixed order.
+    pub(super) fn run(&self, xs: &[f32], dys: &[f32], dw: &mut [f32]) {
+        let (c, o, h, w) = (self.c, self.o, self.h, self.w);
+        let (hw, wp) = (h * w, w + 2);
+        let plane = (h + 2) * wp;
+        let n = xs.len() / (c * hw);
+        assert!(xs.len() == n * c * hw && dys.len() == n * o * hw && dw.len() == o * c * 9);
+        // acc[ci][t][oc], xpad [c, h + 2, w + 2], dyt [h·w, o].
+        let mut acc = vec![0f32; c * 9 * o];
+        let mut xpad = vec![0f32; c * plane];
+        let mut dyt = vec![0f32; hw * o];
+        for (x, dy) in xs.chunks_exact(c * hw).zip(dys.chunks_exact(o * hw)) {
+            for (xc, pc) in x.chunks_exact(hw).zip(xpad.chunks_exact_mut(plane)) {
+                for (src, dst) in xc.chunks_exact(w).zip(pc[wp..].chunks_exact_mut(wp)) {
+                    dst[1..=w].copy_from_slice(src);
+                }
+            }
+            for (oc, row) in dy.chunks_exact(hw).enumerate() {
+                for (p, &v) in row.iter().enumerate() {
+                    dyt[p * o + oc] = v;
+                }
+            }
+            let ov = if o.is_multiple_of(2 * LANES) { 2 } else { 1 };
+            let cb_max = if ov == 2 { 1 } else { 3 };
+            for o0 in (0..o).step_by(ov * LANES) {
+                for c0 in (0..c).step_by(cb_max) {
+                    let cb = cb_max.min(c - c0);
+                    let args = GArgs {
+                        xpad: xpad[c0 * plane..].as_ptr(),
+                        plane,
+                        wp,
+                        h,
+                        w,
+                        dyt: dyt[o0..].as_ptr(),
+                        o,
+                        acc: acc[c0 * 9 * o + o0..].as_mut_ptr(),
+                    };
+                    // SAFETY: AVX-512 is present (`enabled`); reads of xpad stay in channels
+                    // c0..c0 + cb (rows y + ki ≤ h + 1, columns x + kj ≤ w + 1), of dyt in
+                    // columns o0..o0 + 16·ov of its h·w rows, and the accumulators are
+                    // acc[c0 + j][t][o0..o0 + 16·ov].
+                    unsafe {
+                        match (ov, cb) {
+                            (2, _) => gblock::<2, 1>(&args),
+                            (_, 3) => gblock::<1, 3>(&args),
+                            (_, 2) => gblock::<1, 2>(&args),
+                            _ => gblock::<1, 1>(&args),
+                        }
+                    }
+                }
+            }
+        }
+        for oc in 0..o {
+            for ci in 0..c {
+                for t in 0..9 {
+                    dw[(oc * c + ci) * 9 + t] = acc[(ci * 9 + t) * o + oc];
+                }
+            }
+        }
+    }
+}
+
+/// One weight-gradient block's operands (see [`WeightGrad3x3::run`]).
+struct GArgs {
+    /// Channel c0 of the zero-bordered image.
+    xpad: *const f32,
+    plane: usize,
+    wp: usize,
+    h: usize,
+    w: usize,
+    /// Column o0 of the transposed output gradient `[h·w, o]`.
+    dyt: *const f32,
+    o: usize,
+    /// acc[c0][0][o0]; (channel j, tap t) at `(j·9 + t)·o` further.
+    acc: *mut f32,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+// Index loops over small constant ranges: the accumulators must stay in registers.
+#[allow(clippy::needless_range_loop)]
+unsafe fn gblock<const OV: usize, const CB: usize>(a: &GArgs) {
+    use std::arch::x86_64::*;
+    // SAFETY: in bounds as `WeightGrad3x3::run` states.
+    unsafe {
+        let mut acc: [[[__m512; 9]; CB]; OV] = std::array::from_fn(|v| {
+            std::array::from_fn(|j| {
+                std::array::from_fn(|t| _mm512_loadu_ps(a.acc.add((j * 9 + t) * a.o + v * LANES)))
+            })
+        });
+        for y in 0..a.h {
+            for x in 0..a.w {
+                let d: [__m512; OV] = std::array::from_fn(|v| {
+                    _mm512_loadu_ps(a.dyt.add((y * a.w + x) * a.o + v * LANES))
+                });
+                for j in 0..CB {
+                    let base = a.xpad.add(j * a.plane + y * a.wp + x);
+                    // The 9 taps written out: constant accumulator indices (registers).
+                    macro_rules! tap {
+                        ($($t:literal)*) => {$(
+                            let s = _mm512_set1_ps(*base.add(($t / 3) * a.wp + $t % 3));
+                            for v in 0..OV {
+                                acc[v][j][$t] = _mm512_fmadd_ps(d[v], s, acc[v][j][$t]);
+                            }
+                        )*};
+                    }
+                    tap!(0 1 2 3 4 5 6 7 8);
+                }
+            }
+        }
+        for (v, per_v) in acc.iter().enumerate() {
+            for (j, per_j) in per_v.iter().enumerate() {
+                for (t, &r) in per_j.iter().enumerate() {
+                    _mm512_storeu_ps(a.acc.add((j * 9 + t) * a.o + v * LANES), r);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn gblock<const OV: usize, const CB: usize>(_: &GArgs) {
+    unreachable!("the direct kernels are only enabled on x86_64")
+}

@@ -17,6 +17,11 @@ pub(crate) trait Elem: WithDType + Copy + Send + Sync + 'static {
     fn as_f32_out(_: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<f32>]> {
         None
     }
+
+    /// An f32 result as a vector of `Self` (only called where `as_f32` gave `Some`).
+    fn from_f32_vec(v: Vec<f32>) -> Vec<Self> {
+        v.into_iter().map(|x| Self::from_f64(x as f64)).collect()
+    }
 }
 
 impl Elem for f32 {
@@ -28,6 +33,10 @@ impl Elem for f32 {
 
     fn as_f32_out(s: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<f32>]> {
         Some(s)
+    }
+
+    fn from_f32_vec(v: Vec<f32>) -> Vec<Self> {
+        v
     }
 }
 
