@@ -816,6 +816,9 @@ impl ModuleT for Shortcut {
 /// offset 0 picks x[:, :, 0::2, 0::2]; offset 1 is `F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))`
 /// subsampled the same way, i.e. x[:, :, 1::2, 1::2] with zeros past the border.
 pub(crate) fn subsample2(x: &Tensor, offset: usize) -> Result<Tensor> {
+    if kernels::fast_path(x) && x.rank() == 4 && offset <= 1 {
+        return Ok(kernels::subsample2(x, offset)?);
+    }
     let (n, c, h, w) = x.dims4()?;
     let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
     let x = if offset == 1 {

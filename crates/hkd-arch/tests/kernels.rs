@@ -346,6 +346,73 @@ fn batch_norm_gradients_match_finite_differences() {
 }
 
 #[test]
+fn add_and_subsample2_match_candle() {
+    for dtype in [DType::F32, DType::F64] {
+        // add: a + b, both gradients dy.
+        let (a, b) = (
+            random(&[2, 3, 5, 6], dtype, 1),
+            random(&[2, 3, 5, 6], dtype, 2),
+        );
+        assert_close(
+            &kernels::add(&a, &b).unwrap(),
+            &(&a + &b).unwrap(),
+            0.0,
+            "add",
+        );
+        let (av, bv) = (Var::from_tensor(&a).unwrap(), Var::from_tensor(&b).unwrap());
+        let r = random(a.dims(), dtype, 3);
+        let y = kernels::add(av.as_tensor(), bv.as_tensor()).unwrap();
+        let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&av, &bv] {
+            assert_close(g.get(v.as_tensor()).unwrap(), &r, 0.0, "add gradient");
+        }
+        // subsample2: x[:, :, o::2, o::2], zero past the border; gradient scattered back.
+        for (h, w) in [(6, 8), (5, 7), (1, 2)] {
+            for offset in [0, 1] {
+                let x = random(&[2, 3, h, w], dtype, 4);
+                let xv = Var::from_tensor(&x).unwrap();
+                let y = kernels::subsample2(xv.as_tensor(), offset).unwrap();
+                let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+                assert_eq!(y.dims(), [2, 3, ho, wo]);
+                let (xs, ys) = (values(&x), values(&y));
+                let r = random(y.dims(), dtype, 5);
+                let dx = values(
+                    (&y * &r)
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .backward()
+                        .unwrap()
+                        .get(xv.as_tensor())
+                        .unwrap(),
+                );
+                let rs = values(&r);
+                let mut want_dx = vec![0.0; xs.len()];
+                for p in 0..6 {
+                    for i in 0..ho {
+                        for j in 0..wo {
+                            let (iy, ix) = (2 * i + offset, 2 * j + offset);
+                            let k = (p * ho + i) * wo + j;
+                            let inside = iy < h && ix < w;
+                            let want = if inside {
+                                xs[(p * h + iy) * w + ix]
+                            } else {
+                                0.0
+                            };
+                            assert_eq!(ys[k], want, "subsample2 {h}x{w} offset {offset} at {k}");
+                            if inside {
+                                want_dx[(p * h + iy) * w + ix] = rs[k];
+                            }
+                        }
+                    }
+                }
+                assert_eq!(dx, want_dx, "subsample2 gradient {h}x{w} offset {offset}");
+            }
+        }
+    }
+}
+
+#[test]
 fn relu_and_add_relu_match_candle() {
     for dtype in [DType::F32, DType::F64] {
         let a = random(&[3, 5, 7, 9], dtype, 1);

@@ -1,4 +1,5 @@
-//! ReLU and the fused residual `relu(a + b)`, one pass each way.
+//! ReLU, the residual adds `relu(a + b)` and `a + b`, the Shake-Shake mix and its
+//! shortcut's subsampling, one pass each way.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
@@ -333,5 +334,191 @@ impl CustomOp1 for ScaleImages {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         dispatch!("hkd-scale-images", s, scale_images(self, s, l))
+    }
+}
+
+/// `a + b` (a residual add without a ReLU); both gradients are `dy` itself.
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if !fast_path(a) || a.dtype() != b.dtype() || !b.device().is_cpu() || a.shape() != b.shape() {
+        return a + b;
+    }
+    a.contiguous()?.apply_op2(&b.contiguous()?, Add)
+}
+
+struct Add;
+
+fn add_fwd<T: Elem>(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let a = slice::<T>(s1, l1, "hkd-add")?;
+    let b = slice::<T>(s2, l2, "hkd-add")?;
+    if a.len() != b.len() {
+        bail!("hkd-add: shapes {:?} and {:?}", l1.dims(), l2.dims())
+    }
+    // SAFETY: the chunks of y, a and b pair up one to one, every element is written.
+    let y = unsafe {
+        new_vec(a.len(), |y| {
+            y.par_chunks_mut(CHUNK)
+                .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+                .for_each(|(yc, (ac, bc))| {
+                    with_simd!({
+                        for ((o, &u), &v) in yc.iter_mut().zip(ac).zip(bc) {
+                            o.write(u + v);
+                        }
+                    })
+                })
+        })
+    };
+    Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
+}
+
+impl CustomOp2 for Add {
+    fn name(&self) -> &'static str {
+        "hkd-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!("hkd-add", s1, add_fwd(s1, l1, s2, l2))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let keep = |t: &Tensor| t.track_op().then(|| grad.clone());
+        Ok((keep(a), keep(b)))
+    }
+}
+
+/// Every second row and column of `x` [N, C, H, W] from `offset` (0 or 1): the
+/// [N, C, ⌈H/2⌉, ⌈W/2⌉] tensor of x[:, :, offset::2, offset::2], zero where that runs past
+/// the border (Shake-Shake's shortcut: `avg_pool2d(kernel 1, stride 2)` of the image or of
+/// the image shifted by one pixel). The gradient puts `dy` back at those positions, zeros
+/// elsewhere.
+pub fn subsample2(x: &Tensor, offset: usize) -> Result<Tensor> {
+    if !fast_path(x) || x.rank() != 4 || offset > 1 {
+        bail!("subsample2: needs a CPU f32/f64 [N, C, H, W] tensor and offset 0 or 1")
+    }
+    let (_, _, h, w) = x.dims4()?;
+    x.contiguous()?.apply_op1(Subsample2 { offset, h, w })
+}
+
+#[derive(Clone, Copy)]
+struct Subsample2 {
+    offset: usize,
+    /// The input's height and width.
+    h: usize,
+    w: usize,
+}
+
+impl Subsample2 {
+    fn out(&self) -> (usize, usize) {
+        (self.h.div_ceil(2), self.w.div_ceil(2))
+    }
+}
+
+fn subsample_fwd<T: Elem>(
+    op: &Subsample2,
+    s: &CpuStorage,
+    l: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let (n, c, h, w) = l.shape().dims4()?;
+    let x = slice::<T>(s, l, "hkd-subsample2")?;
+    let (ho, wo) = op.out();
+    // SAFETY: every output plane is written in full (zeros past the border).
+    let y = unsafe {
+        new_vec(n * c * ho * wo, |y| {
+            y.par_chunks_mut(ho * wo)
+                .zip(x.par_chunks(h * w))
+                .for_each(|(yp, xp)| {
+                    for (i, yr) in yp.chunks_exact_mut(wo).enumerate() {
+                        let iy = 2 * i + op.offset;
+                        for (j, o) in yr.iter_mut().enumerate() {
+                            let ix = 2 * j + op.offset;
+                            o.write(if iy < h && ix < w {
+                                xp[iy * w + ix]
+                            } else {
+                                T::ZERO
+                            });
+                        }
+                    }
+                })
+        })
+    };
+    Ok((T::to_cpu_storage_owned(y), Shape::from((n, c, ho, wo))))
+}
+
+impl CustomOp1 for Subsample2 {
+    fn name(&self) -> &'static str {
+        "hkd-subsample2"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        dispatch!("hkd-subsample2", s, subsample_fwd(self, s, l))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            grad.contiguous()?.apply_op1_no_bwd(&Subsample2Bwd(*self))?,
+        ))
+    }
+}
+
+/// dy [N, C, ⌈H/2⌉, ⌈W/2⌉] → dx [N, C, H, W] (see [`subsample2`]).
+struct Subsample2Bwd(Subsample2);
+
+fn subsample_bwd<T: Elem>(
+    op: &Subsample2,
+    s: &CpuStorage,
+    l: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let (n, c, ho, wo) = l.shape().dims4()?;
+    let dy = slice::<T>(s, l, "hkd-subsample2-bwd")?;
+    let (h, w) = (op.h, op.w);
+    if (ho, wo) != op.out() {
+        bail!(
+            "hkd-subsample2-bwd: gradient shape {:?} for an input of {h}x{w}",
+            l.dims()
+        )
+    }
+    let mut dx = vec![T::ZERO; n * c * h * w];
+    dx.par_chunks_mut(h * w)
+        .zip(dy.par_chunks(ho * wo))
+        .for_each(|(xp, gp)| {
+            for (i, gr) in gp.chunks_exact(wo).enumerate() {
+                let iy = 2 * i + op.offset;
+                if iy >= h {
+                    continue;
+                }
+                for (j, &g) in gr.iter().enumerate() {
+                    let ix = 2 * j + op.offset;
+                    if ix < w {
+                        xp[iy * w + ix] = g;
+                    }
+                }
+            }
+        });
+    Ok((T::to_cpu_storage_owned(dx), Shape::from((n, c, h, w))))
+}
+
+impl CustomOp1 for Subsample2Bwd {
+    fn name(&self) -> &'static str {
+        "hkd-subsample2-bwd"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        dispatch!("hkd-subsample2-bwd", s, subsample_bwd(&self.0, s, l))
     }
 }

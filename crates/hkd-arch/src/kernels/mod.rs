@@ -22,7 +22,8 @@
 //!   input gradient (PyTorch's formula) in another.
 //! - [`channel_affine`]: `x·scale[c] + shift[c]` with an optional ReLU (BatchNorm in
 //!   evaluation, fused with the ReLU that follows it).
-//! - [`relu`] and [`add_relu`]: one pass each, gradients masked by the output.
+//! - [`relu`] and [`add_relu`]: one pass each, gradients masked by the output; [`add`];
+//!   [`subsample2`] (Shake-Shake's shortcut) and its gradient, one pass each.
 //!
 //! Only f32 and f64 tensors on the CPU use the kernels. Every function here checks
 //! [`fast_path`] and otherwise falls back to candle's stock operations (CUDA, Metal, f16,
@@ -50,7 +51,7 @@ use candle_core::{DType, Tensor};
 
 pub use batchnorm::{batch_norm_train, channel_affine, channel_stats};
 pub use conv::{conv_path, conv2d};
-pub use elementwise::{add_relu, relu, shake_mix};
+pub use elementwise::{add, add_relu, relu, shake_mix, subsample2};
 
 /// Whether `t` is handled by the kernels of this module: on the CPU, in f32 or f64, and
 /// stock operations are not forced ([`Ops::stock`]: `HKD_ARCH_STOCK_OPS=1`, read once,
