@@ -80,6 +80,10 @@ const CONV_CASES: &[ConvCase] = &[
     (2, 5, 4, 16, 32, 3, 1, 1),
     (2, 3, 9, 8, 16, 3, 2, 1),
     (2, 3, 8, 8, 16, 3, 2, 1),
+    // Stride 2 with an output pixel count a multiple of 16: the direct forward kernel
+    // (six copies by kernel column and row parity), odd and non-square inputs.
+    (2, 5, 16, 8, 7, 3, 2, 1),
+    (1, 4, 7, 31, 9, 3, 2, 1),
     (2, 4, 8, 7, 32, 3, 2, 1),
 ];
 

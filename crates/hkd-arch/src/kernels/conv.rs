@@ -279,13 +279,14 @@ fn kernel_rows<T: Elem>(w: &[T], o: usize, c: usize, k: usize, flip: bool) -> Ve
     out
 }
 
-/// The direct kernel for a 3×3 same convolution of f32 tensors where it applies
-/// (`flip`: for its input gradient).
+/// The direct kernel for a 3×3 convolution with padding 1 of f32 tensors where it applies:
+/// stride 1 (`flip`: for its input gradient) or stride 2 (forward only).
 fn direct3x3<T: Elem>(g: &Geom, w: &[T], flip: bool) -> Option<Direct3x3> {
-    if !(g.same() && g.kh == 3 && g.kw == 3 && g.pad == 1) {
+    if !(g.kh == 3 && g.kw == 3 && g.pad == 1 && (g.same() || g.stride == 2)) {
         return None;
     }
-    Direct3x3::new(T::as_f32(w)?, g.o, g.c, g.h, g.w, flip)
+    let d = Direct3x3::new(T::as_f32(w)?, g.o, g.c, (g.h, g.w), g.stride, flip)?;
+    (d.out_len() == g.o * g.p()).then_some(d)
 }
 
 fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {

@@ -16,6 +16,10 @@
 //! summed in one fixed order (input channel, then tap), so results do not depend on the
 //! number of threads.
 //!
+//! Stride-2 convolutions (forward only) copy each input channel six times, by kernel
+//! column and row parity (`[3][2][ho + 1][wo]`), so that the same register blocks run over
+//! 16 consecutive output pixels.
+//!
 //! Used where AVX-512 is present (detected at run time), the tensors are f32 and the
 //! width or the pixel count is a multiple of 16; `HKD_ARCH_DIRECT_CONV=0` switches it off (for comparisons).
 
@@ -40,36 +44,55 @@ fn enabled() -> bool {
 pub(super) struct Direct3x3 {
     cin: usize,
     cout: usize,
+    /// Input and output size.
     h: usize,
     w: usize,
-    /// The layout of the input copy: zero-bordered (true) or three shifted copies.
-    bordered: bool,
+    ho: usize,
+    wo: usize,
+    layout: CopyLayout,
     /// Per block of [`OB`] output channels (`co0 = block·OB`, `obs` channels):
     /// `[cin][9][obs]` at offset `co0·cin·9`.
     packed: Vec<f32>,
 }
 
+/// How [`Direct3x3::run`] copies an input channel so that tap t of the 16-pixel vector v
+/// reads 16 consecutive elements at `at(v).0 + taps[t]`.
+#[derive(Clone, Copy, PartialEq)]
+enum CopyLayout {
+    /// Stride 1, width a multiple of 16: zero-bordered `[h + 2, w + 2]`.
+    Bordered,
+    /// Stride 1, pixel count a multiple of 16: three copies `[3][h + 2][w]`, copy kj
+    /// holding the padded rows' columns kj .. kj + w (16 consecutive pixels run across rows).
+    Shifted,
+    /// Stride 2, output pixel count a multiple of 16: six copies `[3][2][ho + 1][wo]`,
+    /// copy (kj, a) holding the padded input at rows 2·yy + a and columns 2·x + kj.
+    Strided,
+}
+
 impl Direct3x3 {
-    /// For the weight `w` `[o, c, 3, 3]` of a convolution of `[c, h, wd]` images: the
-    /// forward convolution (`flip` false: `c → o`) or the input gradient (`flip` true: the
-    /// same convolution of `dy` `[o, h, wd]` with the rotated kernel, `o → c`). `None`
-    /// where the kernel does not apply.
+    /// For the weight `w` `[o, c, 3, 3]` of a convolution of `[c, h, wd]` images with
+    /// padding 1 and stride `stride`: the forward convolution (`flip` false: `c → o`) or,
+    /// for stride 1, the input gradient (`flip` true: the same convolution of `dy`
+    /// `[o, h, wd]` with the rotated kernel, `o → c`). `None` where the kernel does not
+    /// apply.
     pub(super) fn new(
         w: &[f32],
         o: usize,
         c: usize,
-        h: usize,
-        wd: usize,
+        (h, wd): (usize, usize),
+        stride: usize,
         flip: bool,
     ) -> Option<Self> {
-        let bordered = wd.is_multiple_of(16);
-        if !enabled()
-            || h == 0
-            || w.len() != o * c * 9
-            || !(bordered || (h * wd).is_multiple_of(16))
-        {
+        if !enabled() || h == 0 || wd == 0 || w.len() != o * c * 9 || (flip && stride != 1) {
             return None;
         }
+        let (ho, wo) = ((h - 1) / stride + 1, (wd - 1) / stride + 1);
+        let layout = match stride {
+            1 if wd.is_multiple_of(16) => CopyLayout::Bordered,
+            1 if (h * wd).is_multiple_of(16) => CopyLayout::Shifted,
+            2 if (ho * wo).is_multiple_of(16) => CopyLayout::Strided,
+            _ => return None,
+        };
         let (cout, cin) = if flip { (c, o) } else { (o, c) };
         let mut packed = vec![0f32; w.len()];
         for co0 in (0..cout).step_by(OB) {
@@ -93,7 +116,9 @@ impl Direct3x3 {
             cout,
             h,
             w: wd,
-            bordered,
+            ho,
+            wo,
+            layout,
             packed,
         })
     }
@@ -105,66 +130,115 @@ impl Direct3x3 {
 
     /// Elements of one output image.
     pub(super) fn out_len(&self) -> usize {
-        self.cout * self.h * self.w
+        self.cout * self.ho * self.wo
     }
 
-    /// `y` `[cout, h, w]` = the convolution of one image `x` `[cin, h, w]`; `xp` is
-    /// scratch (the zero-bordered copy). Writes every element of `y`.
-    pub(super) fn run(&self, x: &[f32], xp: &mut Vec<f32>, y: &mut [MaybeUninit<f32>]) {
-        let (h, w) = (self.h, self.w);
-        assert!(x.len() == self.in_len() && y.len() == self.out_len());
-        // Per input channel `plane` elements; tap t = (ki, kj) of the vector whose top-left
-        // tap is at offset i reads at i + taps[t].
-        let (plane, taps, wp) = if self.bordered {
-            let wp = w + 2;
-            let taps = std::array::from_fn(|t| (t / 3) * wp + t % 3);
-            ((h + 2) * wp, taps, wp)
-        } else {
-            let sp = (h + 2) * w;
-            let taps = std::array::from_fn(|t| (t % 3) * sp + (t / 3) * w);
-            (3 * sp, taps, w)
-        };
-        // The zeros (borders, and the columns a shift leaves out) are never overwritten:
-        // a buffer of the right size from an earlier image of this convolution has them.
-        if xp.len() != self.cin * plane {
-            xp.clear();
-            xp.resize(self.cin * plane, 0.0);
+    /// Elements per input channel of the copy, and each tap's offset from a vector's
+    /// top-left tap.
+    fn geometry(&self) -> (usize, [usize; 9]) {
+        let (h, w, wo) = (self.h, self.w, self.wo);
+        match self.layout {
+            CopyLayout::Bordered => (
+                (h + 2) * (w + 2),
+                std::array::from_fn(|t| (t / 3) * (w + 2) + t % 3),
+            ),
+            CopyLayout::Shifted => (
+                3 * (h + 2) * w,
+                std::array::from_fn(|t| (t % 3) * (h + 2) * w + (t / 3) * w),
+            ),
+            CopyLayout::Strided => {
+                let sp = (self.ho + 1) * wo;
+                let taps = std::array::from_fn(|t| {
+                    let (ki, kj) = (t / 3, t % 3);
+                    (kj * 2 + ki % 2) * sp + (ki / 2) * wo
+                });
+                (6 * sp, taps)
+            }
         }
-        for (xc, pc) in x.chunks_exact(h * w).zip(xp.chunks_exact_mut(plane)) {
-            if self.bordered {
+    }
+
+    /// Copies one input channel `xc` `[h, w]` into `pc` (see [`CopyLayout`]); the zeros
+    /// of `Bordered` and `Shifted` are left as they are (never overwritten).
+    fn fill(&self, xc: &[f32], pc: &mut [f32]) {
+        let (h, w) = (self.h, self.w);
+        match self.layout {
+            CopyLayout::Bordered => {
+                let wp = w + 2;
                 for (src, dst) in xc.chunks_exact(w).zip(pc[wp..].chunks_exact_mut(wp)) {
                     dst[1..=w].copy_from_slice(src);
                 }
-                continue;
             }
-            // Copy kj holds the padded row's columns kj .. kj + w: input columns kj − 1 ..
-            for (kj, copy) in pc.chunks_exact_mut((h + 2) * w).enumerate() {
-                for (src, dst) in xc.chunks_exact(w).zip(copy[w..].chunks_exact_mut(w)) {
-                    match kj {
-                        0 => dst[1..].copy_from_slice(&src[..w - 1]),
-                        1 => dst.copy_from_slice(src),
-                        _ => dst[..w - 1].copy_from_slice(&src[1..]),
+            CopyLayout::Shifted => {
+                for (kj, copy) in pc.chunks_exact_mut((h + 2) * w).enumerate() {
+                    for (src, dst) in xc.chunks_exact(w).zip(copy[w..].chunks_exact_mut(w)) {
+                        match kj {
+                            0 => dst[1..].copy_from_slice(&src[..w - 1]),
+                            1 => dst.copy_from_slice(src),
+                            _ => dst[..w - 1].copy_from_slice(&src[1..]),
+                        }
+                    }
+                }
+            }
+            CopyLayout::Strided => {
+                let wo = self.wo;
+                for (q, copy) in pc.chunks_exact_mut((self.ho + 1) * wo).enumerate() {
+                    let (kj, a) = (q / 2, q % 2);
+                    for (yy, dst) in copy.chunks_exact_mut(wo).enumerate() {
+                        // Padded row 2·yy + a is input row 2·yy + a − 1.
+                        let Some(iy) = (2 * yy + a).checked_sub(1).filter(|&iy| iy < h) else {
+                            dst.fill(0.0);
+                            continue;
+                        };
+                        let row = &xc[iy * w..(iy + 1) * w];
+                        for (x, d) in dst.iter_mut().enumerate() {
+                            *d = (2 * x + kj)
+                                .checked_sub(1)
+                                .and_then(|ix| row.get(ix))
+                                .copied()
+                                .unwrap_or(0.0);
+                        }
                     }
                 }
             }
         }
-        let nv = h * w / 16;
-        let at = |v: usize| {
-            if self.bordered {
-                let (row, x0) = (v * 16 / w, v * 16 % w);
-                (row * wp + x0, row * w + x0)
-            } else {
-                (v * 16, v * 16)
-            }
-        };
+    }
+
+    /// Offsets of vector v's top-left tap in a channel of the copy and of its first pixel
+    /// in an output channel.
+    fn at(&self, v: usize) -> (usize, usize) {
+        if self.layout == CopyLayout::Bordered {
+            let (row, x0) = (v * 16 / self.w, v * 16 % self.w);
+            (row * (self.w + 2) + x0, row * self.w + x0)
+        } else {
+            (v * 16, v * 16)
+        }
+    }
+
+    /// `y` `[cout, ho, wo]` = the convolution of one image `x` `[cin, h, w]`; `xp` is
+    /// scratch (the input copy). Writes every element of `y`.
+    pub(super) fn run(&self, x: &[f32], xp: &mut Vec<f32>, y: &mut [MaybeUninit<f32>]) {
+        assert!(x.len() == self.in_len() && y.len() == self.out_len());
+        let (plane, taps) = self.geometry();
+        // A buffer of the right size from an earlier image of this convolution already
+        // has the zeros `fill` leaves alone.
+        if xp.len() != self.cin * plane {
+            xp.clear();
+            xp.resize(self.cin * plane, 0.0);
+        }
+        for (xc, pc) in x
+            .chunks_exact(self.h * self.w)
+            .zip(xp.chunks_exact_mut(plane))
+        {
+            self.fill(xc, pc);
+        }
+        let yplane = self.ho * self.wo;
+        let nv = yplane / 16;
         let y = y.as_mut_ptr().cast::<f32>();
         for v in (0..nv).step_by(2) {
             // An odd last vector is computed twice and stored twice (same values).
-            let ((i0, o0), (i1, o1)) = (at(v), at((v + 1).min(nv - 1)));
+            let ((i0, o0), (i1, o1)) = (self.at(v), self.at((v + 1).min(nv - 1)));
             for co0 in (0..self.cout).step_by(OB) {
                 let obs = OB.min(self.cout - co0);
-                let wk = self.packed[co0 * self.cin * 9..].as_ptr();
-                let yb = y.wrapping_add(co0 * h * w);
                 let args = Args {
                     xp: xp.as_ptr(),
                     cin: self.cin,
@@ -172,18 +246,19 @@ impl Direct3x3 {
                     taps,
                     i0,
                     i1,
-                    wk,
-                    y: yb,
-                    yplane: h * w,
+                    wk: self.packed[co0 * self.cin * 9..].as_ptr(),
+                    y: y.wrapping_add(co0 * yplane),
+                    yplane,
                     o0,
                     o1,
                 };
-                // SAFETY: AVX-512F is present (`enabled`); the taps of the two vectors read
+                // SAFETY: AVX-512 is present (`enabled`); the taps of the two vectors read
                 // xp[ci·plane + i + taps[t] .. + 16] within the channel's plane (bordered:
-                // i + 2·wp + 2 + 15 < (h + 2)·wp, the vector lies in one row of the
-                // interior; shifted: i + 15 + 2·(h + 2)·w + 2·w < 3·(h + 2)·w as
-                // i + 15 < h·w), the weight block holds
-                // cin·9·obs values, and the stores stay in output channels co0..co0 + obs.
+                // i + 2·(w + 2) + 2 + 15 < (h + 2)·(w + 2), the vector lies in one row of
+                // the interior; shifted: i + 15 + 2·(h + 2)·w + 2·w < 3·(h + 2)·w as
+                // i + 15 < h·w; strided: i + 15 + 5·sp + wo < 6·sp with sp = (ho + 1)·wo
+                // as i + 15 < ho·wo), the weight block holds cin·9·obs values, and the
+                // stores stay in output channels co0..co0 + obs.
                 unsafe {
                     match obs {
                         8 => block::<8>(&args),
