@@ -417,6 +417,17 @@ fn make_conv2d(
     })
 }
 
+impl Conv2d {
+    /// The detached weight and the configuration of a convolution without bias (for the
+    /// fused evaluation of [`BatchNorm2d::after_conv`]).
+    fn plain_weight(&self) -> Option<(Tensor, Conv2dConfig)> {
+        match &self.weights {
+            Weights::Tensors { weight, bias: None } => Some((use_param(weight, false), self.cfg)),
+            _ => None,
+        }
+    }
+}
+
 impl ModuleT for Conv2d {
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         match &self.weights {
@@ -676,6 +687,39 @@ impl BatchNorm2d {
             .map(|((b, m), s)| b - m * s)
             .collect();
         Ok((scale, shift))
+    }
+
+    /// `self(conv(x))`, then a ReLU where `relu`. In evaluation on the CPU kernels' path
+    /// this is one op ([`kernels::conv2d_affine`]: the convolution stores its output
+    /// already normalised, where its direct kernel runs); otherwise the two layers.
+    pub(crate) fn after_conv(
+        &self,
+        conv: &Conv2d,
+        x: &Tensor,
+        train: bool,
+        relu: bool,
+    ) -> Result<Tensor> {
+        if !train
+            && kernels::fast_path(x)
+            && let Some((w, cfg)) = conv.plain_weight()
+            && w.dim(0)? == self.channels
+        {
+            let (scale, shift) = self.eval_coefficients()?;
+            let Conv2dConfig {
+                padding,
+                stride,
+                groups,
+            } = cfg;
+            return Ok(kernels::conv2d_affine(
+                x, &w, stride, padding, groups, &scale, &shift, relu,
+            )?);
+        }
+        let y = conv.forward_t(x, train)?;
+        if relu {
+            self.forward_relu(&y, train)
+        } else {
+            self.forward(&y, train)
+        }
     }
 
     /// `relu(self.forward(x, train))`; in evaluation on the CPU the ReLU is fused into the

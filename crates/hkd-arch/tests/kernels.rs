@@ -350,6 +350,48 @@ fn batch_norm_gradients_match_finite_differences() {
 }
 
 #[test]
+fn fused_conv_affine_equals_the_two_ops() {
+    // BatchNorm in evaluation after a convolution: one op where the direct kernel runs
+    // (f32, 3x3, stride 1 or 2), the same bits as conv2d then channel_affine, and the same
+    // gradients; other geometries and f64 fall back to the two ops.
+    for &(n, c, h, w, o, k, s, p) in CONV_CASES {
+        for dtype in [DType::F32, DType::F64] {
+            let x = random(&[n, c, h, w], dtype, 11);
+            let wt = random(&[o, c, k, k], dtype, 12);
+            let scale: Vec<f64> = (0..o).map(|i| 0.5 + 0.1 * i as f64).collect();
+            let shift: Vec<f64> = (0..o).map(|i| 0.05 * i as f64 - 0.2).collect();
+            for relu in [false, true] {
+                let xv = Var::from_tensor(&x).unwrap();
+                let fused =
+                    kernels::conv2d_affine(xv.as_tensor(), &wt, s, p, 1, &scale, &shift, relu)
+                        .unwrap();
+                let xu = Var::from_tensor(&x).unwrap();
+                let y = kernels::conv2d(xu.as_tensor(), &wt, s, p, 1).unwrap();
+                let two = kernels::channel_affine(&y, &scale, &shift, relu).unwrap();
+                let what = format!(
+                    "conv_affine {:?} relu {relu} {dtype:?}",
+                    (n, c, h, w, o, k, s, p)
+                );
+                assert_eq!(values(&fused), values(&two), "{what}: values");
+                let r = random(fused.dims(), dtype, 13);
+                let gf = (&fused * &r)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let gt = (&two * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                assert_eq!(
+                    values(gf.get(xv.as_tensor()).unwrap()),
+                    values(gt.get(xu.as_tensor()).unwrap()),
+                    "{what}: input gradient"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn add_and_subsample2_match_candle() {
     for dtype in [DType::F32, DType::F64] {
         // add: a + b, both gradients dy.

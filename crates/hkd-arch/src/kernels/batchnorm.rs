@@ -497,15 +497,31 @@ impl CustomOp1 for ChannelAffine {
 
     /// The input gradient, for adversarial attacks on a network in evaluation mode
     /// (the parameters are detached there): `grad·scale[c]`, masked where ReLU cut.
-    fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let c = self.scale.len();
-        let scale = Tensor::from_slice(&self.scale, (1, c, 1, 1), arg.device())?
-            .to_dtype(grad_res.dtype())?;
-        let grad = grad_res.broadcast_mul(&scale)?;
-        if self.relu {
-            let open = res.gt(0.0)?.to_dtype(grad.dtype())?;
-            return Ok(Some((grad * open)?));
-        }
-        Ok(Some(grad))
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(affine_input_grad(
+            &self.scale,
+            self.relu,
+            res,
+            grad_res,
+        )?))
     }
+}
+
+/// The input gradient of `y = x·scale[c] + shift[c]` (then ReLU where `relu`) from the
+/// output `res` and its gradient: `grad·scale[c]`, zero where the ReLU cut.
+pub(super) fn affine_input_grad(
+    scale: &[f64],
+    relu: bool,
+    res: &Tensor,
+    grad_res: &Tensor,
+) -> Result<Tensor> {
+    let c = scale.len();
+    let scale =
+        Tensor::from_slice(scale, (1, c, 1, 1), res.device())?.to_dtype(grad_res.dtype())?;
+    let grad = grad_res.broadcast_mul(&scale)?;
+    if relu {
+        let open = res.gt(0.0)?.to_dtype(grad.dtype())?;
+        return grad * open;
+    }
+    Ok(grad)
 }

@@ -8,10 +8,11 @@
 
 use std::mem::MaybeUninit;
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::direct::{Direct3x3, WeightGrad3x3};
+use super::batchnorm::affine_input_grad;
+use super::direct::{Direct3x3, Post, WeightGrad3x3};
 use super::util::{Elem, Mat, dispatch, matmul, new_vec, slice};
 use super::{ConvPath, Ops, fast_path, generic};
 
@@ -282,11 +283,20 @@ fn kernel_rows<T: Elem>(w: &[T], o: usize, c: usize, k: usize, flip: bool) -> Ve
 /// The direct kernel for a 3×3 convolution with padding 1 of f32 tensors where it applies:
 /// stride 1 (`flip`: for its input gradient) or stride 2 (forward only).
 fn direct3x3<T: Elem>(g: &Geom, w: &[T], flip: bool) -> Option<Direct3x3> {
-    if !(g.kh == 3 && g.kw == 3 && g.pad == 1 && (g.same() || g.stride == 2)) {
+    if !direct_fits(g) {
         return None;
     }
     let d = Direct3x3::new(T::as_f32(w)?, g.o, g.c, (g.h, g.w), g.stride, flip)?;
     (d.out_len() == g.o * g.p()).then_some(d)
+}
+
+/// Whether [`direct3x3`] can take the forward convolution of this geometry (given f32).
+fn direct_fits(g: &Geom) -> bool {
+    g.kh == 3
+        && g.kw == 3
+        && g.pad == 1
+        && (g.same() || g.stride == 2)
+        && Direct3x3::fits((g.h, g.w), g.stride)
 }
 
 fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
@@ -431,6 +441,102 @@ pub fn conv_path(
     })
 }
 
+/// `channel_affine(conv2d(x, w, stride, padding, groups), scale, shift, relu)`: BatchNorm
+/// in evaluation (and the ReLU after it) on a convolution's output. Where the direct kernel
+/// runs the convolution (f32, 3×3, AVX-512) this is one op that applies the affine
+/// transform and the ReLU as it stores the output — the same operations in the same order,
+/// so the same values, without writing and reading the convolution's output once more.
+/// Its backward gives both gradients, as the two ops would.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_affine(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+    scale: &[f64],
+    shift: &[f64],
+    relu: bool,
+) -> Result<Tensor> {
+    let fused = x.dtype() == DType::F32
+        && conv_path(x, w, stride, padding, groups)? == ConvPath::Kernels
+        && Geom::new(x.dims4()?, w.dims4()?, stride, padding)
+            .is_some_and(|g| direct_fits(&g) && scale.len() == g.o && shift.len() == g.o);
+    if !fused {
+        return super::channel_affine(&conv2d(x, w, stride, padding, groups)?, scale, shift, relu);
+    }
+    x.contiguous()?.apply_op2(
+        &w.contiguous()?,
+        ConvAffine {
+            conv: Conv2dOp { stride, padding },
+            scale: scale.to_vec(),
+            shift: shift.to_vec(),
+            relu,
+        },
+    )
+}
+
+/// [`conv2d_affine`]'s fused op (built only where the direct kernel applies).
+struct ConvAffine {
+    conv: Conv2dOp,
+    scale: Vec<f64>,
+    shift: Vec<f64>,
+    relu: bool,
+}
+
+impl CustomOp2 for ConvAffine {
+    fn name(&self) -> &'static str {
+        "hkd-conv2d-affine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(dims4(l1)?, dims4(l2)?, self.conv.stride, self.conv.padding);
+        let x = slice::<f32>(s1, l1, "hkd-conv2d-affine")?;
+        let w = slice::<f32>(s2, l2, "hkd-conv2d-affine")?;
+        let Some((g, d)) = g.and_then(|g| Some((g, direct3x3(&g, w, false)?))) else {
+            bail!(
+                "hkd-conv2d-affine: no direct kernel for shapes {:?} and {:?}",
+                l1.dims(),
+                l2.dims()
+            )
+        };
+        // The f32 coefficients `channel_affine` uses.
+        let post = Post {
+            scale: self.scale.iter().map(|&v| v as f32).collect(),
+            shift: self.shift.iter().map(|&v| v as f32).collect(),
+            relu: self.relu,
+        };
+        let img = g.img();
+        let fill = |y: &mut [MaybeUninit<f32>]| {
+            y.par_chunks_mut(d.out_len())
+                .enumerate()
+                .for_each_init(Vec::new, |xp, (i, yi)| {
+                    d.run(&x[i * img..(i + 1) * img], xp, yi, Some(&post))
+                })
+        };
+        // SAFETY: `Direct3x3::run` writes each image's [o, p] block in full.
+        let y = unsafe { new_vec(g.n * g.o * g.p(), fill) };
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.ho, g.wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dz = affine_input_grad(&self.scale, self.relu, res, grad)?;
+        self.conv.bwd(x, w, res, &dz)
+    }
+}
+
 /// Forward convolution; backward through [`Conv2dBwdInput`] and [`Conv2dBwdWeight`].
 struct Conv2dOp {
     stride: usize,
@@ -453,7 +559,7 @@ fn conv_fwd<T: Elem>(
                 .enumerate()
                 .for_each_init(Vec::new, |xp, (i, yi)| {
                     let xi = T::as_f32(&x[i * img..(i + 1) * img]).expect("f32");
-                    d.run(xi, xp, T::as_f32_out(yi).expect("f32"));
+                    d.run(xi, xp, T::as_f32_out(yi).expect("f32"), None);
                 })
         };
         // SAFETY: `Direct3x3::run` writes each image's [o, p] block in full.
@@ -605,7 +711,7 @@ fn conv_bwd_input<T: Elem>(
                 .enumerate()
                 .for_each_init(Vec::new, |xp, (i, dxi)| {
                     let dyi = T::as_f32(&dy[i * g.o * p..(i + 1) * g.o * p]).expect("f32");
-                    d.run(dyi, xp, T::as_f32_out(dxi).expect("f32"));
+                    d.run(dyi, xp, T::as_f32_out(dxi).expect("f32"), None);
                 })
         };
         // SAFETY: `Direct3x3::run` writes each image's [c, h·w] block in full.

@@ -83,16 +83,10 @@ impl Direct3x3 {
         stride: usize,
         flip: bool,
     ) -> Option<Self> {
-        if !enabled() || h == 0 || wd == 0 || w.len() != o * c * 9 || (flip && stride != 1) {
+        if w.len() != o * c * 9 || (flip && stride != 1) {
             return None;
         }
-        let (ho, wo) = ((h - 1) / stride + 1, (wd - 1) / stride + 1);
-        let layout = match stride {
-            1 if wd.is_multiple_of(16) => CopyLayout::Bordered,
-            1 if (h * wd).is_multiple_of(16) => CopyLayout::Shifted,
-            2 if (ho * wo).is_multiple_of(16) => CopyLayout::Strided,
-            _ => return None,
-        };
+        let (layout, (ho, wo)) = Self::layout((h, wd), stride)?;
         let (cout, cin) = if flip { (c, o) } else { (o, c) };
         let mut packed = vec![0f32; w.len()];
         for co0 in (0..cout).step_by(OB) {
@@ -121,6 +115,27 @@ impl Direct3x3 {
             layout,
             packed,
         })
+    }
+
+    /// The copy layout and output size for `[h, w]` inputs and this stride, where the
+    /// kernel applies (AVX-512 present and not switched off).
+    fn layout((h, w): (usize, usize), stride: usize) -> Option<(CopyLayout, (usize, usize))> {
+        if !enabled() || h == 0 || w == 0 || !(1..=2).contains(&stride) {
+            return None;
+        }
+        let (ho, wo) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
+        let layout = match stride {
+            1 if w.is_multiple_of(16) => CopyLayout::Bordered,
+            1 if (h * w).is_multiple_of(16) => CopyLayout::Shifted,
+            2 if (ho * wo).is_multiple_of(16) => CopyLayout::Strided,
+            _ => return None,
+        };
+        Some((layout, (ho, wo)))
+    }
+
+    /// Whether the forward kernel takes `[h, w]` inputs with this stride (padding 1).
+    pub(super) fn fits(hw: (usize, usize), stride: usize) -> bool {
+        Self::layout(hw, stride).is_some()
     }
 
     /// Elements of one input image.
@@ -214,10 +229,17 @@ impl Direct3x3 {
         }
     }
 
-    /// `y` `[cout, ho, wo]` = the convolution of one image `x` `[cin, h, w]`; `xp` is
-    /// scratch (the input copy). Writes every element of `y`.
-    pub(super) fn run(&self, x: &[f32], xp: &mut Vec<f32>, y: &mut [MaybeUninit<f32>]) {
+    /// `y` `[cout, ho, wo]` = the convolution of one image `x` `[cin, h, w]`, followed by
+    /// `post` where given; `xp` is scratch (the input copy). Writes every element of `y`.
+    pub(super) fn run(
+        &self,
+        x: &[f32],
+        xp: &mut Vec<f32>,
+        y: &mut [MaybeUninit<f32>],
+        post: Option<&Post>,
+    ) {
         assert!(x.len() == self.in_len() && y.len() == self.out_len());
+        assert!(post.is_none_or(|p| p.scale.len() == self.cout && p.shift.len() == self.cout));
         let (plane, taps) = self.geometry();
         // A buffer of the right size from an earlier image of this convolution already
         // has the zeros `fill` leaves alone.
@@ -251,27 +273,55 @@ impl Direct3x3 {
                     yplane,
                     o0,
                     o1,
+                    scale: post.map_or(std::ptr::null(), |p| p.scale[co0..].as_ptr()),
+                    shift: post.map_or(std::ptr::null(), |p| p.shift[co0..].as_ptr()),
                 };
+                let kind = post.map_or(0, |p| 1 + u8::from(p.relu));
                 // SAFETY: AVX-512 is present (`enabled`); the taps of the two vectors read
                 // xp[ci·plane + i + taps[t] .. + 16] within the channel's plane (bordered:
                 // i + 2·(w + 2) + 2 + 15 < (h + 2)·(w + 2), the vector lies in one row of
                 // the interior; shifted: i + 15 + 2·(h + 2)·w + 2·w < 3·(h + 2)·w as
                 // i + 15 < h·w; strided: i + 15 + 5·sp + wo < 6·sp with sp = (ho + 1)·wo
-                // as i + 15 < ho·wo), the weight block holds cin·9·obs values, and the
-                // stores stay in output channels co0..co0 + obs.
+                // as i + 15 < ho·wo), the weight block holds cin·9·obs values, the stores
+                // stay in output channels co0..co0 + obs, and with `post` its scale and
+                // shift hold cout values (asserted above), read at co0..co0 + obs.
                 unsafe {
-                    match obs {
-                        8 => block::<8>(&args),
-                        7 => block::<7>(&args),
-                        6 => block::<6>(&args),
-                        5 => block::<5>(&args),
-                        4 => block::<4>(&args),
-                        3 => block::<3>(&args),
-                        2 => block::<2>(&args),
-                        _ => block::<1>(&args),
+                    match kind {
+                        0 => block_post::<0>(obs, &args),
+                        1 => block_post::<1>(obs, &args),
+                        _ => block_post::<2>(obs, &args),
                     }
                 }
             }
+        }
+    }
+}
+
+/// What [`Direct3x3::run`] applies to each output value before storing it:
+/// `v·scale[c] + shift[c]` (a multiply, then an add, as `channel_affine` computes it),
+/// then `max(·, 0)` where `relu` — BatchNorm in evaluation and the ReLU after it.
+pub(super) struct Post {
+    pub(super) scale: Vec<f32>,
+    pub(super) shift: Vec<f32>,
+    pub(super) relu: bool,
+}
+
+/// [`block`] for `obs` output channels.
+///
+/// # Safety
+/// As [`block`].
+unsafe fn block_post<const P: u8>(obs: usize, a: &Args) {
+    // SAFETY: forwarded.
+    unsafe {
+        match obs {
+            8 => block::<8, P>(a),
+            7 => block::<7, P>(a),
+            6 => block::<6, P>(a),
+            5 => block::<5, P>(a),
+            4 => block::<4, P>(a),
+            3 => block::<3, P>(a),
+            2 => block::<2, P>(a),
+            _ => block::<1, P>(a),
         }
     }
 }
@@ -292,11 +342,15 @@ struct Args {
     /// Offsets in an output plane of the two vectors.
     o0: usize,
     o1: usize,
+    /// The block's first output channel's scale and shift ([`Post`]; null without).
+    scale: *const f32,
+    shift: *const f32,
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn block<const B: usize>(a: &Args) {
+/// `P`: 0 stores the sums, 1 applies the scale and shift, 2 also the ReLU ([`Post`]).
+unsafe fn block<const B: usize, const P: u8>(a: &Args) {
     use std::arch::x86_64::*;
     let mut acc0 = [_mm512_setzero_ps(); B];
     let mut acc1 = [_mm512_setzero_ps(); B];
@@ -319,16 +373,33 @@ unsafe fn block<const B: usize>(a: &Args) {
         }
     }
     for j in 0..B {
+        let (mut r0, mut r1) = (acc0[j], acc1[j]);
+        if P > 0 {
+            // SAFETY: with P > 0 scale and shift hold the block's B channels.
+            let (s, b) = unsafe {
+                (
+                    _mm512_set1_ps(*a.scale.add(j)),
+                    _mm512_set1_ps(*a.shift.add(j)),
+                )
+            };
+            r0 = _mm512_add_ps(_mm512_mul_ps(r0, s), b);
+            r1 = _mm512_add_ps(_mm512_mul_ps(r1, s), b);
+            if P > 1 {
+                // max(v, +0): +0 for v ≤ 0, −0 and NaN, as `pos`.
+                r0 = _mm512_max_ps(r0, _mm512_setzero_ps());
+                r1 = _mm512_max_ps(r1, _mm512_setzero_ps());
+            }
+        }
         // SAFETY: output channel j of the block, 16 elements at o0 and o1.
         unsafe {
-            _mm512_storeu_ps(a.y.add(j * a.yplane + a.o0), acc0[j]);
-            _mm512_storeu_ps(a.y.add(j * a.yplane + a.o1), acc1[j]);
+            _mm512_storeu_ps(a.y.add(j * a.yplane + a.o0), r0);
+            _mm512_storeu_ps(a.y.add(j * a.yplane + a.o1), r1);
         }
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn block<const B: usize>(_: &Args) {
+unsafe fn block<const B: usize, const P: u8>(_: &Args) {
     unreachable!("the direct kernel is only enabled on x86_64")
 }
 

@@ -105,9 +105,9 @@ impl InvertedResidual {
 
     fn forward(&self, x: &Tensor, t: bool) -> Result<Tensor> {
         let [(c1, b1), (c2, b2), (c3, b3)] = &self.layers;
-        let y = b1.forward_relu(&c1.forward_t(x, t)?, t)?;
-        let y = b2.forward_relu(&c2.forward_t(&y, t)?, t)?;
-        let y = b3.forward(&c3.forward_t(&y, t)?, t)?;
+        let y = b1.after_conv(c1, x, t, true)?;
+        let y = b2.after_conv(c2, &y, t, true)?;
+        let y = b3.after_conv(c3, &y, t, false)?;
         Ok(if self.residual { (x + y)? } else { y })
     }
 }
@@ -153,12 +153,12 @@ impl Model for MobileNetV2 {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx<'_>) -> Result<Tensor> {
         let t = ctx.train;
         let (conv, bn) = &self.conv1;
-        let mut x = bn.forward_relu(&conv.forward_t(x, t)?, t)?;
+        let mut x = bn.after_conv(conv, x, t, true)?;
         for block in &self.blocks {
             x = block.forward(&x, t)?;
         }
         let (conv, bn) = &self.conv2;
-        let x = bn.forward_relu(&conv.forward_t(&x, t)?, t)?;
+        let x = bn.after_conv(conv, &x, t, true)?;
         // AvgPool2d(input_size // 16 = 2, ceil_mode=True): 2x2 -> 1x1 at 32x32 inputs.
         let x = x.avg_pool2d(2)?;
         let x = x.reshape((x.dim(0)?, ()))?;

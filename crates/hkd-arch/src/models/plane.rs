@@ -187,7 +187,7 @@ impl Model for Plane {
         let mut x = x.clone();
         for f in &self.features {
             x = match f {
-                Feature::ConvBnRelu(conv, bn) => bn.forward_relu(&conv.forward_t(&x, t)?, t)?,
+                Feature::ConvBnRelu(conv, bn) => bn.after_conv(conv, &x, t, true)?,
                 Feature::MaxPool => x.max_pool2d(2)?,
             };
         }

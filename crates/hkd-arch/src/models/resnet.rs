@@ -89,8 +89,8 @@ impl BasicBlock {
 
     fn forward(&self, x: &Tensor, ctx: &mut Ctx<'_>) -> Result<Tensor> {
         let t = ctx.train;
-        let y = self.bn1.forward_relu(&self.conv1.forward_t(x, t)?, t)?;
-        let y = self.bn2.forward(&self.conv2.forward_t(&y, t)?, t)?;
+        let y = self.bn1.after_conv(&self.conv1, x, t, true)?;
+        let y = self.bn2.after_conv(&self.conv2, &y, t, false)?;
         let s = self.shortcut.forward(x, t)?;
         Ok(kernels::add_relu(&y, &s)?)
     }
@@ -135,7 +135,7 @@ impl ResNet {
 impl Model for ResNet {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx<'_>) -> Result<Tensor> {
         let t = ctx.train;
-        let mut x = self.bn.forward_relu(&self.conv.forward_t(x, t)?, t)?;
+        let mut x = self.bn.after_conv(&self.conv, x, t, true)?;
         for block in self.stages.iter().flatten() {
             x = block.forward(&x, ctx)?;
         }

@@ -107,10 +107,10 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: &Tensor, t: bool) -> Result<Tensor> {
-        let y = self.bn1.forward_relu(&self.conv1.forward_t(x, t)?, t)?;
-        let y = self.bn2.forward(&self.conv2.forward_t(&y, t)?, t)?;
+        let y = self.bn1.after_conv(&self.conv1, x, t, true)?;
+        let y = self.bn2.after_conv(&self.conv2, &y, t, false)?;
         let residual = match &self.downsample {
-            Some((conv, bn)) => bn.forward(&conv.forward_t(x, t)?, t)?,
+            Some((conv, bn)) => bn.after_conv(conv, x, t, false)?,
             None => x.clone(),
         };
         Ok(kernels::add_relu(&y, &residual)?)
@@ -152,7 +152,7 @@ impl ResNetX4 {
 impl Model for ResNetX4 {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx<'_>) -> Result<Tensor> {
         let t = ctx.train;
-        let mut x = self.bn1.forward_relu(&self.conv1.forward_t(x, t)?, t)?;
+        let mut x = self.bn1.after_conv(&self.conv1, x, t, true)?;
         for block in &self.layers {
             x = block.forward(&x, t)?;
         }

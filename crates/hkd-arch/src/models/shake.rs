@@ -94,8 +94,8 @@ impl ResidualPath {
 
     /// `x_relu` is ReLU(x), shared by both branches (and the shortcut).
     fn forward(&self, x_relu: &Tensor, t: bool) -> Result<Tensor> {
-        let y = self.bn1.forward_relu(&self.conv1.forward_t(x_relu, t)?, t)?;
-        self.bn2.forward(&self.conv2.forward_t(&y, t)?, t)
+        let y = self.bn1.after_conv(&self.conv1, x_relu, t, true)?;
+        self.bn2.after_conv(&self.conv2, &y, t, false)
     }
 }
 
@@ -223,7 +223,7 @@ impl ShakeShake {
 impl Model for ShakeShake {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx<'_>) -> Result<Tensor> {
         let t = ctx.train;
-        let mut x = self.bn.forward_relu(&self.conv.forward_t(x, t)?, t)?;
+        let mut x = self.bn.after_conv(&self.conv, x, t, true)?;
         for block in self.stages.iter().flatten() {
             x = block.forward(&x, ctx)?;
         }

@@ -112,7 +112,7 @@ impl Model for Vgg {
         let mut x = x.clone();
         for (i, block) in self.blocks.iter().enumerate() {
             for (conv, bn) in block {
-                x = bn.forward_relu(&conv.forward_t(&x, t)?, t)?;
+                x = bn.after_conv(conv, &x, t, true)?;
             }
             // pool0..pool2 always; pool3 only for 64x64 inputs; pool4 is the global pool.
             if i < 3 || (i == 3 && h == 64) {
