@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::batchnorm::affine_input_grad;
 use super::direct::{Direct3x3, Post, WeightGrad3x3};
-use super::util::{Elem, Mat, dispatch, matmul, new_vec, slice};
+use super::util::{Elem, Mat, dispatch, matmul, new_vec, slice, with_simd};
 use super::{ConvPath, Ops, fast_path, generic};
 
 /// Convolution geometry: input [n, c, h, w], weight [o, c, kh, kw], output [n, o, ho, wo].
@@ -85,36 +85,18 @@ impl Geom {
         self.stride == 1 && self.ho == self.h && self.wo == self.w
     }
 
-    /// Where kernel column kj reads for a strided convolution whose input rows are split
-    /// by column phase (plane r holds the input columns r, r + s, r + 2s, …): the phase r,
-    /// the offset q (output column ox reads plane entry ox + q), and the half-open range
-    /// [lo, hi) of output columns whose input column ox·s + kj − pad lies in [0, w).
-    fn phase(&self, kj: usize) -> (usize, isize, usize, usize) {
-        let s = self.stride as isize;
-        let d = kj as isize - self.pad as isize;
-        let (r, q) = (d.rem_euclid(s), d.div_euclid(s));
-        // Entries of plane r: the input columns r, r + s, … below w.
-        let len = ((self.w as isize - r).max(0) as usize).div_ceil(self.stride) as isize;
-        let lo = (-q).clamp(0, self.wo as isize);
-        let hi = (len - q).clamp(lo, self.wo as isize);
-        (r as usize, q, lo as usize, hi as usize)
-    }
-
-    /// Elements of the phase-split copy of one image: c·h·s·⌈w/s⌉.
-    fn planes_len(&self) -> usize {
-        self.c * self.h * self.stride * self.w.div_ceil(self.stride)
-    }
-
-    /// Splits one image `x` [c, h, w] by column phase into `planes` [c, h, s, ⌈w/s⌉].
-    fn split_phases<T: Elem>(&self, x: &[T], planes: &mut [T]) {
-        let (s, pw) = (self.stride, self.w.div_ceil(self.stride));
-        for (xr, pr) in x.chunks_exact(self.w).zip(planes.chunks_exact_mut(s * pw)) {
-            for (r, plane) in pr.chunks_exact_mut(pw).enumerate() {
-                for (d, &v) in plane.iter_mut().zip(xr.iter().skip(r).step_by(s)) {
-                    *d = v;
-                }
-            }
-        }
+    /// The half-open range [lo, hi) of output columns whose input column ox·s + kj − pad,
+    /// for kernel column kj, lies in [0, w).
+    fn valid_cols(&self, kj: usize) -> (usize, usize) {
+        let s = self.stride;
+        // ox·s + kj ≥ pad, and ox·s + kj − pad ≤ w − 1.
+        let lo = self.pad.saturating_sub(kj).div_ceil(s).min(self.wo);
+        let hi = if self.w + self.pad > kj {
+            ((self.w + self.pad - kj - 1) / s + 1).clamp(lo, self.wo)
+        } else {
+            lo
+        };
+        (lo, hi)
     }
 }
 
@@ -304,65 +286,55 @@ fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
 }
 
 /// Column matrix [c·kh·kw, ho·wo] of one image `x` [c, h, w] (strided and unpadded
-/// convolutions; same convolutions use [`Shifted`]); `planes` is scratch. The input rows
-/// are split by column phase first (for stride 1 the image itself is the one phase), so
-/// that every output row segment is one contiguous copy.
-fn im2col<T: Elem>(x: &[T], g: &Geom, cols: &mut [T], planes: &mut Vec<T>) {
+/// convolutions; same convolutions use [`Shifted`]). Every output row segment of a row of
+/// the column matrix is one gather with the stride (a copy for stride 1), zeros outside.
+fn im2col<T: Elem>(x: &[T], g: &Geom, cols: &mut [T]) {
     let p = g.p();
-    let (s, pw) = (g.stride, g.w.div_ceil(g.stride));
-    let planes: &[T] = if s == 1 {
-        x
-    } else {
-        planes.resize(g.planes_len(), T::ZERO);
-        g.split_phases(x, planes);
-        planes
-    };
-    for ci in 0..g.c {
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let r = (ci * g.kh + ki) * g.kw + kj;
-                let row = &mut cols[r * p..(r + 1) * p];
-                let (phase, q, lo, hi) = g.phase(kj);
-                for (oy, out) in row.chunks_exact_mut(g.wo).enumerate() {
-                    let iy = oy * s + ki;
-                    if iy < g.pad || iy - g.pad >= g.h || lo == hi {
-                        out.fill(T::ZERO);
-                        continue;
-                    }
-                    let src = &planes[((ci * g.h + iy - g.pad) * s + phase) * pw..][..pw];
-                    let t0 = (lo as isize + q) as usize;
-                    for v in &mut out[..lo] {
-                        *v = T::ZERO;
-                    }
-                    out[lo..hi].copy_from_slice(&src[t0..t0 + (hi - lo)]);
-                    for v in &mut out[hi..] {
-                        *v = T::ZERO;
+    let s = g.stride;
+    with_simd!({
+        for ci in 0..g.c {
+            for ki in 0..g.kh {
+                for kj in 0..g.kw {
+                    let r = (ci * g.kh + ki) * g.kw + kj;
+                    let row = &mut cols[r * p..(r + 1) * p];
+                    let (lo, hi) = g.valid_cols(kj);
+                    for (oy, out) in row.chunks_exact_mut(g.wo).enumerate() {
+                        let iy = oy * s + ki;
+                        if iy < g.pad || iy - g.pad >= g.h || lo == hi {
+                            out.fill(T::ZERO);
+                            continue;
+                        }
+                        // Output column ox reads input column ox·s + kj − pad.
+                        let src = &x[(ci * g.h + iy - g.pad) * g.w..][..g.w];
+                        let base = lo * s + kj - g.pad;
+                        out[..lo].fill(T::ZERO);
+                        if s == 1 {
+                            out[lo..hi].copy_from_slice(&src[base..base + (hi - lo)]);
+                        } else {
+                            for (t, o) in out[lo..hi].iter_mut().enumerate() {
+                                *o = src[base + s * t];
+                            }
+                        }
+                        out[hi..].fill(T::ZERO);
                     }
                 }
             }
         }
-    }
+    })
 }
 
 /// Adds the column matrix `cols` [c·kh·kw, ho·wo] back into the image gradient `dx`
-/// [c, h, w] (the adjoint of [`im2col`]); `planes` is scratch. Accumulates into the rows
-/// split by column phase (for stride 1 the image gradient itself), then interleaves the
-/// phases back.
-fn col2im<T: Elem>(cols: &[T], g: &Geom, dx: &mut [T], planes: &mut Vec<T>) {
+/// [c, h, w] (the adjoint of [`im2col`]): a scatter-add with the stride per row segment.
+fn col2im<T: Elem>(cols: &[T], g: &Geom, dx: &mut [T]) {
     let p = g.p();
-    let (s, pw) = (g.stride, g.w.div_ceil(g.stride));
-    if s > 1 {
-        planes.clear();
-        planes.resize(g.planes_len(), T::ZERO);
-    }
-    {
-        let acc: &mut [T] = if s == 1 { dx } else { planes };
+    let s = g.stride;
+    with_simd!({
         for ci in 0..g.c {
             for ki in 0..g.kh {
                 for kj in 0..g.kw {
                     let r = (ci * g.kh + ki) * g.kw + kj;
                     let row = &cols[r * p..(r + 1) * p];
-                    let (phase, q, lo, hi) = g.phase(kj);
+                    let (lo, hi) = g.valid_cols(kj);
                     if lo == hi {
                         continue;
                     }
@@ -371,25 +343,16 @@ fn col2im<T: Elem>(cols: &[T], g: &Geom, dx: &mut [T], planes: &mut Vec<T>) {
                         if iy < g.pad || iy - g.pad >= g.h {
                             continue;
                         }
-                        let t0 = (lo as isize + q) as usize;
-                        let base = ((ci * g.h + iy - g.pad) * s + phase) * pw + t0;
-                        for (d, &v) in acc[base..base + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
-                            *d += v;
+                        let acc = &mut dx[(ci * g.h + iy - g.pad) * g.w..][..g.w];
+                        let base = lo * s + kj - g.pad;
+                        for (t, &v) in src[lo..hi].iter().enumerate() {
+                            acc[base + s * t] += v;
                         }
                     }
                 }
             }
         }
-    }
-    if s > 1 {
-        for (dr, pr) in dx.chunks_exact_mut(g.w).zip(planes.chunks_exact(s * pw)) {
-            for (r, plane) in pr.chunks_exact(pw).enumerate() {
-                for (d, &v) in dr.iter_mut().skip(r).step_by(s).zip(plane) {
-                    *d += v;
-                }
-            }
-        }
-    }
+    })
 }
 
 /// Convolution of `x` [N, C, H, W] with `w` [O, C/groups, kh, kw] (PyTorch's `F.conv2d`
@@ -591,14 +554,14 @@ fn conv_fwd<T: Elem>(
     }
     let fill = |y: &mut [MaybeUninit<T>]| {
         y.par_chunks_mut(g.o * p).enumerate().for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(cols, planes): &mut (Vec<T>, Vec<T>), (i, yi)| {
+            Vec::new,
+            |cols: &mut Vec<T>, (i, yi)| {
                 let xi = &x[i * img..(i + 1) * img];
                 let rhs: &[T] = if g.pointwise() {
                     xi
                 } else {
                     cols.resize(k * p, T::ZERO);
-                    im2col(xi, &g, cols, planes);
+                    im2col(xi, &g, cols);
                     cols
                 };
                 let lhs = Mat {
@@ -744,9 +707,9 @@ fn conv_bwd_input<T: Elem>(
         ));
     }
     let mut dx = vec![T::ZERO; g.n * img];
-    dx.par_chunks_mut(img).enumerate().for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(cols, planes): &mut (Vec<T>, Vec<T>), (i, dxi)| {
+    dx.par_chunks_mut(img)
+        .enumerate()
+        .for_each_init(Vec::new, |cols: &mut Vec<T>, (i, dxi)| {
             let dyi = &dy[i * g.o * p..(i + 1) * g.o * p];
             // Wᵀ [k, o]: element (r, oc) is w[oc·k + r].
             let lhs = Mat {
@@ -766,10 +729,9 @@ fn conv_bwd_input<T: Elem>(
                 cols.resize(k * p, T::ZERO);
                 // SAFETY: cols is [k, p]; operands as described.
                 unsafe { matmul(k, p, g.o, cols.as_mut_ptr(), p as isize, false, lhs, rhs) };
-                col2im(cols, &g, dxi, planes);
+                col2im(cols, &g, dxi);
             }
-        },
-    );
+        });
     Ok((
         T::to_cpu_storage_owned(dx),
         Shape::from((g.n, g.c, g.h, g.w)),
@@ -896,7 +858,7 @@ fn conv_bwd_weight<T: Elem>(
         .into_par_iter()
         .map(|part| {
             let mut acc = vec![T::ZERO; g.o * k];
-            let (mut cols, mut planes) = (Vec::new(), Vec::new());
+            let mut cols = Vec::new();
             for i in part * per..((part + 1) * per).min(g.n) {
                 let xi = &x[i * img..(i + 1) * img];
                 let dyi = &dy[i * g.o * p..(i + 1) * g.o * p];
@@ -904,7 +866,7 @@ fn conv_bwd_weight<T: Elem>(
                     xi
                 } else {
                     cols.resize(k * p, T::ZERO);
-                    im2col(xi, &g, &mut cols, &mut planes);
+                    im2col(xi, &g, &mut cols);
                     &cols
                 };
                 let lhs = Mat {

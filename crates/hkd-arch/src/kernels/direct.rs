@@ -205,13 +205,15 @@ impl Direct3x3 {
                             continue;
                         };
                         let row = &xc[iy * w..(iy + 1) * w];
-                        for (x, d) in dst.iter_mut().enumerate() {
-                            *d = (2 * x + kj)
-                                .checked_sub(1)
-                                .and_then(|ix| row.get(ix))
-                                .copied()
-                                .unwrap_or(0.0);
+                        // Output column x reads input column 2·x + kj − 1: inside the row
+                        // for x in [lo, hi).
+                        let lo = usize::from(kj == 0);
+                        let hi = ((w + 2 - kj) / 2).clamp(lo, wo);
+                        dst[..lo].fill(0.0);
+                        for (x, d) in dst[lo..hi].iter_mut().enumerate() {
+                            *d = row[2 * (x + lo) + kj - 1];
                         }
+                        dst[hi..].fill(0.0);
                     }
                 }
             }
