@@ -29,7 +29,17 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if !fast_path(a) || a.dtype() != b.dtype() || !b.device().is_cpu() || a.shape() != b.shape() {
         return (a + b)?.relu();
     }
-    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+    a.contiguous()?
+        .apply_op2(&b.contiguous()?, Add { relu: true })
+}
+
+/// `a + b` (a residual add without a ReLU); both gradients are `dy` itself.
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if !fast_path(a) || a.dtype() != b.dtype() || !b.device().is_cpu() || a.shape() != b.shape() {
+        return a + b;
+    }
+    a.contiguous()?
+        .apply_op2(&b.contiguous()?, Add { relu: false })
 }
 
 struct Relu;
@@ -67,19 +77,24 @@ impl CustomOp1 for Relu {
     }
 }
 
-struct AddRelu;
+/// The residual add `a + b`, with the ReLU after it where `relu`.
+struct Add {
+    relu: bool,
+}
 
-fn add_relu_fwd<T: Elem>(
+fn add_fwd<T: Elem>(
+    op: &Add,
     s1: &CpuStorage,
     l1: &Layout,
     s2: &CpuStorage,
     l2: &Layout,
 ) -> Result<(CpuStorage, Shape)> {
-    let a = slice::<T>(s1, l1, "hkd-add-relu")?;
-    let b = slice::<T>(s2, l2, "hkd-add-relu")?;
+    let a = slice::<T>(s1, l1, op.name())?;
+    let b = slice::<T>(s2, l2, op.name())?;
     if a.len() != b.len() {
         bail!(
-            "hkd-add-relu: shapes {:?} and {:?} differ",
+            "{}: shapes {:?} and {:?} differ",
+            op.name(),
             l1.dims(),
             l2.dims()
         )
@@ -91,8 +106,15 @@ fn add_relu_fwd<T: Elem>(
                 .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
                 .for_each(|(yc, (ac, bc))| {
                     with_simd!({
-                        for ((o, &u), &v) in yc.iter_mut().zip(ac).zip(bc) {
-                            o.write(pos(u + v));
+                        let pairs = yc.iter_mut().zip(ac).zip(bc);
+                        if op.relu {
+                            for ((o, &u), &v) in pairs {
+                                o.write(pos(u + v));
+                            }
+                        } else {
+                            for ((o, &u), &v) in pairs {
+                                o.write(u + v);
+                            }
                         }
                     })
                 })
@@ -101,9 +123,9 @@ fn add_relu_fwd<T: Elem>(
     Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
 }
 
-impl CustomOp2 for AddRelu {
+impl CustomOp2 for Add {
     fn name(&self) -> &'static str {
-        "hkd-add-relu"
+        if self.relu { "hkd-add-relu" } else { "hkd-add" }
     }
 
     fn cpu_fwd(
@@ -113,9 +135,10 @@ impl CustomOp2 for AddRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        dispatch!("hkd-add-relu", s1, add_relu_fwd(s1, l1, s2, l2))
+        dispatch!(self.name(), s1, add_fwd(self, s1, l1, s2, l2))
     }
 
+    /// Both gradients: dy, masked where the ReLU cut.
     fn bwd(
         &self,
         a: &Tensor,
@@ -123,7 +146,11 @@ impl CustomOp2 for AddRelu {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBwd)?;
+        let g = if self.relu {
+            res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBwd)?
+        } else {
+            grad.clone()
+        };
         let ga = a.track_op().then(|| g.clone());
         let gb = b.track_op().then_some(g);
         Ok((ga, gb))
@@ -334,71 +361,6 @@ impl CustomOp1 for ScaleImages {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         dispatch!("hkd-scale-images", s, scale_images(self, s, l))
-    }
-}
-
-/// `a + b` (a residual add without a ReLU); both gradients are `dy` itself.
-pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if !fast_path(a) || a.dtype() != b.dtype() || !b.device().is_cpu() || a.shape() != b.shape() {
-        return a + b;
-    }
-    a.contiguous()?.apply_op2(&b.contiguous()?, Add)
-}
-
-struct Add;
-
-fn add_fwd<T: Elem>(
-    s1: &CpuStorage,
-    l1: &Layout,
-    s2: &CpuStorage,
-    l2: &Layout,
-) -> Result<(CpuStorage, Shape)> {
-    let a = slice::<T>(s1, l1, "hkd-add")?;
-    let b = slice::<T>(s2, l2, "hkd-add")?;
-    if a.len() != b.len() {
-        bail!("hkd-add: shapes {:?} and {:?}", l1.dims(), l2.dims())
-    }
-    // SAFETY: the chunks of y, a and b pair up one to one, every element is written.
-    let y = unsafe {
-        new_vec(a.len(), |y| {
-            y.par_chunks_mut(CHUNK)
-                .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-                .for_each(|(yc, (ac, bc))| {
-                    with_simd!({
-                        for ((o, &u), &v) in yc.iter_mut().zip(ac).zip(bc) {
-                            o.write(u + v);
-                        }
-                    })
-                })
-        })
-    };
-    Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
-}
-
-impl CustomOp2 for Add {
-    fn name(&self) -> &'static str {
-        "hkd-add"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        dispatch!("hkd-add", s1, add_fwd(s1, l1, s2, l2))
-    }
-
-    fn bwd(
-        &self,
-        a: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let keep = |t: &Tensor| t.track_op().then(|| grad.clone());
-        Ok((keep(a), keep(b)))
     }
 }
 
