@@ -448,13 +448,27 @@ impl WeightGrad3x3 {
                     dst[1..=w].copy_from_slice(src);
                 }
             }
-            // Transposed in tiles of 16 pixels (one cache line of each dy row).
-            for p0 in (0..hw).step_by(LANES) {
-                let tile = LANES.min(hw - p0);
-                for (oc, row) in dy.chunks_exact(hw).enumerate() {
-                    for (q, &v) in row[p0..p0 + tile].iter().enumerate() {
-                        dyt[(p0 + q) * o + oc] = v;
-                    }
+            // Transposed in tiles of 16 pixels × 16 channels in registers; a last partial
+            // tile of pixels element by element.
+            let full = hw / LANES * LANES;
+            for p0 in (0..full).step_by(LANES) {
+                for oc0 in (0..o).step_by(LANES) {
+                    // SAFETY: AVX-512 is present (`enabled`); the tile's 16 rows of 16 values
+                    // at dy[(oc0 + i)·hw + p0 ..] and dyt[(p0 + j)·o + oc0 ..] lie inside
+                    // (p0 + 16 ≤ hw, oc0 + 16 ≤ o as o is a multiple of 16).
+                    unsafe {
+                        transpose16(
+                            dy[oc0 * hw + p0..].as_ptr(),
+                            hw,
+                            dyt[p0 * o + oc0..].as_mut_ptr(),
+                            o,
+                        )
+                    };
+                }
+            }
+            for (oc, row) in dy.chunks_exact(hw).enumerate() {
+                for (q, &v) in row[full..].iter().enumerate() {
+                    dyt[(full + q) * o + oc] = v;
                 }
             }
             let ov = if o.is_multiple_of(2 * LANES) { 2 } else { 1 };
@@ -495,6 +509,64 @@ impl WeightGrad3x3 {
             }
         }
     }
+}
+
+/// Writes the transpose of the 16 × 16 block at `src` (rows `src_stride` apart) to `dst`
+/// (rows `dst_stride` apart): 16 loads, 64 in-register shuffles, 16 stores.
+///
+/// # Safety
+/// AVX-512F; both blocks valid for 16 rows of 16 values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose16(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: as the caller guarantees.
+    let r: [__m512; 16] =
+        std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * src_stride)) });
+    // Pairs of rows interleaved by element, then groups of 4 rows by pairs of elements:
+    // u[4g + c] holds, in its 128-bit lane l, rows 4g .. 4g + 3 of column c + 4l.
+    let t: [__m512; 16] = std::array::from_fn(|i| {
+        let k = i / 2 * 2;
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(r[k], r[k + 1])
+        } else {
+            _mm512_unpackhi_ps(r[k], r[k + 1])
+        }
+    });
+    let u: [__m512; 16] = std::array::from_fn(|i| {
+        let (g, c) = (i / 4 * 4, i % 4);
+        let (a, b) = (
+            _mm512_castps_pd(t[g + c / 2]),
+            _mm512_castps_pd(t[g + 2 + c / 2]),
+        );
+        _mm512_castpd_ps(if c % 2 == 0 {
+            _mm512_unpacklo_pd(a, b)
+        } else {
+            _mm512_unpackhi_pd(a, b)
+        })
+    });
+    for c in 0..4 {
+        // Lanes 0, 1 (lo) and 2, 3 (hi) of groups 0, 1 and of groups 2, 3.
+        let v_lo = _mm512_shuffle_f32x4::<0x44>(u[c], u[4 + c]);
+        let v_hi = _mm512_shuffle_f32x4::<0xEE>(u[c], u[4 + c]);
+        let w_lo = _mm512_shuffle_f32x4::<0x44>(u[8 + c], u[12 + c]);
+        let w_hi = _mm512_shuffle_f32x4::<0xEE>(u[8 + c], u[12 + c]);
+        let rows = [
+            _mm512_shuffle_f32x4::<0x88>(v_lo, w_lo),
+            _mm512_shuffle_f32x4::<0xDD>(v_lo, w_lo),
+            _mm512_shuffle_f32x4::<0x88>(v_hi, w_hi),
+            _mm512_shuffle_f32x4::<0xDD>(v_hi, w_hi),
+        ];
+        for (l, row) in rows.into_iter().enumerate() {
+            // SAFETY: as the caller guarantees.
+            unsafe { _mm512_storeu_ps(dst.add((c + 4 * l) * dst_stride), row) };
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn transpose16(_: *const f32, _: usize, _: *mut f32, _: usize) {
+    unreachable!("the direct kernels are only enabled on x86_64")
 }
 
 /// One weight-gradient block's operands (see [`WeightGrad3x3::run`]).
