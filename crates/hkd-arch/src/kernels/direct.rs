@@ -1,27 +1,29 @@
-//! Direct 3×3 convolution, stride 1, padding 1 ("same"), in f32 with AVX-512: the forward
-//! pass and, with the kernel rotated by 180° and its channel axes swapped, the input
-//! gradient of [`conv2d`](super::conv2d)'s most common geometry.
+//! Direct 3×3 convolutions with padding 1 in f32 with AVX-512, for
+//! [`conv2d`](super::conv2d)'s most common geometries:
 //!
-//! Per image the input is copied once into a zero-bordered buffer `[cin, h + 2, w + 2]`
-//! where the width is a multiple of 16, and each output row segment of 16 pixels is one
-//! AVX-512 vector. Narrower images (8×8) whose pixel count is a multiple of 16 are copied
-//! three times instead, shifted by one column each (`[cin, 3, h + 2, w]`, zero where the
-//! shift leaves the image), so that 16 consecutive output pixels — across rows — read 16
-//! consecutive elements for every tap. A register block is 2 such
-//! vectors × up to [`OB`] output channels (16 accumulators): for every input channel and
-//! each of the 9 taps, 2 unaligned loads of the shifted input and one broadcast weight per
-//! output channel feed 2·[`OB`] fused multiply-adds, and the block is stored once. Against
-//! the GEMM path ([`Shifted`](super::conv)) this skips the three shifted copies of the image, the GEMM's
-//! packing of them and the copy out of the padded-width output. Each output element is
-//! summed in one fixed order (input channel, then tap), so results do not depend on the
+//! - [`Direct3x3`]: the forward pass (stride 1 or 2) and, with the kernel rotated by 180°
+//!   and its channel axes swapped, the input gradient (stride 1); optionally with a
+//!   per-channel affine transform and ReLU applied as the output is stored ([`Post`]:
+//!   BatchNorm in evaluation, [`conv2d_affine`](super::conv2d_affine)).
+//! - [`WeightGrad3x3`]: the weight gradient (stride 1, output channels a multiple of 16).
+//!
+//! [`Direct3x3`] copies each input image once into a zero-bordered buffer
+//! `[cin, h + 2, w + 2]` where the width is a multiple of 16, so that each output row
+//! segment of 16 pixels is one AVX-512 vector. Narrower images (8×8) whose pixel count is a
+//! multiple of 16 are copied three times instead, shifted by one column each
+//! (`[cin, 3, h + 2, w]`, zero where the shift leaves the image), so that 16 consecutive
+//! output pixels — across rows — read 16 consecutive elements for every tap; stride-2
+//! convolutions copy each input channel six times, by kernel column and row parity
+//! (`[3][2][ho + 1][wo]`). A register block is 2 such vectors × up to [`OB`] output
+//! channels (16 accumulators): for every input channel and each of the 9 taps, 2 unaligned
+//! loads and one broadcast weight per output channel feed 2·[`OB`] fused multiply-adds,
+//! and the block is stored once. Against the GEMM path this skips the shifted copies, the
+//! GEMM's packing of them and the copy out of a padded-width output. Each output element
+//! is summed in one fixed order (input channel, then tap), so results do not depend on the
 //! number of threads.
 //!
-//! Stride-2 convolutions (forward only) copy each input channel six times, by kernel
-//! column and row parity (`[3][2][ho + 1][wo]`), so that the same register blocks run over
-//! 16 consecutive output pixels.
-//!
-//! Used where AVX-512 is present (detected at run time), the tensors are f32 and the
-//! width or the pixel count is a multiple of 16; `HKD_ARCH_DIRECT_CONV=0` switches it off (for comparisons).
+//! Used where AVX-512 is present (detected at run time) and the tensors are f32;
+//! `HKD_ARCH_DIRECT_CONV=0` switches the kernels off (for comparisons).
 
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
