@@ -207,7 +207,12 @@ fn main() -> BoxResult<()> {
                 f64::NAN
             } else {
                 time_it(min_steps, min_time, || {
-                    train_step(&net, &teacher, &mut sgd, &mut shake_rng, &xt, &yt)
+                    // As hkd-train runs a step: on the compute pool.
+                    hkd_arch::on_compute_pool(|| {
+                        train_step(&net, &teacher, &mut sgd, &mut shake_rng, &xt, &yt)
+                            .map_err(|e| e.to_string())
+                    })?;
+                    Ok(())
                 })?
             };
             ours.eval.push(EVAL_BATCH as f64 / eval_s);

@@ -28,7 +28,7 @@ pub use error::{ArchError, ShapeMismatch};
 pub use layers::{BN_EPS, BN_MOMENTUM, BatchNorm2d, shake_mix};
 pub use network::{Network, Phase, StateDict};
 pub use registry::{ArchInfo, ArchSpec, NAME_PATTERNS, known_architectures};
-pub use runtime::{DeviceError, configure_threads, device};
+pub use runtime::{DeviceError, configure_threads, device, on_compute_pool};
 pub use weights::{STATE_DICT_KEYS, WeightsFormat, detect_format, read_weights};
 
 /// Number of classes of CIFAR-10, the default output width.

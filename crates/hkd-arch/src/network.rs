@@ -187,9 +187,9 @@ impl Network {
         self.body.forward(x, &mut ctx)
     }
 
-    /// `forward(x, Phase::Eval)`.
+    /// `forward(x, Phase::Eval)`, run on the compute pool ([`crate::on_compute_pool`]).
     pub fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward(x, Phase::Eval)
+        crate::on_compute_pool(|| self.forward(x, Phase::Eval))
     }
 
     /// Trainable parameters (weights, biases, BN affine; never running statistics) in

@@ -202,16 +202,21 @@ pub fn input_gradient(
     labels: &Tensor,
     normalization: &Normalization,
 ) -> Result<Tensor> {
-    let x = Var::from_tensor(&pixels.detach())?;
-    let logits = net
-        .forward_eval(&normalization.apply(x.as_tensor())?)
-        .map_err(|e| EvalError::arch(format!("attack forward pass of {}", net.arch_name()), e))?;
-    let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let labels = labels.to_dtype(candle_core::DType::U32)?.unsqueeze(1)?;
-    let loss = log_p.gather(&labels, 1)?.sum_all()?.neg()?;
-    let grads = loss.backward()?;
-    grads.get(x.as_tensor()).cloned().ok_or_else(|| {
-        EvalError::MetricInput("the loss does not depend on the input pixels".into())
+    // Forward and backward on the compute pool (one hand-off, not one per op).
+    hkd_arch::on_compute_pool(|| {
+        let x = Var::from_tensor(&pixels.detach())?;
+        let logits = net
+            .forward_eval(&normalization.apply(x.as_tensor())?)
+            .map_err(|e| {
+                EvalError::arch(format!("attack forward pass of {}", net.arch_name()), e)
+            })?;
+        let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let labels = labels.to_dtype(candle_core::DType::U32)?.unsqueeze(1)?;
+        let loss = log_p.gather(&labels, 1)?.sum_all()?.neg()?;
+        let grads = loss.backward()?;
+        grads.get(x.as_tensor()).cloned().ok_or_else(|| {
+            EvalError::MetricInput("the loss does not depend on the input pixels".into())
+        })
     })
 }
 

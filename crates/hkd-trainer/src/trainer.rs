@@ -8,7 +8,7 @@ use std::time::Instant;
 use candle_core::{D, DType, Device, Tensor};
 use hkd_arch::{Network, Phase};
 use hkd_datasets::{Dataset, DatasetDir, Loader, LoaderConfig};
-use hkd_losses::DistillationLoss;
+use hkd_losses::{DistillationLoss, LossValues};
 use hkd_rundir::{
     BestRecord, EpochMetrics, Execution, Mode, RunConfig, RunDir, RunSpec, RunState, RunStatus,
     SchedulerKind, absolute, resolve_teacher,
@@ -692,50 +692,58 @@ impl Session {
                 };
                 let n = batch.len();
                 let mut rng = shake_rng(self.plan.extra.stream_seed, epoch_index, b);
-                let logits = self
-                    .student
-                    .forward(&batch.images, Phase::Train { rng: &mut rng })
-                    .map_err(|e| {
-                        TrainError::arch(
-                            format!("student forward, epoch {epoch} batch {}", b + 1),
-                            e,
-                        )
-                    })?;
-                // At γ = 1 the teacher term has weight 0: no teacher forward pass.
-                let teacher_logits = match &self.teacher {
-                    Some(t) if self.loss.needs_teacher_logits() => {
-                        Some(t.forward_eval(&batch.images).map_err(|e| {
+                let (student, teacher, loss, sgd) =
+                    (&self.student, &self.teacher, &self.loss, &mut self.sgd);
+                // The whole step on the compute pool: one hand-off per batch, not per op.
+                // Inner `Err`: the loss was not finite (its value); nothing was updated.
+                type Step = std::result::Result<(LossValues, u64), f64>;
+                let step = hkd_arch::on_compute_pool(|| -> Result<Step> {
+                    let logits = student
+                        .forward(&batch.images, Phase::Train { rng: &mut rng })
+                        .map_err(|e| {
                             TrainError::arch(
-                                format!("teacher forward, epoch {epoch} batch {}", b + 1),
+                                format!("student forward, epoch {epoch} batch {}", b + 1),
                                 e,
                             )
-                        })?)
+                        })?;
+                    // At γ = 1 the teacher term has weight 0: no teacher forward pass.
+                    let teacher_logits = match teacher {
+                        Some(t) if loss.needs_teacher_logits() => {
+                            Some(t.forward_eval(&batch.images).map_err(|e| {
+                                TrainError::arch(
+                                    format!("teacher forward, epoch {epoch} batch {}", b + 1),
+                                    e,
+                                )
+                            })?)
+                        }
+                        _ => None,
+                    };
+                    // At γ = 0 a student's human term has weight 0: no human labels needed.
+                    let human = batch.human.as_ref().filter(|_| loss.needs_human_labels());
+                    let parts =
+                        loss.compute(&logits, &batch.labels, human, teacher_logits.as_ref())?;
+                    let values = parts.to_f64()?;
+                    if !values.total.is_finite() {
+                        return Ok(Err(values.total));
                     }
-                    _ => None,
+                    let grads = parts.total.backward()?;
+                    sgd.step(&grads)?;
+                    drop(grads);
+                    Ok(Ok((values, count_correct(&logits, &batch.labels)?)))
+                })?;
+                let (values, correct) = match step {
+                    Ok(done) => done,
+                    Err(value) => {
+                        return Err(TrainError::NonFiniteLoss {
+                            epoch,
+                            batch: b + 1,
+                            batches,
+                            value,
+                            dir: run_dir.clone(),
+                            last_good: self.last_good(),
+                        });
+                    }
                 };
-                // At γ = 0 a student's human term has weight 0: no human labels needed.
-                let human = batch
-                    .human
-                    .as_ref()
-                    .filter(|_| self.loss.needs_human_labels());
-                let parts =
-                    self.loss
-                        .compute(&logits, &batch.labels, human, teacher_logits.as_ref())?;
-                let values = parts.to_f64()?;
-                if !values.total.is_finite() {
-                    return Err(TrainError::NonFiniteLoss {
-                        epoch,
-                        batch: b + 1,
-                        batches,
-                        value: values.total,
-                        dir: run_dir.clone(),
-                        last_good: self.last_good(),
-                    });
-                }
-                let grads = parts.total.backward()?;
-                self.sgd.step(&grads)?;
-                drop(grads);
-                let correct = count_correct(&logits, &batch.labels)?;
                 let w = n as f64;
                 sums.images += n as u64;
                 sums.hard += w * values.hard_ce;
