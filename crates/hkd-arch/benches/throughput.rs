@@ -207,12 +207,7 @@ fn main() -> BoxResult<()> {
                 f64::NAN
             } else {
                 time_it(min_steps, min_time, || {
-                    // As hkd-train runs a step: on the compute pool.
-                    hkd_arch::on_compute_pool(|| {
-                        train_step(&net, &teacher, &mut sgd, &mut shake_rng, &xt, &yt)
-                            .map_err(|e| e.to_string())
-                    })?;
-                    Ok(())
+                    train_step(&net, &teacher, &mut sgd, &mut shake_rng, &xt, &yt)
                 })?
             };
             ours.eval.push(EVAL_BATCH as f64 / eval_s);

@@ -106,7 +106,8 @@ impl Sgd {
 }
 
 /// One training step of the bench: the teacher's `Phase::Eval` forward, the student's
-/// `Phase::Train` forward, the KD loss, backward, and SGD.
+/// `Phase::Train` forward, the KD loss, backward, and SGD — on the compute pool, as
+/// hkd-train runs its steps ([`hkd_arch::on_compute_pool`]).
 pub fn train_step(
     net: &Network,
     teacher: &Network,
@@ -115,9 +116,11 @@ pub fn train_step(
     x: &Tensor,
     y: &Tensor,
 ) -> BoxResult<()> {
-    let t = teacher.forward_eval(x)?;
-    let s = net.forward(x, Phase::Train { rng: shake_rng })?;
-    let grads = kd_loss(&s, &t, y)?.backward()?;
-    sgd.step(&grads)?;
+    hkd_arch::on_compute_pool(|| -> Result<(), hkd_arch::ArchError> {
+        let t = teacher.forward_eval(x)?;
+        let s = net.forward(x, Phase::Train { rng: shake_rng })?;
+        let grads = kd_loss(&s, &t, y)?.backward()?;
+        Ok(sgd.step(&grads)?)
+    })?;
     Ok(())
 }

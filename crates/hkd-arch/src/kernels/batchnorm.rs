@@ -1,13 +1,15 @@
 //! BatchNorm2d: batch statistics, training-mode normalisation with its backward pass, and
 //! the per-channel affine map of evaluation mode.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail,
+};
 use rayon::prelude::*;
 
 use super::elementwise::pos;
 use super::fast_path;
 use super::util::{
-    Elem, dispatch, min_items, new_vec, slice, sum, sum_dy_dyx, sum_sq_dev, with_simd,
+    BnAffine, Elem, dispatch, min_items, new_vec, slice, sum, sum_dy_dyx, sum_sq_dev, with_simd,
 };
 
 fn nc_hw(l: &Layout, op: &str) -> Result<(usize, usize, usize)> {
@@ -110,16 +112,53 @@ pub fn batch_norm_train(
         &gamma.contiguous()?,
         &beta.contiguous()?,
         BnTrain {
-            mean: mean.to_vec(),
-            invstd,
+            stats: BatchStats {
+                mean: mean.to_vec(),
+                invstd,
+            },
             relu,
         },
     )
 }
 
-struct BnTrain {
+/// A training step's batch statistics per channel: mean and 1/sqrt(var + eps).
+#[derive(Clone)]
+struct BatchStats {
     mean: Vec<f64>,
     invstd: Vec<f64>,
+}
+
+impl BatchStats {
+    /// The forward's map `(x − mean)·(invstd·γ) + β` per channel in the element type; the
+    /// one place it is rounded, so forward and backward (the ReLU gate) agree bit for bit.
+    fn affine<T: Elem>(&self, gamma: &[f64], beta: &[f64]) -> Vec<BnAffine<T>> {
+        (0..self.mean.len())
+            .map(|ci| BnAffine {
+                mean: T::from_f64(self.mean[ci]),
+                scale: T::from_f64(self.invstd[ci] * gamma[ci]),
+                shift: T::from_f64(beta[ci]),
+            })
+            .collect()
+    }
+}
+
+/// With a fused ReLU, what its gate is recomputed from in the backward passes: the batch
+/// statistics and γ, β as they were in the forward pass.
+#[derive(Clone)]
+struct ReluGate {
+    stats: BatchStats,
+    gamma: Vec<f64>,
+    beta: Vec<f64>,
+}
+
+impl ReluGate {
+    fn affine<T: Elem>(&self) -> Vec<BnAffine<T>> {
+        self.stats.affine(&self.gamma, &self.beta)
+    }
+}
+
+struct BnTrain {
+    stats: BatchStats,
     relu: bool,
 }
 
@@ -134,12 +173,17 @@ fn bn_train_fwd<T: Elem>(
 ) -> Result<(CpuStorage, Shape)> {
     let (_, c, hw) = nc_hw(l1, "hkd-bn-train")?;
     let x = slice::<T>(s1, l1, "hkd-bn-train")?;
-    let gamma = slice::<T>(s2, l2, "hkd-bn-train")?;
-    let beta = slice::<T>(s3, l3, "hkd-bn-train")?;
-    let mean: Vec<T> = op.mean.iter().map(|&m| T::from_f64(m)).collect();
-    let scale: Vec<T> = (0..c)
-        .map(|ci| T::from_f64(op.invstd[ci] * gamma[ci].to_f64()))
-        .collect();
+    let to_f64 = |v: &[T]| v.iter().map(|g| g.to_f64()).collect::<Vec<_>>();
+    let gamma = to_f64(slice::<T>(s2, l2, "hkd-bn-train")?);
+    let beta = to_f64(slice::<T>(s3, l3, "hkd-bn-train")?);
+    if gamma.len() != c || beta.len() != c {
+        bail!(
+            "hkd-bn-train: {c} channels but {} γ, {} β",
+            gamma.len(),
+            beta.len()
+        )
+    }
+    let affine = op.stats.affine::<T>(&gamma, &beta);
     // SAFETY: y and x have the same length and chunking; every element is written.
     let y = unsafe {
         new_vec(x.len(), |y| {
@@ -149,15 +193,14 @@ fn bn_train_fwd<T: Elem>(
                 .enumerate()
                 .for_each(|(i, (yp, xp))| {
                     with_simd!({
-                        let ci = i % c;
-                        let (m, s, b) = (mean[ci], scale[ci], beta[ci]);
+                        let a = affine[i % c];
                         if op.relu {
                             for (o, &v) in yp.iter_mut().zip(xp) {
-                                o.write(pos((v - m) * s + b));
+                                o.write(pos(a.apply(v)));
                             }
                         } else {
                             for (o, &v) in yp.iter_mut().zip(xp) {
-                                o.write((v - m) * s + b);
+                                o.write(a.apply(v));
                             }
                         }
                     })
@@ -193,33 +236,39 @@ impl CustomOp3 for BnTrain {
         x: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
-        res: &Tensor,
+        _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        // With the fused ReLU the incoming gradient is masked by the output (res > 0);
-        // without it the third input is not read.
-        let out = if self.relu {
-            res.contiguous()?
-        } else {
-            grad.clone()
-        };
         let (n, c, h, w) = x.dims4()?;
         let count = (n * h * w) as f64;
+        let host = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>();
+        let g = host(gamma)?;
+        // With the fused ReLU the incoming gradient is masked where the output is 0; the
+        // gate is recomputed from x (one array fewer to read than the output).
+        let relu = if self.relu {
+            Some(ReluGate {
+                stats: self.stats.clone(),
+                gamma: g.clone(),
+                beta: host(beta)?,
+            })
+        } else {
+            None
+        };
         let sums = x
-            .apply_op3_no_bwd(
+            .apply_op2_no_bwd(
                 &grad,
-                &out,
                 &BnBwdReduce {
-                    mean: self.mean.clone(),
-                    relu: self.relu,
+                    mean: self.stats.mean.clone(),
+                    relu: relu.clone(),
                 },
             )?
             .to_vec2::<f64>()?;
         let (sdy, sdyx) = (&sums[0], &sums[1]);
+        let invstd = &self.stats.invstd;
         let dev = x.device();
         let dgamma = gamma.track_op().then(|| {
-            let v: Vec<f64> = (0..c).map(|ci| sdyx[ci] * self.invstd[ci]).collect();
+            let v: Vec<f64> = (0..c).map(|ci| sdyx[ci] * invstd[ci]).collect();
             Tensor::from_vec(v, c, dev)?
                 .to_dtype(gamma.dtype())?
                 .reshape(gamma.shape())
@@ -230,25 +279,20 @@ impl CustomOp3 for BnTrain {
                 .reshape(beta.shape())
         });
         let dx = if x.track_op() {
-            let g = gamma
-                .flatten_all()?
-                .to_dtype(DType::F64)?
-                .to_vec1::<f64>()?;
             let mut coef = Vec::with_capacity(3 * c);
-            for (((&is, &gc), &sx), &sd) in self.invstd.iter().zip(&g).zip(sdyx).zip(sdy) {
+            for (((&is, &gc), &sx), &sd) in invstd.iter().zip(&g).zip(sdyx).zip(sdy) {
                 let a = gc * is;
                 // dx = a·(dy − Σdy/M − x̂·Σ(dy·x̂)/M), x̂ = (x − mean)·invstd
                 coef.push(a);
                 coef.push(-a * is * is * sx / count);
                 coef.push(-a * sd / count);
             }
-            Some(x.apply_op3_no_bwd(
+            Some(x.apply_op2_no_bwd(
                 &grad,
-                &out,
                 &BnBwdInput {
-                    mean: self.mean.clone(),
+                    mean: self.stats.mean.clone(),
                     coef,
-                    relu: self.relu,
+                    relu,
                 },
             )?)
         } else {
@@ -258,42 +302,51 @@ impl CustomOp3 for BnTrain {
     }
 }
 
-/// (x, dy, y) → [2, C] f64: Σg and Σg·(x − mean) per channel, where g is dy, or with
-/// `relu` dy masked by y > 0.
+/// (x, dy) → [2, C] f64: Σg and Σg·(x − mean) per channel, where g is dy, or with `relu`
+/// dy masked where the forward's output was 0.
 struct BnBwdReduce {
     mean: Vec<f64>,
-    relu: bool,
+    relu: Option<ReluGate>,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// x and dy of a BatchNorm backward op, checked to have the same shape.
+fn x_and_dy<'a, T: Elem>(
+    op: &str,
+    s1: &'a CpuStorage,
+    l1: &Layout,
+    s2: &'a CpuStorage,
+    l2: &Layout,
+) -> Result<(&'a [T], &'a [T])> {
+    let x = slice::<T>(s1, l1, op)?;
+    let dy = slice::<T>(s2, l2, op)?;
+    if l1.dims() != l2.dims() {
+        bail!(
+            "{op}: gradient shape {:?} differs from input {:?}",
+            l2.dims(),
+            l1.dims()
+        )
+    }
+    Ok((x, dy))
+}
+
 fn bn_bwd_reduce<T: Elem>(
     op: &BnBwdReduce,
     s1: &CpuStorage,
     l1: &Layout,
     s2: &CpuStorage,
     l2: &Layout,
-    s3: &CpuStorage,
-    l3: &Layout,
 ) -> Result<(CpuStorage, Shape)> {
     let (n, c, hw) = nc_hw(l1, "hkd-bn-bwd-reduce")?;
-    let x = slice::<T>(s1, l1, "hkd-bn-bwd-reduce")?;
-    let dy = slice::<T>(s2, l2, "hkd-bn-bwd-reduce")?;
-    let y = slice::<T>(s3, l3, "hkd-bn-bwd-reduce")?;
-    if dy.len() != x.len() || y.len() != x.len() {
-        bail!(
-            "hkd-bn-bwd-reduce: gradient shape {:?} differs from input {:?}",
-            l2.dims(),
-            l1.dims()
-        )
-    }
+    let (x, dy) = x_and_dy::<T>("hkd-bn-bwd-reduce", s1, l1, s2, l2)?;
+    let affine = op.relu.as_ref().map(ReluGate::affine::<T>);
     let per: Vec<(f64, f64)> = (0..c)
         .into_par_iter()
         .map(|ci| {
             let (mut s1, mut s2) = (0.0, 0.0);
+            let gate = affine.as_ref().map(|a| a[ci]);
             for i in 0..n {
                 let r = (i * c + ci) * hw..(i * c + ci + 1) * hw;
-                let relu_out = op.relu.then(|| &y[r.clone()]);
-                let (a, b) = sum_dy_dyx(&dy[r.clone()], &x[r], relu_out, op.mean[ci]);
+                let (a, b) = sum_dy_dyx(&dy[r.clone()], &x[r], gate, op.mean[ci]);
                 s1 += a;
                 s2 += b;
             }
@@ -305,7 +358,7 @@ fn bn_bwd_reduce<T: Elem>(
     Ok((CpuStorage::F64(out), Shape::from((2, c))))
 }
 
-impl CustomOp3 for BnBwdReduce {
+impl CustomOp2 for BnBwdReduce {
     fn name(&self) -> &'static str {
         "hkd-bn-bwd-reduce"
     }
@@ -316,46 +369,28 @@ impl CustomOp3 for BnBwdReduce {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        dispatch!(
-            "hkd-bn-bwd-reduce",
-            s1,
-            bn_bwd_reduce(self, s1, l1, s2, l2, s3, l3)
-        )
+        dispatch!("hkd-bn-bwd-reduce", s1, bn_bwd_reduce(self, s1, l1, s2, l2))
     }
 }
 
-/// (x, dy, y) → dx = a·g + b·(x − mean) + c per channel (`coef` = [a, b, c] per channel),
-/// g = dy, or with `relu` dy masked by y > 0.
+/// (x, dy) → dx = a·g + b·(x − mean) + c per channel (`coef` = [a, b, c] per channel),
+/// g = dy, or with `relu` dy masked where the forward's output was 0.
 struct BnBwdInput {
     mean: Vec<f64>,
     coef: Vec<f64>,
-    relu: bool,
+    relu: Option<ReluGate>,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn bn_bwd_input<T: Elem>(
     op: &BnBwdInput,
     s1: &CpuStorage,
     l1: &Layout,
     s2: &CpuStorage,
     l2: &Layout,
-    s3: &CpuStorage,
-    l3: &Layout,
 ) -> Result<(CpuStorage, Shape)> {
     let (_, c, hw) = nc_hw(l1, "hkd-bn-bwd-input")?;
-    let x = slice::<T>(s1, l1, "hkd-bn-bwd-input")?;
-    let dy = slice::<T>(s2, l2, "hkd-bn-bwd-input")?;
-    let y = slice::<T>(s3, l3, "hkd-bn-bwd-input")?;
-    if dy.len() != x.len() || y.len() != x.len() {
-        bail!(
-            "hkd-bn-bwd-input: gradient shape {:?} differs from input {:?}",
-            l2.dims(),
-            l1.dims()
-        )
-    }
+    let (x, dy) = x_and_dy::<T>("hkd-bn-bwd-input", s1, l1, s2, l2)?;
     let coef: Vec<[T; 4]> = (0..c)
         .map(|ci| {
             let k = &op.coef[3 * ci..3 * ci + 3];
@@ -367,22 +402,21 @@ fn bn_bwd_input<T: Elem>(
             ]
         })
         .collect();
-    // SAFETY: dx, x, dy and y have the same length and chunking; every element is written.
+    let affine = op.relu.as_ref().map(ReluGate::affine::<T>);
+    // SAFETY: dx, x and dy have the same length and chunking; every element is written.
     let dx = unsafe {
         new_vec(x.len(), |dx| {
             dx.par_chunks_mut(hw)
                 .with_min_len(min_items(hw))
-                .zip(
-                    x.par_chunks(hw)
-                        .zip(dy.par_chunks(hw).zip(y.par_chunks(hw))),
-                )
+                .zip(x.par_chunks(hw).zip(dy.par_chunks(hw)))
                 .enumerate()
-                .for_each(|(i, (dp, (xp, (gp, yp))))| {
+                .for_each(|(i, (dp, (xp, gp)))| {
                     with_simd!({
                         let [a, b, cc, m] = coef[i % c];
-                        if op.relu {
-                            for (((d, &v), &g), &o) in dp.iter_mut().zip(xp).zip(gp).zip(yp) {
-                                let g = if o > T::ZERO { g } else { T::ZERO };
+                        if let Some(affine) = &affine {
+                            let gate = affine[i % c];
+                            for ((d, &v), &g) in dp.iter_mut().zip(xp).zip(gp) {
+                                let g = if gate.open(v) { g } else { T::ZERO };
                                 d.write(a * g + b * (v - m) + cc);
                             }
                         } else {
@@ -397,7 +431,7 @@ fn bn_bwd_input<T: Elem>(
     Ok((T::to_cpu_storage_owned(dx), l1.shape().clone()))
 }
 
-impl CustomOp3 for BnBwdInput {
+impl CustomOp2 for BnBwdInput {
     fn name(&self) -> &'static str {
         "hkd-bn-bwd-input"
     }
@@ -408,14 +442,8 @@ impl CustomOp3 for BnBwdInput {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        dispatch!(
-            "hkd-bn-bwd-input",
-            s1,
-            bn_bwd_input(self, s1, l1, s2, l2, s3, l3)
-        )
+        dispatch!("hkd-bn-bwd-input", s1, bn_bwd_input(self, s1, l1, s2, l2))
     }
 }
 

@@ -228,47 +228,68 @@ pub(crate) fn sum_sq_dev<T: Elem>(xs: &[T], mean: f64) -> f64 {
     ))
 }
 
-/// (Σ g, Σ g·(x − mean)) in f64, where g = dy, or with `relu_out` the gradient through a
-/// ReLU whose output that is (dy where relu_out > 0, else 0).
-pub(crate) fn sum_dy_dyx<T: Elem>(
-    dy: &[T],
-    x: &[T],
-    relu_out: Option<&[T]>,
-    mean: f64,
-) -> (f64, f64) {
-    match relu_out {
-        None => with_simd!(sum_dy_dyx_gated::<T, false>(dy, x, dy, mean)),
-        Some(y) => with_simd!(sum_dy_dyx_gated::<T, true>(dy, x, y, mean)),
+/// The affine map of a training-mode BatchNorm in the element type, `(x − mean)·scale +
+/// shift`, as its forward pass computes it (subtract, multiply, add; no fused
+/// multiply-add). The backward passes recompute the fused ReLU's gate from x with it
+/// instead of reading the output: the same operations, so the same gate, bit for bit.
+#[derive(Clone, Copy)]
+pub(crate) struct BnAffine<T> {
+    pub mean: T,
+    pub scale: T,
+    pub shift: T,
+}
+
+impl<T: Elem> BnAffine<T> {
+    #[inline(always)]
+    pub fn apply(self, x: T) -> T {
+        (x - self.mean) * self.scale + self.shift
+    }
+
+    /// Whether the ReLU after the map passes the gradient at input x (output > 0).
+    #[inline(always)]
+    pub fn open(self, x: T) -> bool {
+        self.apply(x) > T::ZERO
     }
 }
 
-#[inline(always)]
-fn sum_dy_dyx_gated<T: Elem, const GATE: bool>(
+/// (Σ g, Σ g·(x − mean)) in f64, where g = dy, or with `relu` the gradient through a ReLU
+/// applied after that map of x (dy where it is positive, else 0).
+pub(crate) fn sum_dy_dyx<T: Elem>(
     dy: &[T],
     x: &[T],
-    y: &[T],
+    relu: Option<BnAffine<T>>,
     mean: f64,
 ) -> (f64, f64) {
-    let gate = |g: T, y: T| if !GATE || y > T::ZERO { g } else { T::ZERO };
-    let n8 = dy.len() / 8 * 8;
-    let fast = match (
-        T::as_f32(&dy[..n8]),
-        T::as_f32(&x[..n8]),
-        T::as_f32(&y[..n8]),
-    ) {
-        (Some(dy), Some(x), Some(y)) => avx512::dy_lanes(dy, x, GATE.then_some(y), mean),
+    with_simd!(sum_dy_dyx_gated::<T>(dy, x, relu, mean))
+}
+
+#[inline(always)]
+fn sum_dy_dyx_gated<T: Elem>(
+    dy: &[T],
+    x: &[T],
+    relu: Option<BnAffine<T>>,
+    mean: f64,
+) -> (f64, f64) {
+    let gate = |g: T, x: T| match relu {
+        Some(a) if !a.open(x) => T::ZERO,
+        _ => g,
+    };
+    let n8 = dy.len().min(x.len()) / 8 * 8;
+    let fast = match (T::as_f32(&dy[..n8]), T::as_f32(&x[..n8])) {
+        (Some(dy), Some(x)) => avx512::dy_lanes(
+            dy,
+            x,
+            relu.map(|a| [a.mean, a.scale, a.shift].map(|v| v.to_f64() as f32)),
+            mean,
+        ),
         _ => None,
     };
     let (a1, a2) = fast.unwrap_or_else(|| {
         let mut a1 = [0f64; 8];
         let mut a2 = [0f64; 8];
-        for ((cd, cx), cy) in dy[..n8]
-            .chunks_exact(8)
-            .zip(x[..n8].chunks_exact(8))
-            .zip(y[..n8].chunks_exact(8))
-        {
+        for (cd, cx) in dy[..n8].chunks_exact(8).zip(x[..n8].chunks_exact(8)) {
             for i in 0..8 {
-                let g = gate(cd[i], cy[i]).to_f64();
+                let g = gate(cd[i], cx[i]).to_f64();
                 a1[i] += g;
                 a2[i] += g * (cx[i].to_f64() - mean);
             }
@@ -277,8 +298,8 @@ fn sum_dy_dyx_gated<T: Elem, const GATE: bool>(
     });
     let mut s1: f64 = a1.iter().sum();
     let mut s2: f64 = a2.iter().sum();
-    for ((&g, &v), &yv) in dy[n8..].iter().zip(&x[n8..]).zip(&y[n8..]) {
-        let g = gate(g, yv).to_f64();
+    for (&g, &v) in dy[n8..].iter().zip(&x[n8..]) {
+        let g = gate(g, v).to_f64();
         s1 += g;
         s2 += g * (v.to_f64() - mean);
     }
@@ -301,20 +322,22 @@ mod avx512 {
         None
     }
 
-    /// Accumulators of Σ g and Σ g·(x − mean), g = dy gated by `relu_out` > 0 where given
-    /// (all of length a multiple of 8); `None` without AVX-512.
+    /// Accumulators of Σ g and Σ g·(x − mean), g = dy where `relu` = [mean, scale, shift]
+    /// is absent or `(x − mean)·scale + shift > 0` (f32 operations, as
+    /// [`super::BnAffine::open`]), else 0 (both of length a multiple of 8); `None` without
+    /// AVX-512.
     pub(super) fn dy_lanes(
         dy: &[f32],
         x: &[f32],
-        relu_out: Option<&[f32]>,
+        relu: Option<[f32; 3]>,
         mean: f64,
     ) -> Option<([f64; 8], [f64; 8])> {
         #[cfg(target_arch = "x86_64")]
         if super::has_avx512() {
             // SAFETY: the CPU supports AVX-512 (checked just above).
-            return Some(unsafe { x86::dy_lanes(dy, x, relu_out, mean) });
+            return Some(unsafe { x86::dy_lanes(dy, x, relu, mean) });
         }
-        let _ = (dy, x, relu_out, mean);
+        let _ = (dy, x, relu, mean);
         None
     }
 
@@ -351,28 +374,25 @@ mod avx512 {
         pub(super) unsafe fn dy_lanes(
             dy: &[f32],
             x: &[f32],
-            relu_out: Option<&[f32]>,
+            relu: Option<[f32; 3]>,
             mean: f64,
         ) -> ([f64; 8], [f64; 8]) {
             let (mut a1, mut a2) = (_mm512_setzero_pd(), _mm512_setzero_pd());
             let m = _mm512_set1_pd(mean);
-            let n = dy
-                .len()
-                .min(x.len())
-                .min(relu_out.map_or(usize::MAX, <[f32]>::len))
-                / 8
-                * 8;
+            let [gm, gs, gb] = relu.unwrap_or_default().map(|v| _mm256_set1_ps(v));
+            let n = dy.len().min(x.len()) / 8 * 8;
             for i in (0..n).step_by(8) {
-                // SAFETY: i + 8 <= n, within dy, x and (if given) relu_out.
+                // SAFETY: i + 8 <= n, within dy and x.
                 unsafe {
                     let mut g = _mm256_loadu_ps(dy.as_ptr().add(i));
-                    if let Some(y) = relu_out {
-                        let y = _mm256_loadu_ps(y.as_ptr().add(i));
+                    let xv = _mm256_loadu_ps(x.as_ptr().add(i));
+                    if relu.is_some() {
+                        let y = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(xv, gm), gs), gb);
                         let keep = _mm256_cmp_ps_mask::<_CMP_GT_OQ>(y, _mm256_setzero_ps());
                         g = _mm256_maskz_mov_ps(keep, g);
                     }
                     let g = _mm512_cvtps_pd(g);
-                    let v = _mm512_cvtps_pd(_mm256_loadu_ps(x.as_ptr().add(i)));
+                    let v = _mm512_cvtps_pd(xv);
                     a1 = _mm512_add_pd(a1, g);
                     a2 = _mm512_add_pd(a2, _mm512_mul_pd(g, _mm512_sub_pd(v, m)));
                 }
