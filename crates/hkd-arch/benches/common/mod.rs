@@ -108,6 +108,7 @@ impl Sgd {
 /// One training step of the bench: the teacher's `Phase::Eval` forward, the student's
 /// `Phase::Train` forward, the KD loss, backward, and SGD — on the compute pool, as
 /// hkd-train runs its steps ([`hkd_arch::on_compute_pool`]).
+#[allow(clippy::result_large_err)] // the closure's ArchError, boxed on the way out
 pub fn train_step(
     net: &Network,
     teacher: &Network,
