@@ -85,6 +85,11 @@ const CONV_CASES: &[ConvCase] = &[
     (2, 5, 16, 8, 7, 3, 2, 1),
     (1, 4, 7, 31, 9, 3, 2, 1),
     (2, 4, 8, 7, 32, 3, 2, 1),
+    // Stride 2 with even image sizes (and output pixels a multiple of 16): the direct input
+    // gradient by parity classes, with input channels not a multiple of its block of 8
+    // and an odd number of 16-pixel vectors per class plane (8x6 output).
+    (2, 9, 16, 32, 12, 3, 2, 1),
+    (2, 11, 16, 12, 5, 3, 2, 1),
 ];
 
 #[test]

@@ -12,7 +12,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, b
 use rayon::prelude::*;
 
 use super::batchnorm::affine_input_grad;
-use super::direct::{Direct3x3, Post, WeightGrad3x3};
+use super::direct::{Direct3x3, Post, Stride2InputGrad, WeightGrad3x3};
 use super::util::{Elem, Mat, dispatch, matmul, new_vec, slice, with_simd};
 use super::{ConvPath, Ops, fast_path, generic};
 
@@ -270,6 +270,16 @@ fn direct3x3<T: Elem>(g: &Geom, w: &[T], flip: bool) -> Option<Direct3x3> {
     }
     let d = Direct3x3::new(T::as_f32(w)?, g.o, g.c, (g.h, g.w), g.stride, flip)?;
     (d.out_len() == g.o * g.p()).then_some(d)
+}
+
+/// The direct input gradient of a 3×3 convolution with stride 2 and padding 1 of f32
+/// tensors where it applies (even image sizes, output pixels a multiple of 16).
+fn stride2_input_grad<T: Elem>(g: &Geom, w: &[T]) -> Option<Stride2InputGrad> {
+    if (g.kh, g.kw, g.pad, g.stride) != (3, 3, 1, 2) {
+        return None;
+    }
+    let d = Stride2InputGrad::new(T::as_f32(w)?, g.o, g.c, (g.h, g.w))?;
+    (d.dy_len() == g.o * g.p() && d.dx_len() == g.img()).then_some(d)
 }
 
 /// Whether [`direct3x3`] can take the forward convolution of this geometry (given f32).
@@ -678,6 +688,23 @@ fn conv_bwd_input<T: Elem>(
                 })
         };
         // SAFETY: `Direct3x3::run` writes each image's [c, h·w] block in full.
+        let dx = unsafe { new_vec(g.n * img, fill) };
+        return Ok((
+            T::to_cpu_storage_owned(dx),
+            Shape::from((g.n, g.c, g.h, g.w)),
+        ));
+    }
+    if let Some(d) = stride2_input_grad(&g, w) {
+        let fill = |dx: &mut [MaybeUninit<T>]| {
+            dx.par_chunks_mut(img).enumerate().for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(copy, planes), (i, dxi)| {
+                    let dyi = T::as_f32(&dy[i * g.o * p..(i + 1) * g.o * p]).expect("f32");
+                    d.run(dyi, copy, planes, T::as_f32_out(dxi).expect("f32"));
+                },
+            )
+        };
+        // SAFETY: `Stride2InputGrad::run` writes each image's [c, h·w] block in full.
         let dx = unsafe { new_vec(g.n * img, fill) };
         return Ok((
             T::to_cpu_storage_owned(dx),

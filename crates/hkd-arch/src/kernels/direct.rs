@@ -5,6 +5,9 @@
 //!   and its channel axes swapped, the input gradient (stride 1); optionally with a
 //!   per-channel affine transform and ReLU applied as the output is stored ([`Post`]:
 //!   BatchNorm in evaluation, [`conv2d_affine`](super::conv2d_affine)).
+//! - [`Stride2InputGrad`]: the input gradient of stride 2, as four convolutions of `dy`
+//!   (one per parity class of the input pixels, 1 to 4 taps each) through the same
+//!   register block.
 //! - [`WeightGrad3x3`]: the weight gradient (stride 1, output channels a multiple of 16).
 //!
 //! [`Direct3x3`] copies each input image once into a zero-bordered buffer
@@ -291,9 +294,9 @@ impl Direct3x3 {
                 // shift hold cout values (asserted above), read at co0..co0 + obs.
                 unsafe {
                     match kind {
-                        0 => block_post::<0>(obs, &args),
-                        1 => block_post::<1>(obs, &args),
-                        _ => block_post::<2>(obs, &args),
+                        0 => block_post::<0, 9>(obs, &args),
+                        1 => block_post::<1, 9>(obs, &args),
+                        _ => block_post::<2, 9>(obs, &args),
                     }
                 }
             }
@@ -314,18 +317,18 @@ pub(super) struct Post {
 ///
 /// # Safety
 /// As [`block`].
-unsafe fn block_post<const P: u8>(obs: usize, a: &Args) {
+unsafe fn block_post<const P: u8, const NT: usize>(obs: usize, a: &Args) {
     // SAFETY: forwarded.
     unsafe {
         match obs {
-            8 => block::<8, P>(a),
-            7 => block::<7, P>(a),
-            6 => block::<6, P>(a),
-            5 => block::<5, P>(a),
-            4 => block::<4, P>(a),
-            3 => block::<3, P>(a),
-            2 => block::<2, P>(a),
-            _ => block::<1, P>(a),
+            8 => block::<8, P, NT>(a),
+            7 => block::<7, P, NT>(a),
+            6 => block::<6, P, NT>(a),
+            5 => block::<5, P, NT>(a),
+            4 => block::<4, P, NT>(a),
+            3 => block::<3, P, NT>(a),
+            2 => block::<2, P, NT>(a),
+            _ => block::<1, P, NT>(a),
         }
     }
 }
@@ -335,7 +338,7 @@ struct Args {
     xp: *const f32,
     cin: usize,
     plane: usize,
-    /// Offset of each tap from a vector's top-left tap.
+    /// Offset of each tap from a vector's top-left tap (the first `NT` of [`block`]).
     taps: [usize; 9],
     /// Offsets in a padded plane of the two vectors' top-left taps.
     i0: usize,
@@ -354,7 +357,9 @@ struct Args {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 /// `P`: 0 stores the sums, 1 applies the scale and shift, 2 also the ReLU ([`Post`]).
-unsafe fn block<const B: usize, const P: u8>(a: &Args) {
+/// `NT`: the number of taps (9 for a 3×3 kernel; fewer for the parity classes of
+/// [`Stride2InputGrad`]); the weights are `[cin][NT][B]`.
+unsafe fn block<const B: usize, const P: u8, const NT: usize>(a: &Args) {
     use std::arch::x86_64::*;
     let mut acc0 = [_mm512_setzero_ps(); B];
     let mut acc1 = [_mm512_setzero_ps(); B];
@@ -362,8 +367,8 @@ unsafe fn block<const B: usize, const P: u8>(a: &Args) {
         // SAFETY: in bounds as `run` states.
         unsafe {
             let xc = a.xp.add(ci * a.plane);
-            let wc = a.wk.add(ci * 9 * B);
-            for t in 0..9 {
+            let wc = a.wk.add(ci * NT * B);
+            for t in 0..NT {
                 let off = a.taps[t];
                 let v0 = _mm512_loadu_ps(xc.add(a.i0 + off));
                 let v1 = _mm512_loadu_ps(xc.add(a.i1 + off));
@@ -403,8 +408,176 @@ unsafe fn block<const B: usize, const P: u8>(a: &Args) {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn block<const B: usize, const P: u8>(_: &Args) {
+unsafe fn block<const B: usize, const P: u8, const NT: usize>(_: &Args) {
     unreachable!("the direct kernel is only enabled on x86_64")
+}
+
+/// The input gradient of a 3×3 convolution with stride 2 and padding 1 of `[c, h, w]`
+/// images (h and w even, `(h/2)·(w/2)` a multiple of 16): `dy` `[o, h/2, w/2]` →
+/// `dx` `[c, h, w]`. The pixels of dx fall into four parity classes (row parity py, column
+/// parity px), each a convolution of dy on its own `[h/2, w/2]` grid with some of the
+/// taps: py = 0 takes kernel row 1 at dy row a, py = 1 kernel row 0 at row a + 1 and row 2
+/// at row a (columns alike), so 1, 2, 2 and 4 taps, 9 in all, as many multiply-adds as
+/// the GEMM path without its column matrix and scatter. Each class runs the register
+/// [`block`] over two column-shifted copies of dy (`[2][h/2 + 1][w/2]`, zero where the
+/// shift or the extra row leaves dy) into a class plane, and the four planes are
+/// interleaved into dx. Each element is summed in one fixed order (dy channel, then tap).
+pub(super) struct Stride2InputGrad {
+    o: usize,
+    c: usize,
+    ho: usize,
+    wo: usize,
+    /// Per class (py, px) in order (0, 0), (0, 1), (1, 0), (1, 1): its tap offsets in the
+    /// copy and its weights, per block of [`OB`] dx channels `[o][taps][obs]` at offset
+    /// `c0·o·taps`.
+    classes: [(Vec<usize>, Vec<f32>); 4],
+}
+
+impl Stride2InputGrad {
+    /// For the weight `w` `[o, c, 3, 3]` of a stride-2, padding-1 convolution of `[c, h,
+    /// wd]` images; `None` where the kernel does not apply.
+    pub(super) fn new(w: &[f32], o: usize, c: usize, (h, wd): (usize, usize)) -> Option<Self> {
+        let (ho, wo) = (h / 2, wd / 2);
+        if !enabled()
+            || w.len() != o * c * 9
+            || o == 0
+            || c == 0
+            || h % 2 != 0
+            || wd % 2 != 0
+            || ho * wo == 0
+            || !(ho * wo).is_multiple_of(16)
+        {
+            return None;
+        }
+        // Kernel row (or column) and dy row (column) offset of the taps of parity q.
+        let along = |q: usize| -> &'static [(usize, usize)] {
+            if q == 0 { &[(1, 0)] } else { &[(0, 1), (2, 0)] }
+        };
+        let sp = (ho + 1) * wo;
+        let classes = std::array::from_fn(|k| {
+            let (py, px) = (k / 2, k % 2);
+            let mut taps = Vec::new();
+            let mut kernel = Vec::new();
+            for &(ki, da) in along(py) {
+                for &(kj, db) in along(px) {
+                    taps.push(db * sp + da * wo);
+                    kernel.push(ki * 3 + kj);
+                }
+            }
+            let nt = taps.len();
+            let mut packed = vec![0f32; o * c * nt];
+            for c0 in (0..c).step_by(OB) {
+                let obs = OB.min(c - c0);
+                let block = &mut packed[c0 * o * nt..(c0 + obs) * o * nt];
+                for oi in 0..o {
+                    for (t, &kt) in kernel.iter().enumerate() {
+                        for j in 0..obs {
+                            block[(oi * nt + t) * obs + j] = w[(oi * c + c0 + j) * 9 + kt];
+                        }
+                    }
+                }
+            }
+            (taps, packed)
+        });
+        Some(Stride2InputGrad {
+            o,
+            c,
+            ho,
+            wo,
+            classes,
+        })
+    }
+
+    /// Elements of one image's dy.
+    pub(super) fn dy_len(&self) -> usize {
+        self.o * self.ho * self.wo
+    }
+
+    /// Elements of one image's dx.
+    pub(super) fn dx_len(&self) -> usize {
+        self.c * 4 * self.ho * self.wo
+    }
+
+    /// `dx` `[c, h, w]` of one image from its `dy` `[o, h/2, w/2]`; `copy` and `planes` are
+    /// scratch. Writes every element of `dx`.
+    pub(super) fn run(
+        &self,
+        dy: &[f32],
+        copy: &mut Vec<f32>,
+        planes: &mut Vec<f32>,
+        dx: &mut [MaybeUninit<f32>],
+    ) {
+        assert!(dy.len() == self.dy_len() && dx.len() == self.dx_len());
+        let (o, c, ho, wo) = (self.o, self.c, self.ho, self.wo);
+        let (yplane, sp) = (ho * wo, (ho + 1) * wo);
+        let plane = 2 * sp;
+        // The zero row and the zero last column of the shifted copy are never overwritten.
+        if copy.len() != o * plane {
+            copy.clear();
+            copy.resize(o * plane, 0.0);
+        }
+        for (src, dst) in dy.chunks_exact(yplane).zip(copy.chunks_exact_mut(plane)) {
+            let (same, shifted) = dst.split_at_mut(sp);
+            same[..yplane].copy_from_slice(src);
+            for (s, d) in src.chunks_exact(wo).zip(shifted.chunks_exact_mut(wo)) {
+                d[..wo - 1].copy_from_slice(&s[1..]);
+            }
+        }
+        planes.resize(4 * c * yplane, 0.0);
+        let nv = yplane / 16;
+        for (k, (taps, packed)) in self.classes.iter().enumerate() {
+            let nt = taps.len();
+            let mut tap = [0usize; 9];
+            tap[..nt].copy_from_slice(taps);
+            let out = planes[k * c * yplane..].as_mut_ptr();
+            for v in (0..nv).step_by(2) {
+                let (i0, i1) = (v * 16, (v + 1).min(nv - 1) * 16);
+                for c0 in (0..c).step_by(OB) {
+                    let obs = OB.min(c - c0);
+                    let args = Args {
+                        xp: copy.as_ptr(),
+                        cin: o,
+                        plane,
+                        taps: tap,
+                        i0,
+                        i1,
+                        wk: packed[c0 * o * nt..].as_ptr(),
+                        y: out.wrapping_add(c0 * yplane),
+                        yplane,
+                        o0: i0,
+                        o1: i1,
+                        scale: std::ptr::null(),
+                        shift: std::ptr::null(),
+                    };
+                    // SAFETY: AVX-512 is present (`enabled`); the taps read
+                    // copy[oi·plane + i + tap .. + 16] with i + 15 < ho·wo and tap ≤ sp + wo,
+                    // so below 2·sp = plane; the weights hold o·nt·obs values at c0·o·nt;
+                    // the stores stay in class k's planes c0..c0 + obs.
+                    unsafe {
+                        match nt {
+                            1 => block_post::<0, 1>(obs, &args),
+                            2 => block_post::<0, 2>(obs, &args),
+                            _ => block_post::<0, 4>(obs, &args),
+                        }
+                    }
+                }
+            }
+        }
+        // dx[ci][2a + py][2b + px] = plane (py, px)[ci][a·wo + b].
+        let w = 2 * wo;
+        let plane_of = |k: usize, ci: usize| &planes[(k * c + ci) * yplane..][..yplane];
+        for (ci, dxc) in dx.chunks_exact_mut(4 * yplane).enumerate() {
+            for (r, row) in dxc.chunks_exact_mut(w).enumerate() {
+                let (a, py) = (r / 2, r % 2);
+                let even = &plane_of(2 * py, ci)[a * wo..(a + 1) * wo];
+                let odd = &plane_of(2 * py + 1, ci)[a * wo..(a + 1) * wo];
+                for ((pair, &e), &d) in row.chunks_exact_mut(2).zip(even).zip(odd) {
+                    pair[0].write(e);
+                    pair[1].write(d);
+                }
+            }
+        }
+    }
 }
 
 /// Output channels per vector of the weight-gradient kernel.
