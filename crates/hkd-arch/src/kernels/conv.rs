@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::batchnorm::affine_input_grad;
 use super::direct::{Direct3x3, Post, Stride2InputGrad, WeightGrad3x3};
-use super::util::{Elem, Mat, dispatch, matmul, new_vec, slice, with_simd};
+use super::util::{Elem, Mat, dispatch, gather_stride2, matmul, new_vec, slice, with_simd};
 use super::{ConvPath, Ops, fast_path, generic};
 
 /// Convolution geometry: input [n, c, h, w], weight [o, c, kh, kw], output [n, o, ho, wo].
@@ -318,8 +318,11 @@ fn im2col<T: Elem>(x: &[T], g: &Geom, cols: &mut [T]) {
                         let src = &x[(ci * g.h + iy - g.pad) * g.w..][..g.w];
                         let base = lo * s + kj - g.pad;
                         out[..lo].fill(T::ZERO);
+                        let n = hi - lo;
                         if s == 1 {
-                            out[lo..hi].copy_from_slice(&src[base..base + (hi - lo)]);
+                            out[lo..hi].copy_from_slice(&src[base..base + n]);
+                        } else if s == 2 {
+                            gather_stride2(&src[base..base + 2 * n - 1], &mut out[lo..hi]);
                         } else {
                             for (t, o) in out[lo..hi].iter_mut().enumerate() {
                                 *o = src[base + s * t];

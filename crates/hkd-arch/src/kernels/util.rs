@@ -18,6 +18,11 @@ pub(crate) trait Elem: WithDType + Copy + Send + Sync + 'static {
         None
     }
 
+    /// The mutable slice as f32 slice where `Self` is f32.
+    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
+    }
+
     /// An f32 result as a vector of `Self` (only called where `as_f32` gave `Some`).
     fn from_f32_vec(v: Vec<f32>) -> Vec<Self> {
         v.into_iter().map(|x| Self::from_f64(x as f64)).collect()
@@ -32,6 +37,10 @@ impl Elem for f32 {
     }
 
     fn as_f32_out(s: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<f32>]> {
+        Some(s)
+    }
+
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
         Some(s)
     }
 
@@ -402,6 +411,53 @@ mod avx512 {
     }
 }
 
+/// `dst[t] = src[2·t]` for every `t < dst.len()` (`src` holds at least `2·dst.len() − 1`
+/// values): the gather of a stride-2 column matrix. For f32 with AVX-512, 16 values per
+/// two masked loads and one two-source permute (the compiler's loop left the ragged
+/// tails of short image rows to scalar code).
+pub(crate) fn gather_stride2<T: Elem>(src: &[T], dst: &mut [T]) {
+    let n = dst.len();
+    assert!(
+        n == 0 || src.len() >= 2 * n - 1,
+        "gather_stride2: source too short"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512()
+        && let (Some(s), Some(d)) = (T::as_f32(src), T::as_f32_mut(dst))
+    {
+        // SAFETY: AVX-512 is present; lengths checked above.
+        unsafe { gather_stride2_avx512(s, d) };
+        return;
+    }
+    for (t, o) in dst.iter_mut().enumerate() {
+        *o = src[2 * t];
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_stride2_avx512(src: &[f32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let mask = |k: usize| ((1u32 << k.min(16)) - 1) as u16;
+    for t in (0..dst.len()).step_by(16) {
+        let m = (dst.len() - t).min(16);
+        let s0 = 2 * t;
+        // The values used are src[s0 .. s0 + 2·m − 1], all inside src; masked-off lanes
+        // are neither read nor written.
+        let need = 2 * m - 1;
+        let p = src.as_ptr().wrapping_add(s0);
+        // SAFETY: the masks cover need ≤ src.len() − s0 values from p, and m values of dst
+        // from t.
+        unsafe {
+            let a = _mm512_maskz_loadu_ps(mask(need), p);
+            let b = _mm512_maskz_loadu_ps(mask(need.saturating_sub(16)), p.wrapping_add(16));
+            let v = _mm512_permutex2var_ps(a, even, b);
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(t), mask(m), v);
+        }
+    }
+}
+
 /// Rayon's minimum number of `chunk`-sized items per task so that a task touches at least
 /// ~16k elements (tiny tasks cost more in scheduling than they save).
 pub(crate) fn min_items(chunk: usize) -> usize {
@@ -425,4 +481,32 @@ pub(crate) unsafe fn new_vec<T: Elem>(
     // SAFETY: every element was written (the caller's contract); MaybeUninit<T> has T's
     // layout, and length and capacity are those of the same allocation.
     unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<T>(), v.len(), v.capacity()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_stride2_takes_every_other_value_at_every_length() {
+        #[cfg(target_arch = "x86_64")]
+        if !has_avx512() {
+            eprintln!("note: no AVX-512 on this CPU, so only the portable loop is tested");
+        }
+        for n in 0..50usize {
+            // The shortest source allowed, and one a value longer.
+            for extra in [0, 1] {
+                let len = (2 * n).saturating_sub(1) + extra;
+                let src: Vec<f32> = (0..len).map(|i| i as f32 + 0.5).collect();
+                let mut dst = vec![-1f32; n];
+                gather_stride2(&src, &mut dst);
+                let want: Vec<f32> = (0..n).map(|t| (2 * t) as f32 + 0.5).collect();
+                assert_eq!(dst, want, "n = {n}, source length {len}");
+                let src64: Vec<f64> = src.iter().map(|&v| v as f64).collect();
+                let mut dst64 = vec![-1f64; n];
+                gather_stride2(&src64, &mut dst64);
+                assert!(dst64.iter().zip(&want).all(|(&a, &b)| a == b as f64));
+            }
+        }
+    }
 }
