@@ -420,9 +420,9 @@ fn make_conv2d(
 impl Conv2d {
     /// The detached weight and the configuration of a convolution without bias (for the
     /// fused evaluation of [`BatchNorm2d::after_conv`]).
-    fn plain_weight(&self) -> Option<(Tensor, Conv2dConfig)> {
+    fn plain_weight(&self, train: bool) -> Option<(Tensor, Conv2dConfig)> {
         match &self.weights {
-            Weights::Tensors { weight, bias: None } => Some((use_param(weight, false), self.cfg)),
+            Weights::Tensors { weight, bias: None } => Some((use_param(weight, train), self.cfg)),
             _ => None,
         }
     }
@@ -569,7 +569,7 @@ impl BatchNorm2d {
             )));
         }
         if train {
-            self.forward_train(x, (n, c, h, w), false)
+            self.forward_train(x, (n, c, h, w), false, None)
         } else if kernels::fast_path(x) {
             let (scale, shift) = self.eval_coefficients()?;
             Ok(kernels::channel_affine(x, &scale, &shift, false)?)
@@ -586,12 +586,14 @@ impl BatchNorm2d {
         }
     }
 
-    /// Training-mode forward, followed by a ReLU when `relu` (fused on the fast path).
+    /// Training-mode forward, followed by a ReLU when `relu` (fused on the fast path);
+    /// `moments`: x's batch mean and variance where the op that made x gave them.
     fn forward_train(
         &self,
         x: &Tensor,
         (n, c, h, w): (usize, usize, usize, usize),
         relu: bool,
+        moments: Option<kernels::BatchMoments>,
     ) -> Result<Tensor> {
         let count = n * h * w;
         if count < 2 {
@@ -601,7 +603,10 @@ impl BatchNorm2d {
             )));
         }
         if kernels::fast_path(x) {
-            let (mean, var) = kernels::channel_stats(x)?;
+            let (mean, var) = match moments {
+                Some(m) => m,
+                None => kernels::channel_stats(x)?,
+            };
             let y = kernels::batch_norm_train(
                 x,
                 self.weight.as_tensor(),
@@ -701,7 +706,7 @@ impl BatchNorm2d {
     ) -> Result<Tensor> {
         if !train
             && kernels::fast_path(x)
-            && let Some((w, cfg)) = conv.plain_weight()
+            && let Some((w, cfg)) = conv.plain_weight(false)
             && w.dim(0)? == self.channels
         {
             let (scale, shift) = self.eval_coefficients()?;
@@ -713,6 +718,24 @@ impl BatchNorm2d {
             return Ok(kernels::conv2d_affine(
                 x, &w, stride, padding, groups, &scale, &shift, relu,
             )?);
+        }
+        // In training, the convolution also gives its output's batch moments where its
+        // direct kernel runs (taken while each image's output is in cache).
+        if train
+            && kernels::fast_path(x)
+            && let Some((w, cfg)) = conv.plain_weight(true)
+            && cfg.groups == 1
+            && w.dim(0)? == self.channels
+        {
+            let (y, moments) = kernels::conv2d_stats(x, &w, cfg.stride, cfg.padding)?;
+            if let Some(m) = moments {
+                return self.forward_train(&y, y.dims4()?, relu, Some(m));
+            }
+            return if relu {
+                self.forward_relu(&y, true)
+            } else {
+                self.forward(&y, true)
+            };
         }
         let y = conv.forward_t(x, train)?;
         if relu {
@@ -728,7 +751,7 @@ impl BatchNorm2d {
         match x.dims4() {
             Ok((n, c, h, w)) if c == self.channels => {
                 if train {
-                    self.forward_train(x, (n, c, h, w), true)
+                    self.forward_train(x, (n, c, h, w), true, None)
                 } else if kernels::fast_path(x) {
                     let (scale, shift) = self.eval_coefficients()?;
                     Ok(kernels::channel_affine(x, &scale, &shift, true)?)

@@ -355,6 +355,72 @@ fn batch_norm_gradients_match_finite_differences() {
 }
 
 #[test]
+fn conv_with_batch_moments_matches_conv_and_channel_stats() {
+    // A training BatchNorm after a convolution: where the direct kernel runs (f32, 3x3,
+    // stride 1 or 2, AVX-512) the convolution also gives the output's batch mean and
+    // variance; the output and its gradients are the plain convolution's, the moments
+    // channel_stats' to f64 rounding. Elsewhere no moments.
+    let mut fused_cases = 0;
+    for &(n, c, h, w, o, k, s, p) in CONV_CASES {
+        for dtype in [DType::F32, DType::F64] {
+            // Offset and scaled so that the mean is not small against the spread.
+            let x = random(&[n, c, h, w], dtype, 21).affine(3.0, 2.0).unwrap();
+            let wt = random(&[o, c, k, k], dtype, 22);
+            let what = format!("conv_stats {:?} {dtype:?}", (n, c, h, w, o, k, s, p));
+            let xv = Var::from_tensor(&x).unwrap();
+            let (y, moments) = kernels::conv2d_stats(xv.as_tensor(), &wt, s, p).unwrap();
+            let xu = Var::from_tensor(&x).unwrap();
+            let plain = kernels::conv2d(xu.as_tensor(), &wt, s, p, 1).unwrap();
+            assert_eq!(values(&y), values(&plain), "{what}: values");
+            let r = random(y.dims(), dtype, 23);
+            let gy = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let gp = (&plain * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            assert_eq!(
+                values(gy.get(xv.as_tensor()).unwrap()),
+                values(gp.get(xu.as_tensor()).unwrap()),
+                "{what}: input gradient"
+            );
+            let Some((mean, var)) = moments else {
+                continue;
+            };
+            fused_cases += 1;
+            assert_eq!(dtype, DType::F32, "{what}: moments only for f32");
+            let (m2, v2) = kernels::channel_stats(&plain).unwrap();
+            for ci in 0..o {
+                let (dm, dv) = ((mean[ci] - m2[ci]).abs(), (var[ci] - v2[ci]).abs());
+                assert!(
+                    dm <= 1e-12 * (1.0 + m2[ci].abs()),
+                    "{what}: mean {ci}: {mean:?} vs {m2:?}"
+                );
+                assert!(
+                    dv <= 1e-10 * (1.0 + v2[ci]),
+                    "{what}: variance {ci}: {var:?} vs {v2:?}"
+                );
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    let direct = avx512 && std::env::var("HKD_ARCH_DIRECT_CONV").map_or(true, |v| v != "0");
+    if direct {
+        assert!(
+            fused_cases >= 8,
+            "only {fused_cases} cases took the fused path"
+        );
+    } else {
+        eprintln!("note: no direct kernel here (no AVX-512 or switched off): moments not tested");
+        assert_eq!(fused_cases, 0);
+    }
+}
+
+#[test]
 fn fused_conv_affine_equals_the_two_ops() {
     // BatchNorm in evaluation after a convolution: one op where the direct kernel runs
     // (f32, 3x3, stride 1 or 2), the same bits as conv2d then channel_affine, and the same

@@ -7,13 +7,16 @@
 //! use the image itself as the column matrix.
 
 use std::mem::MaybeUninit;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
 use super::batchnorm::affine_input_grad;
 use super::direct::{Direct3x3, Post, Stride2InputGrad, WeightGrad3x3};
-use super::util::{Elem, Mat, dispatch, gather_stride2, matmul, new_vec, slice, with_simd};
+use super::util::{
+    Elem, Mat, dispatch, gather_stride2, matmul, new_vec, slice, sum_and_sq, with_simd,
+};
 use super::{ConvPath, Ops, fast_path, generic};
 
 /// Convolution geometry: input [n, c, h, w], weight [o, c, kh, kw], output [n, o, ho, wo].
@@ -450,6 +453,120 @@ pub fn conv2d_affine(
             relu,
         },
     )
+}
+
+/// Per-channel batch mean and biased variance (f64), as [`super::channel_stats`] gives them.
+pub type BatchMoments = (Vec<f64>, Vec<f64>);
+
+/// `conv2d(x, w, stride, padding, 1)` and, where the direct kernel runs it (f32, 3×3,
+/// AVX-512), the per-channel mean and biased variance of its output for a training
+/// BatchNorm: each image's Σy and Σy² are taken right after its output is stored, while
+/// it is in cache, instead of two more passes over the whole output; the images' sums are
+/// added in image order (the same result whatever the number of threads), and the
+/// variance is Σy²/M − mean² in f64. `None` where the convolution takes another path (the
+/// caller computes the statistics itself). Differentiable as [`conv2d`].
+pub fn conv2d_stats(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> Result<(Tensor, Option<BatchMoments>)> {
+    let fused = x.dtype() == DType::F32
+        && conv_path(x, w, stride, padding, 1)? == ConvPath::Kernels
+        && Geom::new(x.dims4()?, w.dims4()?, stride, padding).is_some_and(|g| direct_fits(&g));
+    if !fused {
+        return Ok((conv2d(x, w, stride, padding, 1)?, None));
+    }
+    let out = Arc::new(Mutex::new(None));
+    let y = x.contiguous()?.apply_op2(
+        &w.contiguous()?,
+        ConvStats {
+            conv: Conv2dOp { stride, padding },
+            out: out.clone(),
+        },
+    )?;
+    let moments = out
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("poisoned".into()))?
+        .take();
+    Ok((y, moments))
+}
+
+/// [`conv2d_stats`]'s op (built only where the direct kernel applies): the convolution,
+/// with the batch moments of its output left in `out`.
+struct ConvStats {
+    conv: Conv2dOp,
+    out: Arc<Mutex<Option<BatchMoments>>>,
+}
+
+impl CustomOp2 for ConvStats {
+    fn name(&self) -> &'static str {
+        "hkd-conv2d-stats"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(dims4(l1)?, dims4(l2)?, self.conv.stride, self.conv.padding);
+        let x = slice::<f32>(s1, l1, "hkd-conv2d-stats")?;
+        let w = slice::<f32>(s2, l2, "hkd-conv2d-stats")?;
+        let Some((g, d)) = g.and_then(|g| Some((g, direct3x3(&g, w, false)?))) else {
+            bail!(
+                "hkd-conv2d-stats: no direct kernel for shapes {:?} and {:?}",
+                l1.dims(),
+                l2.dims()
+            )
+        };
+        let (img, p) = (g.img(), g.p());
+        // Per image and channel: Σy, Σy².
+        let mut sums = vec![(0f64, 0f64); g.n * g.o];
+        let fill = |y: &mut [MaybeUninit<f32>]| {
+            y.par_chunks_mut(d.out_len())
+                .zip(sums.par_chunks_mut(g.o))
+                .enumerate()
+                .for_each_init(Vec::new, |xp, (i, (yi, si))| {
+                    d.run(&x[i * img..(i + 1) * img], xp, yi, None);
+                    // SAFETY: `Direct3x3::run` wrote every element of y_i.
+                    let yi = unsafe { &*(yi as *const [MaybeUninit<f32>] as *const [f32]) };
+                    for (s, plane) in si.iter_mut().zip(yi.chunks_exact(p)) {
+                        *s = sum_and_sq(plane);
+                    }
+                })
+        };
+        // SAFETY: `Direct3x3::run` writes each image's [o, p] block in full.
+        let y = unsafe { new_vec(g.n * g.o * p, fill) };
+        let count = (g.n * p) as f64;
+        let (mut mean, mut var) = (vec![0f64; g.o], vec![0f64; g.o]);
+        for si in sums.chunks_exact(g.o) {
+            for ((m, v), &(s, q)) in mean.iter_mut().zip(var.iter_mut()).zip(si) {
+                *m += s;
+                *v += q;
+            }
+        }
+        for (m, v) in mean.iter_mut().zip(var.iter_mut()) {
+            *m /= count;
+            *v = (*v / count - *m * *m).max(0.0);
+        }
+        *self
+            .out
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("poisoned".into()))? = Some((mean, var));
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.ho, g.wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        self.conv.bwd(x, w, res, grad)
+    }
 }
 
 /// [`conv2d_affine`]'s fused op (built only where the direct kernel applies).

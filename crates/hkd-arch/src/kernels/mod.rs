@@ -50,7 +50,7 @@ use std::sync::OnceLock;
 use candle_core::{DType, Tensor};
 
 pub use batchnorm::{batch_norm_train, channel_affine, channel_stats};
-pub use conv::{conv_path, conv2d, conv2d_affine};
+pub use conv::{BatchMoments, conv_path, conv2d, conv2d_affine, conv2d_stats};
 pub use elementwise::{add, add_relu, relu, shake_mix, subsample2};
 
 /// Whether `t` is handled by the kernels of this module: on the CPU, in f32 or f64, and

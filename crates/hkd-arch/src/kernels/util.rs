@@ -411,6 +411,68 @@ mod avx512 {
     }
 }
 
+/// (Σ x, Σ x²) in f64 over `xs` (one read pass: the batch statistics of a convolution's
+/// output while it is still in cache). The sums run in 32 lanes (lane i takes the
+/// elements ≡ i mod 32), then the lanes in order, then the tail: the same order with
+/// AVX-512 (four independent 8-lane accumulators) as without.
+pub(crate) fn sum_and_sq(xs: &[f32]) -> (f64, f64) {
+    const L: usize = 32;
+    let n = xs.len() / L * L;
+    #[cfg(target_arch = "x86_64")]
+    let lanes = has_avx512().then(|| {
+        // SAFETY: AVX-512 is present.
+        unsafe { sum_and_sq_avx512(&xs[..n]) }
+    });
+    #[cfg(not(target_arch = "x86_64"))]
+    let lanes: Option<([f64; L], [f64; L])> = None;
+    let (a, b) = lanes.unwrap_or_else(|| sum_and_sq_lanes(&xs[..n]));
+    let (mut s, mut q): (f64, f64) = (a.iter().sum(), b.iter().sum());
+    for &v in &xs[n..] {
+        let v = v as f64;
+        s += v;
+        q += v * v;
+    }
+    (s, q)
+}
+
+/// [`sum_and_sq`]'s 32 lanes over `xs` (a multiple of 32 long), portable.
+fn sum_and_sq_lanes(xs: &[f32]) -> ([f64; 32], [f64; 32]) {
+    let (mut a, mut b) = ([0f64; 32], [0f64; 32]);
+    for c in xs.chunks_exact(32) {
+        for i in 0..32 {
+            let v = c[i] as f64;
+            a[i] += v;
+            b[i] += v * v;
+        }
+    }
+    (a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sum_and_sq_avx512(xs: &[f32]) -> ([f64; 32], [f64; 32]) {
+    use std::arch::x86_64::*;
+    let mut a = [_mm512_setzero_pd(); 4];
+    let mut b = [_mm512_setzero_pd(); 4];
+    for c in xs.chunks_exact(32) {
+        for k in 0..4 {
+            // SAFETY: c holds 32 values; lanes 8k..8k + 8.
+            let v = _mm512_cvtps_pd(unsafe { _mm256_loadu_ps(c.as_ptr().add(8 * k)) });
+            a[k] = _mm512_add_pd(a[k], v);
+            b[k] = _mm512_add_pd(b[k], _mm512_mul_pd(v, v));
+        }
+    }
+    let (mut sa, mut sb) = ([0f64; 32], [0f64; 32]);
+    for k in 0..4 {
+        // SAFETY: 8 values into lanes 8k..8k + 8 of 32.
+        unsafe {
+            _mm512_storeu_pd(sa.as_mut_ptr().add(8 * k), a[k]);
+            _mm512_storeu_pd(sb.as_mut_ptr().add(8 * k), b[k]);
+        }
+    }
+    (sa, sb)
+}
+
 /// `dst[t] = src[2·t]` for every `t < dst.len()` (`src` holds at least `2·dst.len() − 1`
 /// values): the gather of a stride-2 column matrix. For f32 with AVX-512, 16 values per
 /// two masked loads and one two-source permute (the compiler's loop left the ragged
@@ -486,6 +548,34 @@ pub(crate) unsafe fn new_vec<T: Elem>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sum_and_sq_matches_the_plain_sums() {
+        for n in [0usize, 1, 31, 32, 33, 100, 1024, 1031] {
+            let xs: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.37)
+                .collect();
+            let (s, q) = sum_and_sq(&xs);
+            let s2: f64 = xs.iter().map(|&v| v as f64).sum();
+            let q2: f64 = xs.iter().map(|&v| (v as f64) * (v as f64)).sum();
+            assert!(
+                (s - s2).abs() <= 1e-9 * (1.0 + s2.abs()),
+                "n = {n}: {s} vs {s2}"
+            );
+            assert!((q - q2).abs() <= 1e-9 * (1.0 + q2), "n = {n}: {q} vs {q2}");
+            #[cfg(target_arch = "x86_64")]
+            if has_avx512() {
+                let m = n / 32 * 32;
+                // SAFETY: AVX-512 is present.
+                let simd = unsafe { sum_and_sq_avx512(&xs[..m]) };
+                assert_eq!(
+                    simd,
+                    sum_and_sq_lanes(&xs[..m]),
+                    "n = {n}: SIMD and portable lanes"
+                );
+            }
+        }
+    }
 
     #[test]
     fn gather_stride2_takes_every_other_value_at_every_length() {
