@@ -498,6 +498,15 @@ pub(crate) fn batch_norm2d(channels: usize, mut vb: Builder<'_>) -> Result<Batch
     })
 }
 
+/// What follows a BatchNorm in a fused training op: nothing, a ReLU, or the residual add
+/// and the ReLU after it.
+#[derive(Clone, Copy)]
+enum Tail<'a> {
+    None,
+    Relu,
+    AddRelu(&'a Tensor),
+}
+
 /// `nn.BatchNorm2d` with PyTorch semantics: in training, batch statistics (biased variance
 /// for normalising), running stats updated with momentum 0.1 and the unbiased variance,
 /// `num_batches_tracked` incremented; in evaluation, running stats; eps 1e-5.
@@ -569,7 +578,7 @@ impl BatchNorm2d {
             )));
         }
         if train {
-            self.forward_train(x, (n, c, h, w), false, None)
+            self.forward_train(x, (n, c, h, w), Tail::None, None)
         } else if kernels::fast_path(x) {
             let (scale, shift) = self.eval_coefficients()?;
             Ok(kernels::channel_affine(x, &scale, &shift, false)?)
@@ -586,13 +595,13 @@ impl BatchNorm2d {
         }
     }
 
-    /// Training-mode forward, followed by a ReLU when `relu` (fused on the fast path);
-    /// `moments`: x's batch mean and variance where the op that made x gave them.
+    /// Training-mode forward, followed by `tail` (fused on the fast path); `moments`: x's
+    /// batch mean and variance where the op that made x gave them.
     fn forward_train(
         &self,
         x: &Tensor,
         (n, c, h, w): (usize, usize, usize, usize),
-        relu: bool,
+        tail: Tail<'_>,
         moments: Option<kernels::BatchMoments>,
     ) -> Result<Tensor> {
         let count = n * h * w;
@@ -607,15 +616,20 @@ impl BatchNorm2d {
                 Some(m) => m,
                 None => kernels::channel_stats(x)?,
             };
-            let y = kernels::batch_norm_train(
-                x,
-                self.weight.as_tensor(),
-                self.bias.as_tensor(),
-                &mean,
-                &var,
-                BN_EPS,
-                relu,
-            )?;
+            let (gamma, beta) = (self.weight.as_tensor(), self.bias.as_tensor());
+            let y = match tail {
+                Tail::AddRelu(r) if kernels::fast_path(r) && r.shape() == x.shape() => {
+                    kernels::batch_norm_train_add_relu(x, gamma, beta, &mean, &var, BN_EPS, r)?
+                }
+                Tail::AddRelu(r) => {
+                    let y = kernels::batch_norm_train(x, gamma, beta, &mean, &var, BN_EPS, false)?;
+                    kernels::add_relu(&y, r)?
+                }
+                _ => {
+                    let relu = matches!(tail, Tail::Relu);
+                    kernels::batch_norm_train(x, gamma, beta, &mean, &var, BN_EPS, relu)?
+                }
+            };
             let batch_mean = Tensor::from_vec(mean, c, x.device())?.to_dtype(x.dtype())?;
             let batch_var = Tensor::from_vec(var, c, x.device())?.to_dtype(x.dtype())?;
             self.update_running_stats(&batch_mean, &batch_var, count)?;
@@ -643,7 +657,11 @@ impl BatchNorm2d {
         let batch_mean = mean.detach().flatten_all()?;
         let batch_var = var.detach().flatten_all()?;
         self.update_running_stats(&batch_mean, &batch_var, count)?;
-        Ok(if relu { kernels::relu(&y)? } else { y })
+        Ok(match tail {
+            Tail::None => y,
+            Tail::Relu => kernels::relu(&y)?,
+            Tail::AddRelu(r) => kernels::add_relu(&y, r)?,
+        })
     }
 
     /// running = (1 − momentum)·running + momentum·batch (the variance unbiased),
@@ -696,13 +714,40 @@ impl BatchNorm2d {
 
     /// `self(conv(x))`, then a ReLU where `relu`. In evaluation on the CPU kernels' path
     /// this is one op ([`kernels::conv2d_affine`]: the convolution stores its output
-    /// already normalised, where its direct kernel runs); otherwise the two layers.
+    /// already normalised, where its direct kernel runs); in training there the
+    /// convolution also gives its output's batch moments ([`kernels::conv2d_stats`]);
+    /// otherwise the two layers.
     pub(crate) fn after_conv(
         &self,
         conv: &Conv2d,
         x: &Tensor,
         train: bool,
         relu: bool,
+    ) -> Result<Tensor> {
+        let tail = if relu { Tail::Relu } else { Tail::None };
+        self.after_conv_with(conv, x, train, tail)
+    }
+
+    /// `relu(self(conv(x)) + residual)`, the end of a residual block: in training on the
+    /// kernels' path one op for the normalisation, the add and the ReLU
+    /// ([`kernels::batch_norm_train_add_relu`]), else [`after_conv`](Self::after_conv)
+    /// and the add + ReLU.
+    pub(crate) fn after_conv_add_relu(
+        &self,
+        conv: &Conv2d,
+        x: &Tensor,
+        residual: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        self.after_conv_with(conv, x, train, Tail::AddRelu(residual))
+    }
+
+    fn after_conv_with(
+        &self,
+        conv: &Conv2d,
+        x: &Tensor,
+        train: bool,
+        tail: Tail<'_>,
     ) -> Result<Tensor> {
         if !train
             && kernels::fast_path(x)
@@ -715,33 +760,33 @@ impl BatchNorm2d {
                 stride,
                 groups,
             } = cfg;
-            return Ok(kernels::conv2d_affine(
-                x, &w, stride, padding, groups, &scale, &shift, relu,
-            )?);
+            let relu = matches!(tail, Tail::Relu);
+            let y = kernels::conv2d_affine(x, &w, stride, padding, groups, &scale, &shift, relu)?;
+            return Ok(match tail {
+                Tail::AddRelu(r) => kernels::add_relu(&y, r)?,
+                _ => y,
+            });
         }
         // In training, the convolution also gives its output's batch moments where its
         // direct kernel runs (taken while each image's output is in cache).
-        if train
+        let (y, moments) = if train
             && kernels::fast_path(x)
             && let Some((w, cfg)) = conv.plain_weight(true)
             && cfg.groups == 1
             && w.dim(0)? == self.channels
         {
-            let (y, moments) = kernels::conv2d_stats(x, &w, cfg.stride, cfg.padding)?;
-            if let Some(m) = moments {
-                return self.forward_train(&y, y.dims4()?, relu, Some(m));
-            }
-            return if relu {
-                self.forward_relu(&y, true)
-            } else {
-                self.forward(&y, true)
-            };
-        }
-        let y = conv.forward_t(x, train)?;
-        if relu {
-            self.forward_relu(&y, train)
+            kernels::conv2d_stats(x, &w, cfg.stride, cfg.padding)?
         } else {
-            self.forward(&y, train)
+            (conv.forward_t(x, train)?, None)
+        };
+        match (moments, tail) {
+            (Some(m), tail) => self.forward_train(&y, y.dims4()?, tail, Some(m)),
+            (None, Tail::None) => self.forward(&y, train),
+            (None, Tail::Relu) => self.forward_relu(&y, train),
+            (None, Tail::AddRelu(r)) => {
+                let y = self.forward(&y, train)?;
+                Ok(kernels::add_relu(&y, r)?)
+            }
         }
     }
 
@@ -751,7 +796,7 @@ impl BatchNorm2d {
         match x.dims4() {
             Ok((n, c, h, w)) if c == self.channels => {
                 if train {
-                    self.forward_train(x, (n, c, h, w), true, None)
+                    self.forward_train(x, (n, c, h, w), Tail::Relu, None)
                 } else if kernels::fast_path(x) {
                     let (scale, shift) = self.eval_coefficients()?;
                     Ok(kernels::channel_affine(x, &scale, &shift, true)?)

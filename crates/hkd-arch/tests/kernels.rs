@@ -272,6 +272,45 @@ fn bn_grads(
 }
 
 #[test]
+fn batch_norm_add_relu_equals_the_two_ops() {
+    // The end of a residual block in training: one op, the same bits as batch_norm_train
+    // then add_relu, values and the gradients of x, γ, β and the residual.
+    for (k, &[n, c, h, w]) in BN_SHAPES.iter().enumerate() {
+        for dtype in [DType::F32, DType::F64] {
+            let seed = 40 + 10 * k as u64;
+            let x = random(&[n, c, h, w], dtype, seed);
+            let r = random(&[n, c, h, w], dtype, seed + 1);
+            let gamma = random(&[c], dtype, seed + 2);
+            let beta = random(&[c], dtype, seed + 3);
+            let (mean, var) = kernels::channel_stats(&x).unwrap();
+            let run = |fused: bool| {
+                let vars: Vec<Var> = [&x, &gamma, &beta, &r]
+                    .iter()
+                    .map(|t| Var::from_tensor(t).unwrap())
+                    .collect();
+                let [xv, gv, bv, rv] = [0, 1, 2, 3].map(|i| vars[i].as_tensor());
+                let y = if fused {
+                    kernels::batch_norm_train_add_relu(xv, gv, bv, &mean, &var, 1e-5, rv).unwrap()
+                } else {
+                    let z =
+                        kernels::batch_norm_train(xv, gv, bv, &mean, &var, 1e-5, false).unwrap();
+                    kernels::add_relu(&z, rv).unwrap()
+                };
+                let dy = random(y.dims(), dtype, seed + 4);
+                let g = (&y * dy).unwrap().sum_all().unwrap().backward().unwrap();
+                let mut out = vec![values(&y)];
+                out.extend(vars.iter().map(|v| values(g.get(v.as_tensor()).unwrap())));
+                out
+            };
+            let (fused, two) = (run(true), run(false));
+            for (i, what) in ["values", "dx", "dγ", "dβ", "dr"].iter().enumerate() {
+                assert_eq!(fused[i], two[i], "{:?} {dtype:?}: {what}", [n, c, h, w]);
+            }
+        }
+    }
+}
+
+#[test]
 fn batch_norm_forward_and_gradients_match_candle() {
     for (i, shape) in BN_SHAPES.iter().enumerate() {
         for (dtype, tol) in [(DType::F32, 2e-5), (DType::F64, 1e-11)] {

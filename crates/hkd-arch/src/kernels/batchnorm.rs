@@ -4,12 +4,15 @@
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail,
 };
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::elementwise::pos;
 use super::fast_path;
 use super::util::{
-    BnAffine, Elem, dispatch, min_items, new_vec, slice, sum, sum_dy_dyx, sum_sq_dev, with_simd,
+    BnAffine, Elem, SideResult, dispatch, min_items, new_vec, slice, sum, sum_dy_dyx, sum_sq_dev,
+    with_simd,
 };
 
 fn nc_hw(l: &Layout, op: &str) -> Result<(usize, usize, usize)> {
@@ -279,19 +282,11 @@ impl CustomOp3 for BnTrain {
                 .reshape(beta.shape())
         });
         let dx = if x.track_op() {
-            let mut coef = Vec::with_capacity(3 * c);
-            for (((&is, &gc), &sx), &sd) in invstd.iter().zip(&g).zip(sdyx).zip(sdy) {
-                let a = gc * is;
-                // dx = a·(dy − Σdy/M − x̂·Σ(dy·x̂)/M), x̂ = (x − mean)·invstd
-                coef.push(a);
-                coef.push(-a * is * is * sx / count);
-                coef.push(-a * sd / count);
-            }
             Some(x.apply_op2_no_bwd(
                 &grad,
                 &BnBwdInput {
                     mean: self.stats.mean.clone(),
-                    coef,
+                    coef: input_grad_coef(invstd, &g, sdy, sdyx, count),
                     relu,
                 },
             )?)
@@ -300,6 +295,260 @@ impl CustomOp3 for BnTrain {
         };
         Ok((dx, dgamma.transpose()?, dbeta.transpose()?))
     }
+}
+
+/// The end of a residual block in training: `max(BN(x) + r, 0)` with the batch statistics
+/// `mean` and `var` (biased), in one pass instead of BatchNorm's write pass and the
+/// add + ReLU pass over its output; differentiable in x, γ, β and r. The same operations
+/// as [`batch_norm_train`] followed by [`add_relu`](super::add_relu), so the same bits,
+/// values and gradients. Backward: one pass masks the incoming gradient by the output
+/// (r's gradient) and sums it per channel, then BatchNorm's input-gradient pass. `x` and
+/// `r` [N, C, H, W] must be on the fast path with the same shape.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train_add_relu(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &[f64],
+    var: &[f64],
+    eps: f64,
+    r: &Tensor,
+) -> Result<Tensor> {
+    if !fast_path(x) || r.dtype() != x.dtype() || !r.device().is_cpu() || r.shape() != x.shape() {
+        bail!("batch_norm_train_add_relu: x and r must be CPU f32/f64 tensors of one shape")
+    }
+    let c = x.dim(1)?;
+    if mean.len() != c || var.len() != c || gamma.elem_count() != c || beta.elem_count() != c {
+        bail!(
+            "batch_norm_train_add_relu: {c} channels but {} means, {} variances",
+            mean.len(),
+            var.len()
+        )
+    }
+    // γ and β as one input ([γ; β]): a custom op takes at most three.
+    let gb = Tensor::cat(&[gamma.flatten_all()?, beta.flatten_all()?], 0)?;
+    let invstd = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    x.contiguous()?.apply_op3(
+        &gb,
+        &r.contiguous()?,
+        BnTrainAddRelu {
+            stats: BatchStats {
+                mean: mean.to_vec(),
+                invstd,
+            },
+        },
+    )
+}
+
+struct BnTrainAddRelu {
+    stats: BatchStats,
+}
+
+fn bn_add_relu_fwd<T: Elem>(
+    op: &BnTrainAddRelu,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    s3: &CpuStorage,
+    l3: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let (_, c, hw) = nc_hw(l1, "hkd-bn-add-relu")?;
+    let (x, r) = x_and_dy::<T>("hkd-bn-add-relu", s1, l1, s3, l3)?;
+    let gb: Vec<f64> = slice::<T>(s2, l2, "hkd-bn-add-relu")?
+        .iter()
+        .map(|v| v.to_f64())
+        .collect();
+    if gb.len() != 2 * c {
+        bail!(
+            "hkd-bn-add-relu: {c} channels but {} values of γ and β",
+            gb.len()
+        )
+    }
+    let affine = op.stats.affine::<T>(&gb[..c], &gb[c..]);
+    // SAFETY: y, x and r have the same length and chunking; every element is written.
+    let y = unsafe {
+        new_vec(x.len(), |y| {
+            y.par_chunks_mut(hw)
+                .with_min_len(min_items(hw))
+                .zip(x.par_chunks(hw).zip(r.par_chunks(hw)))
+                .enumerate()
+                .for_each(|(i, (yp, (xp, rp)))| {
+                    with_simd!({
+                        let a = affine[i % c];
+                        for ((o, &v), &u) in yp.iter_mut().zip(xp).zip(rp) {
+                            o.write(pos(a.apply(v) + u));
+                        }
+                    })
+                })
+        })
+    };
+    Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
+}
+
+impl CustomOp3 for BnTrainAddRelu {
+    fn name(&self) -> &'static str {
+        "hkd-bn-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(
+            "hkd-bn-add-relu",
+            s1,
+            bn_add_relu_fwd(self, s1, l1, s2, l2, s3, l3)
+        )
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gb: &Tensor,
+        r: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, c, h, w) = x.dims4()?;
+        let count = (n * h * w) as f64;
+        // g = grad where the output is positive (r's gradient), and its sums.
+        let sums = SideResult::new();
+        let g = res.contiguous()?.apply_op3_no_bwd(
+            &grad.contiguous()?,
+            x,
+            &MaskAndReduce {
+                mean: self.stats.mean.clone(),
+                sums: sums.clone(),
+            },
+        )?;
+        let Some((sdy, sdyx)) = sums.take() else {
+            bail!("hkd-bn-add-relu backward: no sums")
+        };
+        let invstd = &self.stats.invstd;
+        let dev = x.device();
+        let dgb = gb.track_op().then(|| {
+            let mut v: Vec<f64> = (0..c).map(|ci| sdyx[ci] * invstd[ci]).collect();
+            v.extend_from_slice(&sdy);
+            Tensor::from_vec(v, 2 * c, dev)?.to_dtype(gb.dtype())
+        });
+        let dx = if x.track_op() {
+            let gamma: Vec<f64> = gb.narrow(0, 0, c)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            Some(x.apply_op2_no_bwd(
+                &g,
+                &BnBwdInput {
+                    mean: self.stats.mean.clone(),
+                    coef: input_grad_coef(invstd, &gamma, &sdy, &sdyx, count),
+                    relu: None,
+                },
+            )?)
+        } else {
+            None
+        };
+        let dr = r.track_op().then_some(g);
+        Ok((dx, dgb.transpose()?, dr))
+    }
+}
+
+/// (y, dy, x) → g = dy where y > 0, else 0; leaves Σg and Σg·(x − mean) per channel
+/// in `sums` (per image and channel while the plane is in cache, then over the images
+/// in order: the same sums as [`BnBwdReduce`] of g).
+struct MaskAndReduce {
+    mean: Vec<f64>,
+    sums: SideResult<(Vec<f64>, Vec<f64>)>,
+}
+
+fn mask_and_reduce<T: Elem>(
+    op: &MaskAndReduce,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    s3: &CpuStorage,
+    l3: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let (n, c, hw) = nc_hw(l1, "hkd-mask-reduce")?;
+    let (y, dy) = x_and_dy::<T>("hkd-mask-reduce", s1, l1, s2, l2)?;
+    let (_, x) = x_and_dy::<T>("hkd-mask-reduce", s1, l1, s3, l3)?;
+    let mut part = vec![(0f64, 0f64); n * c];
+    // SAFETY: g, y, dy and x have the same length and chunking; every element is written.
+    let g = unsafe {
+        new_vec(y.len(), |g| {
+            g.par_chunks_mut(hw)
+                .zip(part.par_iter_mut())
+                .zip(
+                    y.par_chunks(hw)
+                        .zip(dy.par_chunks(hw).zip(x.par_chunks(hw))),
+                )
+                .enumerate()
+                .for_each(|(i, ((gp, sp), (yp, (dp, xp))))| {
+                    with_simd!({
+                        for ((o, &v), &d) in gp.iter_mut().zip(yp).zip(dp) {
+                            o.write(if v > T::ZERO { d } else { T::ZERO });
+                        }
+                    });
+                    // (Inside `new_vec`'s unsafe block.) SAFETY: every element of the
+                    // plane was just written.
+                    let gp = &*(gp as *const [MaybeUninit<T>] as *const [T]);
+                    *sp = sum_dy_dyx(gp, xp, None, op.mean[i % c]);
+                })
+        })
+    };
+    let (mut sdy, mut sdyx) = (vec![0f64; c], vec![0f64; c]);
+    for pi in part.chunks_exact(c) {
+        for ci in 0..c {
+            sdy[ci] += pi[ci].0;
+            sdyx[ci] += pi[ci].1;
+        }
+    }
+    op.sums.set((sdy, sdyx));
+    Ok((T::to_cpu_storage_owned(g), l1.shape().clone()))
+}
+
+impl CustomOp3 for MaskAndReduce {
+    fn name(&self) -> &'static str {
+        "hkd-mask-reduce"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(
+            "hkd-mask-reduce",
+            s1,
+            mask_and_reduce(self, s1, l1, s2, l2, s3, l3)
+        )
+    }
+}
+
+/// BatchNorm's input gradient `dx = a·(g − Σg/M − x̂·Σ(g·x̂)/M)`, x̂ = (x − mean)·invstd,
+/// a = γ·invstd, as [a, b, c] per channel for `dx = a·g + b·(x − mean) + c`.
+fn input_grad_coef(
+    invstd: &[f64],
+    gamma: &[f64],
+    sdy: &[f64],
+    sdyx: &[f64],
+    count: f64,
+) -> Vec<f64> {
+    let mut coef = Vec::with_capacity(3 * invstd.len());
+    for (((&is, &gc), &sx), &sd) in invstd.iter().zip(gamma).zip(sdyx).zip(sdy) {
+        let a = gc * is;
+        coef.push(a);
+        coef.push(-a * is * is * sx / count);
+        coef.push(-a * sd / count);
+    }
+    coef
 }
 
 /// (x, dy) → [2, C] f64: Σg and Σg·(x − mean) per channel, where g is dy, or with `relu`

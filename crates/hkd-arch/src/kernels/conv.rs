@@ -7,7 +7,6 @@
 //! use the image itself as the column matrix.
 
 use std::mem::MaybeUninit;
-use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
@@ -15,7 +14,7 @@ use rayon::prelude::*;
 use super::batchnorm::affine_input_grad;
 use super::direct::{Direct3x3, Post, Stride2InputGrad, WeightGrad3x3};
 use super::util::{
-    Elem, Mat, dispatch, gather_stride2, matmul, new_vec, slice, sum_and_sq, with_simd,
+    Elem, Mat, SideResult, dispatch, gather_stride2, matmul, new_vec, slice, sum_and_sq, with_simd,
 };
 use super::{ConvPath, Ops, fast_path, generic};
 
@@ -477,7 +476,7 @@ pub fn conv2d_stats(
     if !fused {
         return Ok((conv2d(x, w, stride, padding, 1)?, None));
     }
-    let out = Arc::new(Mutex::new(None));
+    let out = SideResult::new();
     let y = x.contiguous()?.apply_op2(
         &w.contiguous()?,
         ConvStats {
@@ -485,18 +484,14 @@ pub fn conv2d_stats(
             out: out.clone(),
         },
     )?;
-    let moments = out
-        .lock()
-        .map_err(|_| candle_core::Error::Msg("poisoned".into()))?
-        .take();
-    Ok((y, moments))
+    Ok((y, out.take()))
 }
 
 /// [`conv2d_stats`]'s op (built only where the direct kernel applies): the convolution,
 /// with the batch moments of its output left in `out`.
 struct ConvStats {
     conv: Conv2dOp,
-    out: Arc<Mutex<Option<BatchMoments>>>,
+    out: SideResult<BatchMoments>,
 }
 
 impl CustomOp2 for ConvStats {
@@ -551,10 +546,7 @@ impl CustomOp2 for ConvStats {
             *m /= count;
             *v = (*v / count - *m * *m).max(0.0);
         }
-        *self
-            .out
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("poisoned".into()))? = Some((mean, var));
+        self.out.set((mean, var));
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.ho, g.wo))))
     }
 

@@ -49,7 +49,7 @@ use std::sync::OnceLock;
 
 use candle_core::{DType, Tensor};
 
-pub use batchnorm::{batch_norm_train, channel_affine, channel_stats};
+pub use batchnorm::{batch_norm_train, batch_norm_train_add_relu, channel_affine, channel_stats};
 pub use conv::{BatchMoments, conv_path, conv2d, conv2d_affine, conv2d_stats};
 pub use elementwise::{add, add_relu, relu, shake_mix, subsample2};
 

@@ -177,21 +177,28 @@ macro_rules! with_simd {
             unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
+            // An expression (no `return`): code after the macro in the same function runs.
             // (`unused_unsafe`: the body may itself sit in an unsafe block.)
             if $crate::kernels::util::has_avx512() {
                 // SAFETY: the CPU supports these AVX-512 subsets (checked just above).
                 #[allow(unused_unsafe)]
-                let r = unsafe { avx512(|| $body) };
-                return r;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
+                unsafe {
+                    avx512(|| $body)
+                }
+            } else if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2 (checked just above).
                 #[allow(unused_unsafe)]
-                let r = unsafe { avx2(|| $body) };
-                return r;
+                unsafe {
+                    avx2(|| $body)
+                }
+            } else {
+                $body
             }
         }
-        $body
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $body
+        }
     }};
 }
 pub(crate) use with_simd;
@@ -517,6 +524,31 @@ unsafe fn gather_stride2_avx512(src: &[f32], dst: &mut [f32]) {
             let v = _mm512_permutex2var_ps(a, even, b);
             _mm512_mask_storeu_ps(dst.as_mut_ptr().add(t), mask(m), v);
         }
+    }
+}
+
+/// A result an op leaves beside its output tensor (a custom op returns one tensor): set
+/// in the op's CPU forward, taken by whoever applied the op right after.
+pub(crate) struct SideResult<T>(std::sync::Arc<std::sync::Mutex<Option<T>>>);
+
+impl<T> Clone for SideResult<T> {
+    fn clone(&self) -> Self {
+        SideResult(self.0.clone())
+    }
+}
+
+impl<T> SideResult<T> {
+    pub fn new() -> Self {
+        SideResult(Default::default())
+    }
+
+    pub fn set(&self, v: T) {
+        // A poisoned lock only means a panic elsewhere; the value is still ours to set.
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+    }
+
+    pub fn take(&self) -> Option<T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 

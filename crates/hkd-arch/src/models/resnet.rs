@@ -5,7 +5,6 @@
 use candle_core::{ModuleT, Tensor};
 
 use crate::error::ArchError;
-use crate::kernels;
 use crate::layers::{
     BatchNorm2d, Builder, Conv2d, Conv2dConfig, ConvInit, Ctx, InitScheme, Linear, LinearInit,
     Shortcut, batch_norm2d, conv2d_no_bias, global_avg_pool, linear,
@@ -90,9 +89,8 @@ impl BasicBlock {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx<'_>) -> Result<Tensor> {
         let t = ctx.train;
         let y = self.bn1.after_conv(&self.conv1, x, t, true)?;
-        let y = self.bn2.after_conv(&self.conv2, &y, t, false)?;
         let s = self.shortcut.forward(x, t)?;
-        Ok(kernels::add_relu(&y, &s)?)
+        self.bn2.after_conv_add_relu(&self.conv2, &y, &s, t)
     }
 }
 

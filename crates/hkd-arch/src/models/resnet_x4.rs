@@ -9,7 +9,6 @@
 use candle_core::{ModuleT, Tensor};
 
 use crate::error::ArchError;
-use crate::kernels;
 use crate::layers::{
     BatchNorm2d, Builder, Conv2d, Conv2dConfig, ConvInit, Ctx, InitScheme, Linear, LinearInit,
     batch_norm2d, conv2d_no_bias, linear,
@@ -108,12 +107,11 @@ impl BasicBlock {
 
     fn forward(&self, x: &Tensor, t: bool) -> Result<Tensor> {
         let y = self.bn1.after_conv(&self.conv1, x, t, true)?;
-        let y = self.bn2.after_conv(&self.conv2, &y, t, false)?;
         let residual = match &self.downsample {
             Some((conv, bn)) => bn.after_conv(conv, x, t, false)?,
             None => x.clone(),
         };
-        Ok(kernels::add_relu(&y, &residual)?)
+        self.bn2.after_conv_add_relu(&self.conv2, &y, &residual, t)
     }
 }
 
