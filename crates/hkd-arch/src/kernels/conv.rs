@@ -436,10 +436,8 @@ pub fn conv2d_affine(
     shift: &[f64],
     relu: bool,
 ) -> Result<Tensor> {
-    let fused = x.dtype() == DType::F32
-        && conv_path(x, w, stride, padding, groups)? == ConvPath::Kernels
-        && Geom::new(x.dims4()?, w.dims4()?, stride, padding)
-            .is_some_and(|g| direct_fits(&g) && scale.len() == g.o && shift.len() == g.o);
+    let fused = direct_geom(x, w, stride, padding, groups)?
+        .is_some_and(|g| scale.len() == g.o && shift.len() == g.o);
     if !fused {
         return super::channel_affine(&conv2d(x, w, stride, padding, groups)?, scale, shift, relu);
     }
@@ -470,9 +468,7 @@ pub fn conv2d_stats(
     stride: usize,
     padding: usize,
 ) -> Result<(Tensor, Option<BatchMoments>)> {
-    let fused = x.dtype() == DType::F32
-        && conv_path(x, w, stride, padding, 1)? == ConvPath::Kernels
-        && Geom::new(x.dims4()?, w.dims4()?, stride, padding).is_some_and(|g| direct_fits(&g));
+    let fused = direct_geom(x, w, stride, padding, 1)?.is_some();
     if !fused {
         return Ok((conv2d(x, w, stride, padding, 1)?, None));
     }
@@ -506,16 +502,9 @@ impl CustomOp2 for ConvStats {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geom::new(dims4(l1)?, dims4(l2)?, self.conv.stride, self.conv.padding);
-        let x = slice::<f32>(s1, l1, "hkd-conv2d-stats")?;
-        let w = slice::<f32>(s2, l2, "hkd-conv2d-stats")?;
-        let Some((g, d)) = g.and_then(|g| Some((g, direct3x3(&g, w, false)?))) else {
-            bail!(
-                "hkd-conv2d-stats: no direct kernel for shapes {:?} and {:?}",
-                l1.dims(),
-                l2.dims()
-            )
-        };
+        let (g, x, d) = self
+            .conv
+            .direct_operands("hkd-conv2d-stats", s1, l1, s2, l2)?;
         let (img, p) = (g.img(), g.p());
         // Per image and channel: Σy, Σy².
         let mut sums = vec![(0f64, 0f64); g.n * g.o];
@@ -561,6 +550,21 @@ impl CustomOp2 for ConvStats {
     }
 }
 
+/// The geometry of a convolution the direct forward kernel takes (f32 on the kernels'
+/// path, a fitting shape): where the fused ops apply.
+fn direct_geom(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Option<Geom>> {
+    if x.dtype() != DType::F32 || conv_path(x, w, stride, padding, groups)? != ConvPath::Kernels {
+        return Ok(None);
+    }
+    Ok(Geom::new(x.dims4()?, w.dims4()?, stride, padding).filter(direct_fits))
+}
+
 /// [`conv2d_affine`]'s fused op (built only where the direct kernel applies).
 struct ConvAffine {
     conv: Conv2dOp,
@@ -581,16 +585,9 @@ impl CustomOp2 for ConvAffine {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geom::new(dims4(l1)?, dims4(l2)?, self.conv.stride, self.conv.padding);
-        let x = slice::<f32>(s1, l1, "hkd-conv2d-affine")?;
-        let w = slice::<f32>(s2, l2, "hkd-conv2d-affine")?;
-        let Some((g, d)) = g.and_then(|g| Some((g, direct3x3(&g, w, false)?))) else {
-            bail!(
-                "hkd-conv2d-affine: no direct kernel for shapes {:?} and {:?}",
-                l1.dims(),
-                l2.dims()
-            )
-        };
+        let (g, x, d) = self
+            .conv
+            .direct_operands("hkd-conv2d-affine", s1, l1, s2, l2)?;
         // The f32 coefficients `channel_affine` uses.
         let post = Post {
             scale: self.scale.iter().map(|&v| v as f32).collect(),
@@ -626,6 +623,31 @@ impl CustomOp2 for ConvAffine {
 struct Conv2dOp {
     stride: usize,
     padding: usize,
+}
+
+impl Conv2dOp {
+    /// For the fused ops built only where the direct kernel applies (`op` names them in
+    /// errors): the geometry, the f32 input and the direct forward kernel.
+    fn direct_operands<'a>(
+        &self,
+        op: &str,
+        s1: &'a CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(Geom, &'a [f32], Direct3x3)> {
+        let g = Geom::new(dims4(l1)?, dims4(l2)?, self.stride, self.padding);
+        let x = slice::<f32>(s1, l1, op)?;
+        let w = slice::<f32>(s2, l2, op)?;
+        match g.and_then(|g| Some((g, direct3x3(&g, w, false)?))) {
+            Some((g, d)) => Ok((g, x, d)),
+            None => bail!(
+                "{op}: no direct kernel for shapes {:?} and {:?}",
+                l1.dims(),
+                l2.dims()
+            ),
+        }
+    }
 }
 
 fn conv_fwd<T: Elem>(
