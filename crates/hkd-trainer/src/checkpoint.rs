@@ -195,8 +195,10 @@ pub fn read_checkpoint(run: &RunDir) -> Result<Option<Checkpoint>> {
         }
     }
     tracing::warn!(
-        "the last.* files of {} do not belong together (a stop during a checkpoint write); starting the run again from epoch 1",
-        run.path().display()
+        "the last.* files of {} do not belong together: the SHA-256 of {} matches neither {} nor the state saved with the momentum buffers (a stop during a checkpoint write, or a file changed or damaged since); starting the run again from epoch 1",
+        run.path().display(),
+        weights.display(),
+        last.display()
     );
     Ok(None)
 }
