@@ -2,7 +2,7 @@
 //! refused with exit code 2 before anything is written; a good one writes
 //! `paired_deltas.csv`.
 
-#[path = "../../../crates/hkd-analysis/tests/common/mod.rs"]
+#[path = "../../../crates/hkd-analysis/tests/suite/common/mod.rs"]
 mod common;
 
 use std::process::{Command, Output};

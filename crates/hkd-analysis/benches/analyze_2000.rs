@@ -4,7 +4,7 @@
 //! Prints the wall time of each phase: reading the run directories, building the tables,
 //! writing CSV + Parquet + best.json + summary.md, and drawing the figures.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/suite/common/mod.rs"]
 mod common;
 
 use std::time::Instant;

@@ -1,11 +1,9 @@
 //! Calibration columns and paired comparisons (`--paired-against`) on a study-like grid
 //! with known numbers (exact in binary, so that most checks are equalities).
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use hkd_analysis::*;
 
 /// t_{0.975, 3}: the interval's factor for four pairs.

@@ -1,10 +1,8 @@
 //! hkd-analysis on run directories with known numbers.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use hkd_analysis::*;
 use hkd_rundir::{
     GridBest, HumanTarget, KlReduction, RunDir, RunSpec, SchedulerKind, TeacherSpec, best_run_under,

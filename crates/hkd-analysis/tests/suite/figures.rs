@@ -2,11 +2,9 @@
 //!
 //! Set `HKD_ANALYSIS_KEEP_FIGURES=<dir>` to copy the drawn figures there for a look.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use hkd_analysis::*;
 
 /// The file name without `.png`/`.svg` (names contain dots, as in `l0.5`).

@@ -3,11 +3,9 @@
 //! their config (read through `hkd_rundir::LegacyRunConfig`) and averages them with the
 //! new runs of the same configuration.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use hkd_analysis::*;
 use hkd_rundir::{DistilFn, KlReduction, TeacherSpec};
 use hkd_test_support::run_0_1;

@@ -4,11 +4,9 @@
 //!
 //! Set `HKD_ANALYSIS_KEEP_FIGURES=<dir>` to copy the drawn figures there for a look.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use hkd_analysis::*;
 use hkd_rundir::TeacherSpec;
 
