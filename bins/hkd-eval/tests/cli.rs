@@ -588,54 +588,13 @@ fn full_evaluation_of_a_small_grid_on_the_fixtures() {
     );
 }
 
-/// `config.toml` exactly as hkd 0.1 wrote it (no `[spec]` table), with the dataset
-/// directory and the validation split to fill in.
-const CONFIG_0_1: &str = r#"hkd_version = "0.1.0"
-run_name = "student_plane2_distil_fn_CE_temperature_h_2.0_temperature_t_1.0_lambda_0.25_gamma_0.0_iter_1"
-student = "plane2"
-classes = 10
-seed = 7
-iter = 1
-device = "cpu"
-
-[teacher]
-kind = "human"
-
-[distillation]
-lambda = 0.25
-gamma = 0.0
-temperature_teacher = 1.0
-temperature_human = 2.0
-distil_fn = "CE"
-kl_reduction = "elementwise_mean"
-human_smoothing = 0.02
-
-[optimizer]
-epochs = 3
-batch_size = 64
-lr = 0.05
-momentum = 0.9
-weight_decay = 0.0001
-scheduler = "plateau"
-
-[data]
-dir = DATA_DIR
-manifest_hash = "feedbeef"
-train_split = "train"
-val_split = VAL_SPLIT
-"#;
-
 /// A finished run as hkd 0.1 left it at `<root>/human/plane2/<its name>`: its text files
 /// written byte for byte (not through today's hkd_rundir) and seeded plane2 weights as
 /// best and last weights; it validated on `data:val_split`.
 fn make_run_0_1(root: &Path, data: &Path, val_split: &str) -> PathBuf {
-    let dir = root.join("human/plane2").join(
-        "student_plane2_distil_fn_CE_temperature_h_2.0_temperature_t_1.0_lambda_0.25_gamma_0.0_iter_1",
-    );
+    let dir = root.join("human/plane2").join(run_0_1::NAME);
     std::fs::create_dir_all(&dir).unwrap();
-    let config = CONFIG_0_1
-        .replace("DATA_DIR", &format!("{:?}", data.display().to_string()))
-        .replace("VAL_SPLIT", &format!("{val_split:?}"));
+    let config = run_0_1::config(&data.display().to_string(), val_split);
     for (file, text) in [
         ("config.toml", config.as_str()),
         ("metrics.jsonl", run_0_1::METRICS),

@@ -151,14 +151,25 @@ pub fn on_a_terminal<S: AsRef<str>>(bin: &str, args: &[S], no_color: bool) -> Op
     )
 }
 
-/// The text files of a finished hkd 0.1 run (3 epochs, best epoch 2, plateau schedule,
-/// trainer state format 1), byte for byte as hkd 0.1 wrote them: the tests that check
-/// today's readers still read old run directories write these beside an hkd 0.1
-/// `config.toml` of their own.
+/// The text files of a finished hkd 0.1 run (plane2 student of a human teacher, CE,
+/// λ 0.25, T_h 2; 3 epochs, best epoch 2, plateau schedule, trainer state format 1), byte
+/// for byte as hkd 0.1 wrote them: the tests that check today's readers still read old run
+/// directories write these.
 pub mod run_0_1 {
+    /// The run name hkd 0.1 gave this run (its directory name).
+    pub const NAME: &str = "student_plane2_distil_fn_CE_temperature_h_2.0_temperature_t_1.0_lambda_0.25_gamma_0.0_iter_1";
     pub const METRICS: &str = include_str!("../data/run-0.1/metrics.jsonl");
     pub const BEST: &str = include_str!("../data/run-0.1/best.json");
     pub const LAST: &str = include_str!("../data/run-0.1/last.json");
+
+    /// `config.toml` as hkd 0.1 wrote it (its `RunConfig` through `toml::to_string_pretty`,
+    /// no `[spec]` table), for a run that read its data from `data_dir` and validated on
+    /// `val_split`.
+    pub fn config(data_dir: &str, val_split: &str) -> String {
+        include_str!("../data/run-0.1/config.toml.in")
+            .replace("DATA_DIR", &format!("{data_dir:?}"))
+            .replace("VAL_SPLIT", &format!("{val_split:?}"))
+    }
 }
 
 /// Reads an `.npy` of f32 values (f64 values are converted): (shape, values). Panics

@@ -17,47 +17,6 @@ fn tables_only(root: &Path) -> AnalyzeOptions {
     }
 }
 
-/// The run name hkd 0.1 gave the run below (its directory name).
-const NAME_0_1: &str =
-    "student_plane2_distil_fn_CE_temperature_h_2.0_temperature_t_1.0_lambda_0.25_gamma_0.0_iter_1";
-
-/// `config.toml` exactly as hkd 0.1 wrote it (its `RunConfig` through
-/// `toml::to_string_pretty`): CE, λ 0.25, T_h 2, 3 epochs of batch 64 at lr 0.05.
-const CONFIG_0_1: &str = r#"hkd_version = "0.1.0"
-run_name = "student_plane2_distil_fn_CE_temperature_h_2.0_temperature_t_1.0_lambda_0.25_gamma_0.0_iter_1"
-student = "plane2"
-classes = 10
-seed = 7
-iter = 1
-device = "cpu"
-
-[teacher]
-kind = "human"
-
-[distillation]
-lambda = 0.25
-gamma = 0.0
-temperature_teacher = 1.0
-temperature_human = 2.0
-distil_fn = "CE"
-kl_reduction = "elementwise_mean"
-human_smoothing = 0.02
-
-[optimizer]
-epochs = 3
-batch_size = 64
-lr = 0.05
-momentum = 0.9
-weight_decay = 0.0001
-scheduler = "plateau"
-
-[data]
-dir = "/data/hkd"
-manifest_hash = "feedbeef"
-train_split = "train"
-val_split = "val"
-"#;
-
 /// `eval.json` of hkd 0.1's `hkd-eval run --set cinic=…`.
 const EVAL_0_1: &str = r#"{
   "hkd_version": "0.1.0",
@@ -87,10 +46,11 @@ const EVAL_0_1: &str = r#"{
 /// today's hkd_rundir), and returns its directory. (That hkd-eval evaluates such a run
 /// with real weights is tested in bins/hkd-eval/tests/cli.rs.)
 fn write_run_0_1(root: &Path) -> PathBuf {
-    let dir = root.join("human/plane2").join(NAME_0_1);
+    let dir = root.join("human/plane2").join(run_0_1::NAME);
     std::fs::create_dir_all(&dir).unwrap();
+    let config = run_0_1::config("/data/hkd", "val");
     for (file, text) in [
-        ("config.toml", CONFIG_0_1),
+        ("config.toml", config.as_str()),
         ("metrics.jsonl", run_0_1::METRICS),
         ("best.json", run_0_1::BEST),
         ("last.json", run_0_1::LAST),
@@ -140,10 +100,10 @@ fn a_run_directory_of_hkd_0_1_is_analysed_with_its_hyperparameters() {
     assert_eq!(report.runs, 3);
 
     let runs = Csv::read(&report.out_dir.join("runs.csv"));
-    let old = runs.row(&[("run_dir", &format!("human/plane2/{NAME_0_1}"))]);
+    let old = runs.row(&[("run_dir", &format!("human/plane2/{}", run_0_1::NAME))]);
     for (column, value) in [
         // the settings hkd 0.1 recorded
-        ("run_name", NAME_0_1),
+        ("run_name", run_0_1::NAME),
         ("hkd_version", "0.1.0"),
         ("teacher", "human"),
         ("mode", "human"),
@@ -227,7 +187,7 @@ fn a_grid_of_hkd_0_1_runs_only_is_analysed() {
     assert_eq!((report.runs, report.groups), (1, 1));
     let (path, best) = report.grid_best.clone().unwrap();
     assert_eq!(path, dir.path().join("best.json"));
-    assert_eq!(best.run_dir, Path::new("human/plane2").join(NAME_0_1));
+    assert_eq!(best.run_dir, Path::new("human/plane2").join(run_0_1::NAME));
     assert_eq!(best.group["lambda"], "0.25");
     assert_eq!(best.group["distil_fn"], "CE");
     assert_eq!(best.mean_val_acc, 0.375);
