@@ -252,51 +252,125 @@ proptest! {
     }
 
     #[test]
-    fn t_squared_keeps_the_gradient_size_across_temperatures(batch in batch_strategy(0.5)) {
-        let norms = teacher_gradient_norms(&batch);
-        prop_assume!(norms[0] > 1e-6);
-        for (temperature, norm) in TEMPERATURES.iter().zip(&norms) {
-            let ratio = norm / norms[0];
-            // Without the T² factor the ratio would be about 1/T² (1/64 at T = 8).
-            prop_assert!((0.75..=1.34).contains(&ratio),
-                "gradient norm at T = {temperature} is {ratio} times that at T = 1 ({norms:?})");
+    fn teacher_term_gradient_is_t_times_the_probability_difference(
+        batch in batch_strategy(20.0),
+        reduction in reduction_strategy(),
+        distil_fn in prop_oneof![Just(DistilFn::Kl), Just(DistilFn::Ce)],
+        temperature in 0.25..10.0f64,
+    ) {
+        // L = T²·D(s/T, t/T)/divisor, so ∂L/∂s = T·(softmax(s/T) − softmax(t/T))/divisor for
+        // KL and soft CE alike (they differ by the target's entropy, constant in s). Without
+        // the T² factor it would be 1/T² of this. Soft CE is always averaged over the batch;
+        // KL's `reduction` chooses the batch or all N·C elements.
+        let divisor = match (distil_fn, reduction) {
+            (DistilFn::Kl, KlReduction::ElementwiseMean) => batch.batch * batch.classes,
+            _ => batch.batch,
+        } as f64;
+        let gradient = teacher_gradient(&batch, temperature, reduction, distil_fn);
+        let expected: Vec<f64> = softmax_rows(&batch.student, batch.classes, temperature)
+            .iter()
+            .zip(softmax_rows(&batch.teacher, batch.classes, temperature))
+            .map(|(p_student, p_teacher)| temperature * (p_student - p_teacher) / divisor)
+            .collect();
+        for (index, (got, want)) in gradient.iter().zip(&expected).enumerate() {
+            prop_assert!((got - want).abs() <= 1e-12 * temperature.max(1.0),
+                "T = {temperature}, {reduction:?}, {distil_fn}: ∂L/∂s[{index}] = {got}, expected {want}");
         }
     }
+
+    #[test]
+    fn t_squared_keeps_the_gradient_size_as_the_temperature_grows(batch in batch_strategy(0.5)) {
+        // As T → ∞, T·(softmax(s/T) − softmax(t/T)) → ((s − t) − mean(s − t))/C per row: the
+        // gradient tends to a fixed size instead of vanishing like 1/T. The next term of the
+        // expansion is below 2·max|s + t|/T of it, under 0.2 % at T = 1000 for logits in ±0.5.
+        let limit: Vec<f64> = batch
+            .student
+            .chunks(batch.classes)
+            .zip(batch.teacher.chunks(batch.classes))
+            .flat_map(|(student, teacher)| {
+                let difference: Vec<f64> = student.iter().zip(teacher).map(|(s, t)| s - t).collect();
+                let mean = difference.iter().sum::<f64>() / batch.classes as f64;
+                difference
+                    .into_iter()
+                    .map(move |d| (d - mean) / (batch.classes * batch.batch) as f64)
+            })
+            .collect();
+        let limit_norm = norm(&limit);
+        prop_assume!(limit_norm > 1e-6);
+        let gradient = teacher_gradient(&batch, 1000.0, KlReduction::BatchMean, DistilFn::Kl);
+        let ratio = norm(&gradient) / limit_norm;
+        prop_assert!((0.98..=1.02).contains(&ratio),
+            "at T = 1000 the gradient norm is {ratio} times its limit");
+    }
+}
+
+/// Row-wise softmax of `logits / temperature` in f64.
+fn softmax_rows(logits: &[f64], classes: usize, temperature: f64) -> Vec<f64> {
+    logits
+        .chunks(classes)
+        .flat_map(|row| {
+            let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let weights: Vec<f64> = row
+                .iter()
+                .map(|l| ((l - max) / temperature).exp())
+                .collect();
+            let sum: f64 = weights.iter().sum();
+            weights.into_iter().map(move |w| w / sum)
+        })
+        .collect()
+}
+
+fn norm(values: &[f64]) -> f64 {
+    values.iter().map(|v| v * v).sum::<f64>().sqrt()
 }
 
 const TEMPERATURES: [f64; 4] = [1.0, 2.0, 4.0, 8.0];
 
-/// ‖∂L/∂s‖ for the teacher term alone (λ = 1, γ = 0) at each of [`TEMPERATURES`].
-fn teacher_gradient_norms(batch: &Batch) -> Vec<f64> {
+/// ∂L/∂s for the teacher term alone (λ = 1, γ = 0), flattened.
+fn teacher_gradient(
+    batch: &Batch,
+    temperature: f64,
+    kl_reduction: KlReduction,
+    distil_fn: DistilFn,
+) -> Vec<f64> {
     let (student, teacher, human, labels) = batch.tensors();
     let student = Var::from_tensor(&student).unwrap();
+    let loss = DistillationLoss::new(
+        DistillationMode::Student,
+        DistillationConfig {
+            lambda: 1.0,
+            gamma: 0.0,
+            temperature_teacher: temperature,
+            kl_reduction,
+            distil_fn,
+            ..DistillationConfig::default()
+        },
+    )
+    .unwrap();
+    let parts = loss
+        .compute(student.as_tensor(), &labels, Some(&human), Some(&teacher))
+        .unwrap();
+    let grads = parts.total.backward().unwrap();
+    grads
+        .get(student.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+}
+
+/// ‖∂L/∂s‖ of the teacher term (batchmean KL) at each of [`TEMPERATURES`].
+fn teacher_gradient_norms(batch: &Batch) -> Vec<f64> {
     TEMPERATURES
         .iter()
         .map(|&temperature| {
-            let loss = DistillationLoss::new(
-                DistillationMode::Student,
-                DistillationConfig {
-                    lambda: 1.0,
-                    gamma: 0.0,
-                    temperature_teacher: temperature,
-                    kl_reduction: KlReduction::BatchMean,
-                    ..DistillationConfig::default()
-                },
-            )
-            .unwrap();
-            let parts = loss
-                .compute(student.as_tensor(), &labels, Some(&human), Some(&teacher))
-                .unwrap();
-            let grads = parts.total.backward().unwrap();
-            let gradient = grads.get(student.as_tensor()).unwrap();
-            gradient
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap()
-                .sqrt()
+            norm(&teacher_gradient(
+                batch,
+                temperature,
+                KlReduction::BatchMean,
+                DistilFn::Kl,
+            ))
         })
         .collect()
 }
