@@ -21,7 +21,8 @@
 //! One JSON object per model and line: `model`, `threads`, `train_img_per_s`,
 //! `eval_img_per_s`, `peak_rss_mib` (VmHWM during the training steps), `train_gflops`
 //! (4 forward passes' multiply-adds per image: teacher forward + student forward and
-//! backward ≈ 1 + 3, × 2 flops), `eval_gflops`, and with PyTorch `torch_train_img_per_s`,
+//! backward ≈ 1 + 3, × 2 flops), `eval_gflops`, `direct_conv` (the instruction set of the
+//! direct 3×3 convolutions, `avx512` or `avx2`, or `off`), and with PyTorch `torch_train_img_per_s`,
 //! `torch_eval_img_per_s`, `torch_peak_rss_mib`, `train_ratio`, `eval_ratio` (ours / PyTorch).
 
 use std::path::PathBuf;
@@ -235,6 +236,7 @@ fn main() -> BoxResult<()> {
             "params": net.num_parameters(),
             "macs_per_image": net.macs_per_image(),
             "reps": reps,
+            "direct_conv": hkd_arch::kernels::direct_conv_isa().unwrap_or("off"),
         });
         if python.is_some() {
             let (ttrain, teval, tpeak) = torch.medians();

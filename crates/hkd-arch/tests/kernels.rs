@@ -443,12 +443,9 @@ fn conv_with_batch_moments_matches_conv_and_channel_stats() {
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx512 = false;
-    // The direct kernel runs where the CPU has AVX-512, it is not switched off, and the
-    // convolutions take the kernels' path (not HKD_ARCH_GENERIC_BACKWARD=1 / STOCK_OPS=1).
+    // The direct kernel runs where the CPU has AVX-512 or AVX2 with FMA, it is not switched
+    // off, and the convolutions take the kernels' path (not HKD_ARCH_GENERIC_BACKWARD=1 /
+    // STOCK_OPS=1).
     let probe = kernels::conv_path(
         &random(&[1, 1, 16, 16], DType::F32, 1),
         &random(&[1, 1, 3, 3], DType::F32, 2),
@@ -457,9 +454,7 @@ fn conv_with_batch_moments_matches_conv_and_channel_stats() {
         1,
     )
     .unwrap();
-    let direct = avx512
-        && std::env::var("HKD_ARCH_DIRECT_CONV").map_or(true, |v| v != "0")
-        && probe == kernels::ConvPath::Kernels;
+    let direct = kernels::direct_conv_isa().is_some() && probe == kernels::ConvPath::Kernels;
     if direct {
         assert!(
             fused_cases >= 8,
@@ -467,7 +462,7 @@ fn conv_with_batch_moments_matches_conv_and_channel_stats() {
         );
     } else {
         eprintln!(
-            "note: no direct kernel here (no AVX-512, switched off, or another conv path): moments not tested"
+            "note: no direct kernel here (no AVX2/AVX-512, switched off, or another conv path): moments not tested"
         );
         assert_eq!(fused_cases, 0);
     }

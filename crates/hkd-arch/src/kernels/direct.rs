@@ -25,8 +25,11 @@
 //! is summed in one fixed order (input channel, then tap), so results do not depend on the
 //! number of threads.
 //!
-//! Used where AVX-512 is present (detected at run time) and the tensors are f32;
-//! `HKD_ARCH_DIRECT_CONV=0` switches the kernels off (for comparisons).
+//! Used where AVX-512 is present (detected at run time) and the tensors are f32; on CPUs
+//! with AVX2 and FMA but no AVX-512 the forward and input-gradient kernels run the same
+//! sums with two 8-wide registers per vector ([`block_avx2`]: the same bits), and the
+//! weight gradient keeps the GEMM path. `HKD_ARCH_DIRECT_CONV=0` switches the kernels off
+//! (for comparisons).
 
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
@@ -36,12 +39,47 @@ use super::util::has_avx512;
 /// Output channels per register block.
 const OB: usize = 8;
 
-/// Whether the direct kernel may be used: AVX-512 and not switched off.
+/// The instruction set the register [`block`] runs with, if any (checked once).
+#[derive(Clone, Copy, PartialEq)]
+enum Isa {
+    /// A 16-pixel vector is one AVX-512 register.
+    Avx512,
+    /// A 16-pixel vector is two AVX2 registers (with FMA).
+    Avx2,
+}
+
+/// Which [`Isa`] the direct convolutions use: `None` where the CPU has neither AVX-512 nor
+/// AVX2 with FMA, or where `HKD_ARCH_DIRECT_CONV=0` switches them off.
+fn isa() -> Option<Isa> {
+    static ISA: OnceLock<Option<Isa>> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        if std::env::var("HKD_ARCH_DIRECT_CONV").is_ok_and(|v| v == "0") {
+            return None;
+        }
+        if has_avx512() {
+            return Some(Isa::Avx512);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Some(Isa::Avx2);
+        }
+        None
+    })
+}
+
+/// Whether the direct convolutions through [`block`] may be used.
 fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        let off = std::env::var("HKD_ARCH_DIRECT_CONV").is_ok_and(|v| v == "0");
-        !off && has_avx512()
+    isa().is_some()
+}
+
+/// The instruction set of the direct 3×3 convolutions on this CPU (`"avx512"` or
+/// `"avx2"`; the weight gradient's kernel needs AVX-512), `None` where they are not used
+/// (no AVX2 with FMA, or `HKD_ARCH_DIRECT_CONV=0`) and the convolutions take the GEMM path.
+pub fn direct_conv_isa() -> Option<&'static str> {
+    isa().map(|isa| match isa {
+        Isa::Avx512 => "avx512",
+        Isa::Avx2 => "avx2",
     })
 }
 
@@ -318,6 +356,11 @@ pub(super) struct Post {
 /// # Safety
 /// As [`block`].
 unsafe fn block_post<const P: u8, const NT: usize>(obs: usize, a: &Args) {
+    if isa() == Some(Isa::Avx2) {
+        // SAFETY: forwarded; AVX2 and FMA are present (`isa`).
+        unsafe { block_avx2::<P, NT>(obs, a) };
+        return;
+    }
     // SAFETY: forwarded.
     unsafe {
         match obs {
@@ -409,6 +452,102 @@ unsafe fn block<const B: usize, const P: u8, const NT: usize>(a: &Args) {
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn block<const B: usize, const P: u8, const NT: usize>(_: &Args) {
+    unreachable!("the direct kernel is only enabled on x86_64")
+}
+
+/// [`block`] with AVX2: the same sums in the same order (input channel, then tap, one
+/// fused multiply-add each), so the same bits. A 16-pixel vector is two registers, so the
+/// `obs` output channels are taken two at a time (8 accumulators, 4 input registers, 2
+/// weights), each pair reading the block's inputs again from cache.
+///
+/// # Safety
+/// As [`block`], with AVX2 and FMA present instead of AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_avx2<const P: u8, const NT: usize>(obs: usize, a: &Args) {
+    // SAFETY: forwarded: channels j0..j0 + K of the block.
+    unsafe {
+        let mut j0 = 0;
+        while j0 + 2 <= obs {
+            block_avx2_part::<2, P, NT>(obs, j0, a);
+            j0 += 2;
+        }
+        if j0 < obs {
+            block_avx2_part::<1, P, NT>(obs, j0, a);
+        }
+    }
+}
+
+/// Output channels `j0..j0 + K` of an AVX2 [`block`] of `obs` channels.
+///
+/// # Safety
+/// As [`block_avx2`], `j0 + K ≤ obs`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+// Index loops over small constant ranges: the accumulators must stay in registers.
+#[allow(clippy::needless_range_loop)]
+unsafe fn block_avx2_part<const K: usize, const P: u8, const NT: usize>(
+    obs: usize,
+    j0: usize,
+    a: &Args,
+) {
+    use std::arch::x86_64::*;
+    // acc[j][q]: channel j0 + j, quarter q (8 pixels) of the two 16-pixel vectors.
+    let mut acc = [[_mm256_setzero_ps(); 4]; K];
+    for ci in 0..a.cin {
+        // SAFETY: in bounds as `Direct3x3::run` states.
+        unsafe {
+            let xc = a.xp.add(ci * a.plane);
+            let wc = a.wk.add(ci * NT * obs + j0);
+            for t in 0..NT {
+                let off = a.taps[t];
+                let v = [
+                    _mm256_loadu_ps(xc.add(a.i0 + off)),
+                    _mm256_loadu_ps(xc.add(a.i0 + off + 8)),
+                    _mm256_loadu_ps(xc.add(a.i1 + off)),
+                    _mm256_loadu_ps(xc.add(a.i1 + off + 8)),
+                ];
+                let wt = wc.add(t * obs);
+                for j in 0..K {
+                    let k = _mm256_set1_ps(*wt.add(j));
+                    for q in 0..4 {
+                        acc[j][q] = _mm256_fmadd_ps(k, v[q], acc[j][q]);
+                    }
+                }
+            }
+        }
+    }
+    for j in 0..K {
+        let mut r = acc[j];
+        if P > 0 {
+            // SAFETY: with P > 0 scale and shift hold the block's obs channels.
+            let (s, b) = unsafe {
+                (
+                    _mm256_set1_ps(*a.scale.add(j0 + j)),
+                    _mm256_set1_ps(*a.shift.add(j0 + j)),
+                )
+            };
+            for q in 0..4 {
+                r[q] = _mm256_add_ps(_mm256_mul_ps(r[q], s), b);
+                if P > 1 {
+                    // max(v, +0): +0 for v ≤ 0, −0 and NaN, as `pos`.
+                    r[q] = _mm256_max_ps(r[q], _mm256_setzero_ps());
+                }
+            }
+        }
+        // SAFETY: output channel j0 + j of the block, 16 elements at o0 and o1.
+        unsafe {
+            let y = a.y.add((j0 + j) * a.yplane);
+            _mm256_storeu_ps(y.add(a.o0), r[0]);
+            _mm256_storeu_ps(y.add(a.o0 + 8), r[1]);
+            _mm256_storeu_ps(y.add(a.o1), r[2]);
+            _mm256_storeu_ps(y.add(a.o1 + 8), r[3]);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn block_avx2<const P: u8, const NT: usize>(_: usize, _: &Args) {
     unreachable!("the direct kernel is only enabled on x86_64")
 }
 
@@ -598,7 +737,13 @@ pub(super) struct WeightGrad3x3 {
 impl WeightGrad3x3 {
     /// `None` where the kernel does not apply (no AVX-512, `o` not a multiple of 16).
     pub(super) fn new(o: usize, c: usize, h: usize, w: usize) -> Option<Self> {
-        if !enabled() || !o.is_multiple_of(LANES) || o == 0 || c == 0 || h == 0 || w == 0 {
+        if isa() != Some(Isa::Avx512)
+            || !o.is_multiple_of(LANES)
+            || o == 0
+            || c == 0
+            || h == 0
+            || w == 0
+        {
             return None;
         }
         Some(WeightGrad3x3 { c, o, h, w })

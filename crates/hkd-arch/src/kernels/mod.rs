@@ -51,6 +51,7 @@ use candle_core::{DType, Tensor};
 
 pub use batchnorm::{batch_norm_train, batch_norm_train_add_relu, channel_affine, channel_stats};
 pub use conv::{BatchMoments, conv_path, conv2d, conv2d_affine, conv2d_stats};
+pub use direct::direct_conv_isa;
 pub use elementwise::{add, add_relu, relu, shake_mix, subsample2};
 
 /// Whether `t` is handled by the kernels of this module: on the CPU, in f32 or f64, and
