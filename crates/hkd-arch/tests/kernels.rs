@@ -65,7 +65,7 @@ const CONV_CASES: &[ConvCase] = &[
     (3, 6, 10, 12, 8, 3, 1, 1),
     (2, 3, 7, 9, 4, 5, 1, 2),
     // Widths that are multiples of 16: the direct 3x3 kernel for f32 where the CPU has
-    // AVX-512 (output channels not a multiple of its block of 8, an odd number of
+    // AVX-512 or AVX2 (output channels not a multiple of its block of 8, an odd number of
     // 16-pixel vectors per channel), and
     // 8-pixel-wide images whose pixel count is a multiple of 16 (three shifted copies).
     (2, 5, 3, 16, 11, 3, 1, 1),

@@ -161,7 +161,7 @@ impl Direct3x3 {
     }
 
     /// The copy layout and output size for `[h, w]` inputs and this stride, where the
-    /// kernel applies (AVX-512 present and not switched off).
+    /// kernel applies (AVX-512 or AVX2 with FMA present, not switched off: [`isa`]).
     fn layout((h, w): (usize, usize), stride: usize) -> Option<(CopyLayout, (usize, usize))> {
         if !enabled() || h == 0 || w == 0 || !(1..=2).contains(&stride) {
             return None;
@@ -322,7 +322,8 @@ impl Direct3x3 {
                     shift: post.map_or(std::ptr::null(), |p| p.shift[co0..].as_ptr()),
                 };
                 let kind = post.map_or(0, |p| 1 + u8::from(p.relu));
-                // SAFETY: AVX-512 is present (`enabled`); the taps of the two vectors read
+                // SAFETY: AVX-512 or AVX2 + FMA is present (`enabled`, and `block_post`
+                // picks the block for it); the taps of the two vectors read
                 // xp[ci·plane + i + taps[t] .. + 16] within the channel's plane (bordered:
                 // i + 2·(w + 2) + 2 + 15 < (h + 2)·(w + 2), the vector lies in one row of
                 // the interior; shifted: i + 15 + 2·(h + 2)·w + 2·w < 3·(h + 2)·w as
@@ -688,7 +689,7 @@ impl Stride2InputGrad {
                         scale: std::ptr::null(),
                         shift: std::ptr::null(),
                     };
-                    // SAFETY: AVX-512 is present (`enabled`); the taps read
+                    // SAFETY: AVX-512 or AVX2 + FMA is present (`enabled`); the taps read
                     // copy[oi·plane + i + tap .. + 16] with i + 15 < ho·wo and tap ≤ sp + wo,
                     // so below 2·sp = plane; the weights hold o·nt·obs values at c0·o·nt;
                     // the stores stay in class k's planes c0..c0 + obs.
@@ -773,7 +774,7 @@ impl WeightGrad3x3 {
             let full = hw / LANES * LANES;
             for p0 in (0..full).step_by(LANES) {
                 for oc0 in (0..o).step_by(LANES) {
-                    // SAFETY: AVX-512 is present (`enabled`); the tile's 16 rows of 16 values
+                    // SAFETY: AVX-512 is present (`new`); the tile's 16 rows of 16 values
                     // at dy[(oc0 + i)·hw + p0 ..] and dyt[(p0 + j)·o + oc0 ..] lie inside
                     // (p0 + 16 ≤ hw, oc0 + 16 ≤ o as o is a multiple of 16).
                     unsafe {
@@ -806,7 +807,7 @@ impl WeightGrad3x3 {
                         o,
                         acc: acc[c0 * 9 * o + o0..].as_mut_ptr(),
                     };
-                    // SAFETY: AVX-512 is present (`enabled`); reads of xpad stay in channels
+                    // SAFETY: AVX-512 is present (`new`); reads of xpad stay in channels
                     // c0..c0 + cb (rows y + ki ≤ h + 1, columns x + kj ≤ w + 1), of dyt in
                     // columns o0..o0 + 16·ov of its h·w rows, and the accumulators are
                     // acc[c0 + j][t][o0..o0 + 16·ov].
