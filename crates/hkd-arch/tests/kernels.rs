@@ -78,6 +78,12 @@ const CONV_CASES: &[ConvCase] = &[
     // the GEMM path.
     (2, 4, 5, 7, 16, 3, 1, 1),
     (2, 5, 4, 16, 32, 3, 1, 1),
+    // With AVX2 but no AVX-512 the direct weight gradient needs output channels a
+    // multiple of 4 and widths a multiple of 8: 12 channels (three blocks of 4) on an
+    // 8-pixel-wide image, and 40 16×16 images, cut into parts of 3 images, each swept in
+    // chunks of 2 whole images (512 pixels) and a last chunk of 1.
+    (2, 3, 5, 8, 12, 3, 1, 1),
+    (40, 2, 16, 16, 12, 3, 1, 1),
     (2, 3, 9, 8, 16, 3, 2, 1),
     (2, 3, 8, 8, 16, 3, 2, 1),
     // Stride 2 with an output pixel count a multiple of 16: the direct forward kernel

@@ -206,7 +206,7 @@ pub(crate) use with_simd;
 /// Σ f(x) in f64: 8 accumulators, element i of each run of 8 going to accumulator i, added
 /// in order at the end, then the remainder (a fixed order: deterministic). `lanes` computes
 /// the 8 accumulators of a prefix whose length is a multiple of 8 faster where it can
-/// (f32 with AVX-512: the same additions, 8 lanes of one register).
+/// (f32 with AVX-512 or AVX2: the same additions, 8 lanes of one or two registers).
 #[inline(always)]
 fn sum_of<T: Elem>(
     xs: &[T],
@@ -232,7 +232,7 @@ fn sum_of<T: Elem>(
 
 /// Σ x in f64.
 pub(crate) fn sum<T: Elem>(xs: &[T]) -> f64 {
-    with_simd!(sum_of(xs, |v| v, |xs| avx512::lanes(xs, None)))
+    with_simd!(sum_of(xs, |v| v, |xs| wide::lanes(xs, None)))
 }
 
 /// Σ (x − mean)² in f64.
@@ -240,7 +240,7 @@ pub(crate) fn sum_sq_dev<T: Elem>(xs: &[T], mean: f64) -> f64 {
     with_simd!(sum_of(
         xs,
         |v| (v - mean) * (v - mean),
-        |xs| avx512::lanes(xs, Some(mean))
+        |xs| wide::lanes(xs, Some(mean))
     ))
 }
 
@@ -292,7 +292,7 @@ fn sum_dy_dyx_gated<T: Elem>(
     };
     let n8 = dy.len().min(x.len()) / 8 * 8;
     let fast = match (T::as_f32(&dy[..n8]), T::as_f32(&x[..n8])) {
-        (Some(dy), Some(x)) => avx512::dy_lanes(
+        (Some(dy), Some(x)) => wide::dy_lanes(
             dy,
             x,
             relu.map(|a| [a.mean, a.scale, a.shift].map(|v| v.to_f64() as f32)),
@@ -322,17 +322,21 @@ fn sum_dy_dyx_gated<T: Elem>(
     (s1, s2)
 }
 
-/// The f64 reductions' 8 accumulators for f32 input with AVX-512: the same operations as
-/// the portable loops of [`sum_of`] and [`sum_dy_dyx_gated`] (convert, subtract,
-/// multiply, add; no fused multiply-add), 8 lanes at a time, so the same bits.
-mod avx512 {
+/// The f64 reductions' 8 accumulators for f32 input with AVX-512 (one register) or AVX2
+/// (two): the same operations as the portable loops of [`sum_of`] and
+/// [`sum_dy_dyx_gated`] (convert, subtract, multiply, add; no fused multiply-add), 8 lanes
+/// at a time, so the same bits.
+mod wide {
     /// Accumulators of Σ x (`mean` None) or Σ (x − mean)² over `xs` (length a multiple
-    /// of 8); `None` without AVX-512.
+    /// of 8); `None` without AVX-512 or AVX2.
     pub(super) fn lanes(xs: &[f32], mean: Option<f64>) -> Option<[f64; 8]> {
         #[cfg(target_arch = "x86_64")]
         if super::has_avx512() {
             // SAFETY: the CPU supports AVX-512 (checked just above).
             return Some(unsafe { x86::lanes(xs, mean) });
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return Some(unsafe { x86::lanes_avx2(xs, mean) });
         }
         let _ = (xs, mean);
         None
@@ -341,7 +345,7 @@ mod avx512 {
     /// Accumulators of Σ g and Σ g·(x − mean), g = dy where `relu` = [mean, scale, shift]
     /// is absent or `(x − mean)·scale + shift > 0` (f32 operations, as
     /// [`super::BnAffine::open`]), else 0 (both of length a multiple of 8); `None` without
-    /// AVX-512.
+    /// AVX-512 or AVX2.
     pub(super) fn dy_lanes(
         dy: &[f32],
         x: &[f32],
@@ -352,6 +356,9 @@ mod avx512 {
         if super::has_avx512() {
             // SAFETY: the CPU supports AVX-512 (checked just above).
             return Some(unsafe { x86::dy_lanes(dy, x, relu, mean) });
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return Some(unsafe { x86::dy_lanes_avx2(dy, x, relu, mean) });
         }
         let _ = (dy, x, relu, mean);
         None
@@ -415,21 +422,102 @@ mod avx512 {
             }
             (store(a1), store(a2))
         }
+
+        /// Lanes 0..4 and 4..8 of two AVX2 registers.
+        fn store2(v: [__m256d; 2]) -> [f64; 8] {
+            let mut out = [0f64; 8];
+            // SAFETY: out holds 8 f64; unaligned stores of 4 each.
+            unsafe {
+                _mm256_storeu_pd(out.as_mut_ptr(), v[0]);
+                _mm256_storeu_pd(out.as_mut_ptr().add(4), v[1]);
+            }
+            out
+        }
+
+        /// The 8 f32 of `v` in f64: lanes 0..4 and 4..8.
+        #[target_feature(enable = "avx2")]
+        fn widen(v: __m256) -> [__m256d; 2] {
+            [
+                _mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+                _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)),
+            ]
+        }
+
+        /// [`lanes`] with AVX2.
+        #[target_feature(enable = "avx2")]
+        pub(super) unsafe fn lanes_avx2(xs: &[f32], mean: Option<f64>) -> [f64; 8] {
+            let mut acc = [_mm256_setzero_pd(); 2];
+            let m = _mm256_set1_pd(mean.unwrap_or(0.0));
+            for c in xs.chunks_exact(8) {
+                // SAFETY: c holds 8 f32.
+                let v = widen(unsafe { _mm256_loadu_ps(c.as_ptr()) });
+                for h in 0..2 {
+                    acc[h] = match mean {
+                        None => _mm256_add_pd(acc[h], v[h]),
+                        Some(_) => {
+                            let d = _mm256_sub_pd(v[h], m);
+                            _mm256_add_pd(acc[h], _mm256_mul_pd(d, d))
+                        }
+                    };
+                }
+            }
+            store2(acc)
+        }
+
+        /// [`dy_lanes`] with AVX2 (the gate: a compare mask and-ed with dy, so +0 where
+        /// closed, as the masked move).
+        #[target_feature(enable = "avx2")]
+        pub(super) unsafe fn dy_lanes_avx2(
+            dy: &[f32],
+            x: &[f32],
+            relu: Option<[f32; 3]>,
+            mean: f64,
+        ) -> ([f64; 8], [f64; 8]) {
+            let (mut a1, mut a2) = ([_mm256_setzero_pd(); 2], [_mm256_setzero_pd(); 2]);
+            let m = _mm256_set1_pd(mean);
+            let [gm, gs, gb] = relu.unwrap_or_default().map(|v| _mm256_set1_ps(v));
+            let n = dy.len().min(x.len()) / 8 * 8;
+            for i in (0..n).step_by(8) {
+                // SAFETY: i + 8 <= n, within dy and x.
+                let (mut g, xv) = unsafe {
+                    (
+                        _mm256_loadu_ps(dy.as_ptr().add(i)),
+                        _mm256_loadu_ps(x.as_ptr().add(i)),
+                    )
+                };
+                if relu.is_some() {
+                    let y = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(xv, gm), gs), gb);
+                    let keep = _mm256_cmp_ps::<_CMP_GT_OQ>(y, _mm256_setzero_ps());
+                    g = _mm256_and_ps(g, keep);
+                }
+                let (g, v) = (widen(g), widen(xv));
+                for h in 0..2 {
+                    a1[h] = _mm256_add_pd(a1[h], g[h]);
+                    a2[h] = _mm256_add_pd(a2[h], _mm256_mul_pd(g[h], _mm256_sub_pd(v[h], m)));
+                }
+            }
+            (store2(a1), store2(a2))
+        }
     }
 }
 
 /// (Σ x, Σ x²) in f64 over `xs` (one read pass: the batch statistics of a convolution's
 /// output while it is still in cache). The sums run in 32 lanes (lane i takes the
 /// elements ≡ i mod 32), then the lanes in order, then the tail: the same order with
-/// AVX-512 (four independent 8-lane accumulators) as without.
+/// AVX-512 (four independent 8-lane accumulators) or AVX2 (eight of 4 lanes) as without.
 pub(crate) fn sum_and_sq(xs: &[f32]) -> (f64, f64) {
     const L: usize = 32;
     let n = xs.len() / L * L;
     #[cfg(target_arch = "x86_64")]
-    let lanes = has_avx512().then(|| {
+    let lanes = if has_avx512() {
         // SAFETY: AVX-512 is present.
-        unsafe { sum_and_sq_avx512(&xs[..n]) }
-    });
+        Some(unsafe { sum_and_sq_avx512(&xs[..n]) })
+    } else if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present.
+        Some(unsafe { sum_and_sq_avx2(&xs[..n]) })
+    } else {
+        None
+    };
     #[cfg(not(target_arch = "x86_64"))]
     let lanes: Option<([f64; L], [f64; L])> = None;
     let (a, b) = lanes.unwrap_or_else(|| sum_and_sq_lanes(&xs[..n]));
@@ -480,10 +568,37 @@ unsafe fn sum_and_sq_avx512(xs: &[f32]) -> ([f64; 32], [f64; 32]) {
     (sa, sb)
 }
 
+/// [`sum_and_sq_avx512`] with AVX2: each 8-lane accumulator is two registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sum_and_sq_avx2(xs: &[f32]) -> ([f64; 32], [f64; 32]) {
+    use std::arch::x86_64::*;
+    let mut a = [_mm256_setzero_pd(); 8];
+    let mut b = [_mm256_setzero_pd(); 8];
+    for c in xs.chunks_exact(32) {
+        for k in 0..8 {
+            // SAFETY: c holds 32 values; lanes 4k..4k + 4.
+            let v = _mm256_cvtps_pd(unsafe { _mm_loadu_ps(c.as_ptr().add(4 * k)) });
+            a[k] = _mm256_add_pd(a[k], v);
+            b[k] = _mm256_add_pd(b[k], _mm256_mul_pd(v, v));
+        }
+    }
+    let (mut sa, mut sb) = ([0f64; 32], [0f64; 32]);
+    for k in 0..8 {
+        // SAFETY: 4 values into lanes 4k..4k + 4 of 32.
+        unsafe {
+            _mm256_storeu_pd(sa.as_mut_ptr().add(4 * k), a[k]);
+            _mm256_storeu_pd(sb.as_mut_ptr().add(4 * k), b[k]);
+        }
+    }
+    (sa, sb)
+}
+
 /// `dst[t] = src[2·t]` for every `t < dst.len()` (`src` holds at least `2·dst.len() − 1`
 /// values): the gather of a stride-2 column matrix. For f32 with AVX-512, 16 values per
 /// two masked loads and one two-source permute (the compiler's loop left the ragged
-/// tails of short image rows to scalar code).
+/// tails of short image rows to scalar code); with AVX2, 8 values per two loads, a
+/// shuffle and a permute while 16 source values remain, then the rest one by one.
 pub(crate) fn gather_stride2<T: Elem>(src: &[T], dst: &mut [T]) {
     let n = dst.len();
     assert!(
@@ -498,9 +613,39 @@ pub(crate) fn gather_stride2<T: Elem>(src: &[T], dst: &mut [T]) {
         unsafe { gather_stride2_avx512(s, d) };
         return;
     }
-    for (t, o) in dst.iter_mut().enumerate() {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2")
+        && let (Some(s), Some(d)) = (T::as_f32(src), T::as_f32_mut(dst))
+    {
+        // SAFETY: AVX2 is present.
+        done = unsafe { gather_stride2_avx2(s, d) };
+    }
+    for (t, o) in dst.iter_mut().enumerate().skip(done) {
         *o = src[2 * t];
     }
+}
+
+/// `dst[t] = src[2·t]` for t below the returned count (a multiple of 8: as long as the 16
+/// source values of the next 8 are inside `src`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gather_stride2_avx2(src: &[f32], dst: &mut [f32]) -> usize {
+    use std::arch::x86_64::*;
+    let mut t = 0;
+    while t + 8 <= dst.len() && 2 * t + 16 <= src.len() {
+        // SAFETY: src[2t .. 2t + 16] and dst[t .. t + 8] are inside (checked just above).
+        unsafe {
+            let a = _mm256_loadu_ps(src.as_ptr().add(2 * t));
+            let b = _mm256_loadu_ps(src.as_ptr().add(2 * t + 8));
+            // Per 128-bit half: a0 a2 b0 b2 | a4 a6 b4 b6; then the 64-bit pairs reordered.
+            let v = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+            let v = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
+            _mm256_storeu_ps(dst.as_mut_ptr().add(t), v);
+        }
+        t += 8;
+    }
+    t
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -596,15 +741,74 @@ mod tests {
             );
             assert!((q - q2).abs() <= 1e-9 * (1.0 + q2), "n = {n}: {q} vs {q2}");
             #[cfg(target_arch = "x86_64")]
-            if has_avx512() {
+            {
                 let m = n / 32 * 32;
-                // SAFETY: AVX-512 is present.
-                let simd = unsafe { sum_and_sq_avx512(&xs[..m]) };
-                assert_eq!(
-                    simd,
-                    sum_and_sq_lanes(&xs[..m]),
-                    "n = {n}: SIMD and portable lanes"
-                );
+                if has_avx512() {
+                    // SAFETY: AVX-512 is present.
+                    let simd = unsafe { sum_and_sq_avx512(&xs[..m]) };
+                    assert_eq!(
+                        simd,
+                        sum_and_sq_lanes(&xs[..m]),
+                        "n = {n}: SIMD and portable lanes"
+                    );
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 is present.
+                    let simd = unsafe { sum_and_sq_avx2(&xs[..m]) };
+                    assert_eq!(
+                        simd,
+                        sum_and_sq_lanes(&xs[..m]),
+                        "n = {n}: AVX2 and portable lanes"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f64_reductions_of_f32_input_equal_the_portable_loops_bit_for_bit() {
+        // f32 input takes the 8-lane SIMD accumulators where the CPU has AVX-512 or AVX2;
+        // the same values as f64 take the portable loops: the same operations in the same
+        // order. The ReLU gate's map (x − 0.3)·1.5 + 0.0625 stays ≥ 1/100 away from 0 on
+        // this grid, so its f32 and f64 evaluations agree.
+        for n in [0usize, 7, 8, 9, 64, 1000, 1031] {
+            let xs: Vec<f32> = (0..n).map(|i| (i % 97) as f32 / 16.0 - 3.0).collect();
+            let dy: Vec<f32> = (0..n)
+                .map(|i| ((i * 31 % 89) as f32 - 44.0) / 8.0)
+                .collect();
+            let (x64, dy64): (Vec<f64>, Vec<f64>) = (
+                xs.iter().map(|&v| v as f64).collect(),
+                dy.iter().map(|&v| v as f64).collect(),
+            );
+            let mean = 0.123456789;
+            assert_eq!(sum(&xs).to_bits(), sum(&x64).to_bits(), "sum, n = {n}");
+            assert_eq!(
+                sum_sq_dev(&xs, mean).to_bits(),
+                sum_sq_dev(&x64, mean).to_bits(),
+                "sum_sq_dev, n = {n}"
+            );
+            let relu32 = BnAffine {
+                mean: 0.3f32,
+                scale: 1.5,
+                shift: 0.0625,
+            };
+            let relu64 = BnAffine {
+                mean: 0.3f32 as f64,
+                scale: 1.5,
+                shift: 0.0625,
+            };
+            for (a, b) in [
+                (
+                    sum_dy_dyx(&dy, &xs, None, mean),
+                    sum_dy_dyx(&dy64, &x64, None, mean),
+                ),
+                (
+                    sum_dy_dyx(&dy, &xs, Some(relu32), mean),
+                    sum_dy_dyx(&dy64, &x64, Some(relu64), mean),
+                ),
+            ] {
+                assert_eq!(a.0.to_bits(), b.0.to_bits(), "Σ dy, n = {n}");
+                assert_eq!(a.1.to_bits(), b.1.to_bits(), "Σ dy·(x − mean), n = {n}");
             }
         }
     }
@@ -612,8 +816,10 @@ mod tests {
     #[test]
     fn gather_stride2_takes_every_other_value_at_every_length() {
         #[cfg(target_arch = "x86_64")]
-        if !has_avx512() {
-            eprintln!("note: no AVX-512 on this CPU, so only the portable loop is tested");
+        if !has_avx512() && !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!(
+                "note: neither AVX-512 nor AVX2 on this CPU: only the portable loop is tested"
+            );
         }
         for n in 0..50usize {
             // The shortest source allowed, and one a value longer.
