@@ -1,4 +1,4 @@
-//! Direct 3×3 convolutions with padding 1 in f32 with AVX-512, for
+//! Direct 3×3 convolutions with padding 1 in f32 with AVX-512 or AVX2 + FMA, for
 //! [`conv2d`](super::conv2d)'s most common geometries:
 //!
 //! - [`Direct3x3`]: the forward pass (stride 1 or 2) and, with the kernel rotated by 180°
@@ -8,7 +8,8 @@
 //! - [`Stride2InputGrad`]: the input gradient of stride 2, as four convolutions of `dy`
 //!   (one per parity class of the input pixels, 1 to 4 taps each) through the same
 //!   register block.
-//! - [`WeightGrad3x3`]: the weight gradient (stride 1, output channels a multiple of 16).
+//! - [`WeightGrad3x3`]: the weight gradient (stride 1; output channels a multiple of 16
+//!   with AVX-512, of 4 with AVX2 and widths a multiple of 8).
 //!
 //! [`Direct3x3`] copies each input image once into a zero-bordered buffer
 //! `[cin, h + 2, w + 2]` where the width is a multiple of 16, so that each output row
@@ -27,10 +28,13 @@
 //!
 //! Used where AVX-512 is present (detected at run time) and the tensors are f32; on CPUs
 //! with AVX2 and FMA but no AVX-512 the forward and input-gradient kernels run the same
-//! sums with two 8-wide registers per vector ([`block_avx2`]: the same bits), and the
-//! weight gradient keeps the GEMM path. `HKD_ARCH_DIRECT_CONV=0` switches the kernels off
-//! (for comparisons).
+//! sums in a register block of three 8-pixel runs × 4 output channels ([`block_avx2`]:
+//! the same bits), and the weight gradient is vectorised over pixels
+//! ([`WeightGrad3x3::run_avx2`]). `HKD_ARCH_DIRECT_CONV=0` switches the kernels off (for
+//! comparisons).
 
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::__m256;
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
@@ -677,9 +681,6 @@ unsafe fn store_avx2<const K: usize, const P: u8>(j0: usize, acc: [[__m256; 3]; 
         }
     }
 }
-
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::__m256;
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn block_avx2<const P: u8, const NT: usize>(_: usize, _: &Args) {

@@ -13,9 +13,10 @@
 //!   `Wᵀ·dY` + col2im per image; weight gradient: `dY·colsᵀ` accumulated over a fixed
 //!   partition of the batch and reduced in a fixed order (bit-identical results for the
 //!   same inputs, whatever the number of threads). The input gradient is skipped when the
-//!   input needs none (the images). 3×3 stride-1 convolutions with padding 1 in f32, where
-//!   the CPU has AVX-512F, use a direct kernel instead for the forward pass and the input
-//!   gradient (module `direct`: no GEMM packing, no shifted copies).
+//!   input needs none (the images). 3×3 convolutions with padding 1 in f32, where the CPU
+//!   has AVX-512 or AVX2 with FMA, use direct kernels instead for the forward pass, the
+//!   input gradient and (stride 1) the weight gradient (module `direct`: no GEMM packing,
+//!   no shifted copies).
 //! - [`batch_norm_train`]: per-channel batch mean and biased variance accumulated in f64
 //!   (one read pass each), then normalisation with the affine transform in one write pass;
 //!   the backward pass reduces `Σdy` and `Σdy·x̂` per channel in one pass and writes the
