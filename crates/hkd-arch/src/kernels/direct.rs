@@ -292,8 +292,8 @@ impl Direct3x3 {
         }
     }
 
-    /// Offsets of run r (of `width` pixels, 8 or 16) 's top-left tap in a channel of the
-    /// copy and of its first pixel in an output channel.
+    /// Offsets of the top-left tap of run r (`width` pixels, 8 or 16) in a channel of the
+    /// copy, and of its first pixel in an output channel.
     fn at(&self, r: usize, width: usize) -> (usize, usize) {
         if self.layout == CopyLayout::Bordered {
             let (row, x0) = (r * width / self.w, r * width % self.w);
