@@ -38,7 +38,7 @@ use std::arch::x86_64::__m256;
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
-use super::util::{gather_stride2, has_avx512};
+use super::util::{gather_stride2, has_avx2, has_avx512};
 
 /// Output channels per register block.
 const OB: usize = 8;
@@ -64,8 +64,7 @@ fn isa() -> Option<Isa> {
             return Some(Isa::Avx512);
         }
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if has_avx2() && std::arch::is_x86_feature_detected!("fma") {
             return Some(Isa::Avx2);
         }
         None

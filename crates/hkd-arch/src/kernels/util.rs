@@ -161,6 +161,17 @@ pub(crate) fn has_avx512() -> bool {
     false
 }
 
+/// Whether the CPU has AVX2 (the std macro's cached check, named once for the kernels'
+/// AVX2 paths).
+pub(crate) fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Runs `$body` compiled for AVX-512 or AVX2 where the CPU has it (runtime check), else for
 /// the baseline target: the compiler vectorises the same code for the wider registers. The
 /// body is the same code, so the result is the same bit for bit: no FMA contraction, the
@@ -185,7 +196,7 @@ macro_rules! with_simd {
                 unsafe {
                     avx512(|| $body)
                 }
-            } else if std::arch::is_x86_feature_detected!("avx2") {
+            } else if $crate::kernels::util::has_avx2() {
                 // SAFETY: the CPU supports AVX2 (checked just above).
                 #[allow(unused_unsafe)]
                 unsafe {
@@ -334,7 +345,7 @@ mod wide {
         if super::has_avx512() {
             // SAFETY: the CPU supports AVX-512 (checked just above).
             return Some(unsafe { x86::lanes(xs, mean) });
-        } else if std::arch::is_x86_feature_detected!("avx2") {
+        } else if super::has_avx2() {
             // SAFETY: the CPU supports AVX2 (checked just above).
             return Some(unsafe { x86::lanes_avx2(xs, mean) });
         }
@@ -356,7 +367,7 @@ mod wide {
         if super::has_avx512() {
             // SAFETY: the CPU supports AVX-512 (checked just above).
             return Some(unsafe { x86::dy_lanes(dy, x, relu, mean) });
-        } else if std::arch::is_x86_feature_detected!("avx2") {
+        } else if super::has_avx2() {
             // SAFETY: the CPU supports AVX2 (checked just above).
             return Some(unsafe { x86::dy_lanes_avx2(dy, x, relu, mean) });
         }
@@ -512,7 +523,7 @@ pub(crate) fn sum_and_sq(xs: &[f32]) -> (f64, f64) {
     let lanes = if has_avx512() {
         // SAFETY: AVX-512 is present.
         Some(unsafe { sum_and_sq_avx512(&xs[..n]) })
-    } else if std::arch::is_x86_feature_detected!("avx2") {
+    } else if has_avx2() {
         // SAFETY: AVX2 is present.
         Some(unsafe { sum_and_sq_avx2(&xs[..n]) })
     } else {
@@ -615,7 +626,7 @@ pub(crate) fn gather_stride2<T: Elem>(src: &[T], dst: &mut [T]) {
     }
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2")
+    if has_avx2()
         && let (Some(s), Some(d)) = (T::as_f32(src), T::as_f32_mut(dst))
     {
         // SAFETY: AVX2 is present.
@@ -752,7 +763,7 @@ mod tests {
                         "n = {n}: SIMD and portable lanes"
                     );
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
+                if has_avx2() {
                     // SAFETY: AVX2 is present.
                     let simd = unsafe { sum_and_sq_avx2(&xs[..m]) };
                     assert_eq!(
@@ -816,7 +827,7 @@ mod tests {
     #[test]
     fn gather_stride2_takes_every_other_value_at_every_length() {
         #[cfg(target_arch = "x86_64")]
-        if !has_avx512() && !std::arch::is_x86_feature_detected!("avx2") {
+        if !has_avx512() && !has_avx2() {
             eprintln!(
                 "note: neither AVX-512 nor AVX2 on this CPU: only the portable loop is tested"
             );
