@@ -64,7 +64,7 @@ study-long *args: (build-for "pipeline")
 # again). Needs `just data-real`.
 # The second HKD study of docs/results.md (configs/study2.toml)
 study2 *args: (build-for "pipeline")
-    scripts/study2-data.sh
+    scripts/study-data.sh 0.02=0.21
     target/release/hkd-grid pipeline configs/study2.toml {{args}}
 
 # The second study's tables in docs/results.md (and docs/results/study2/), and the check
