@@ -37,7 +37,7 @@ fn write_run(root: &Path, lambda: f64, iter: u32, acc: f64) -> RunDir {
         ..RunSpec::default()
     };
     spec.teacher.teacher = "human".into();
-    spec.loss.lambda = lambda;
+    spec.loss.as_hkd_mut().unwrap().lambda = lambda;
     spec.training.epochs = 2;
     let config = RunConfig::new(spec, TeacherSpec::Human, 10, "feedbeef", "cpu");
     let run = config.run_dir_in(root);
@@ -50,10 +50,7 @@ fn write_run(root: &Path, lambda: f64, iter: u32, acc: f64) -> RunDir {
         .map(|epoch| EpochMetrics {
             epoch,
             lr: 0.1,
-            train_hard: 2.0,
-            train_kd: Some(1.0),
-            train_teacher: None,
-            train_human: Some(1.0),
+            train_parts: [("hard", 2.0), ("kd", 1.0), ("human", 1.0)].into(),
             train_total: 1.5,
             train_acc: 0.5,
             val_acc: acc * f64::from(epoch) / 2.0,

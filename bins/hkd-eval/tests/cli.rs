@@ -188,7 +188,7 @@ fn make_run(root: &Path, teacher: &str, arch: &str, seed: u64, data: &Path) -> R
             teacher: teacher.into(),
             teacher_arch: None,
         },
-        loss: DistillationConfig {
+        loss: hkd_rundir::ObjectiveConfig::Hkd(DistillationConfig {
             lambda: 0.5,
             gamma: 0.0,
             temperature_teacher: 1.0,
@@ -197,7 +197,7 @@ fn make_run(root: &Path, teacher: &str, arch: &str, seed: u64, data: &Path) -> R
             kl_reduction: KlReduction::BatchMean,
             human_smoothing: 0.02,
             ..DistillationConfig::default()
-        },
+        }),
         training: TrainingSpec {
             epochs: 1,
             batch_size: 128,

@@ -278,7 +278,9 @@ fn a_kl_reduction_grid_trains_one_run_per_reduction() {
     fresh_then_skipped(
         "a_kl_reduction_grid_trains_one_run_per_reduction",
         "kl-reduction = [\"batchmean\", \"elementwise_mean\"]",
-        specs(reductions.len(), |s, i| s.loss.kl_reduction = reductions[i]),
+        specs(reductions.len(), |s, i| {
+            s.loss.as_hkd_mut().unwrap().kl_reduction = reductions[i]
+        }),
     );
 }
 

@@ -434,7 +434,7 @@ fn config_file_with_overrides_and_dry_run() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8(o.stdout).unwrap();
     let mut expected = RunSpec::default();
-    expected.loss.lambda = 0.7;
+    expected.loss.as_hkd_mut().unwrap().lambda = 0.7;
     expected.iter = 5;
     expected.training.epochs = 9;
     assert!(
@@ -672,7 +672,7 @@ fn label_smoothing_reaches_the_loss_the_name_and_the_config() {
     plain.training.epochs = 1;
     plain.training.max_batches = Some(2);
     let mut smoothed = plain.clone();
-    smoothed.loss.label_smoothing = 0.1;
+    smoothed.loss.as_hkd_mut().unwrap().label_smoothing = 0.1;
     let name = smoothed.run_name();
     assert_eq!(
         name,
@@ -684,11 +684,14 @@ fn label_smoothing_reaches_the_loss_the_name_and_the_config() {
     let (a, b) = (dir.join(plain.run_name()), dir.join(&name));
     let config =
         RunConfig::from_toml_str(&std::fs::read_to_string(b.join("config.toml")).unwrap()).unwrap();
-    assert_eq!(config.spec.loss.label_smoothing, 0.1);
+    assert_eq!(config.spec.loss.as_hkd().unwrap().label_smoothing, 0.1);
     assert_eq!(config.run_name, name);
     let (ma, mb) = (metrics_without_timing(&a), metrics_without_timing(&b));
     assert_eq!((ma.len(), mb.len()), (1, 1));
-    assert_ne!(ma[0]["train_hard"], mb[0]["train_hard"], "{ma:?} {mb:?}");
+    assert_ne!(
+        ma[0]["train_parts"]["hard"], mb[0]["train_parts"]["hard"],
+        "{ma:?} {mb:?}"
+    );
 }
 
 #[test]

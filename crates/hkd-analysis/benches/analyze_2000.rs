@@ -33,7 +33,7 @@ fn main() {
                             .eval_set("cifar10", acc, loss, 80.0 * loss, Some(loss + 0.5))
                             .eval_set("cinic", acc - 0.2, loss + 1.0, 800.0 * loss, None)
                             .eval_set("imagenet_far", acc - 0.3, loss + 1.5, 300.0 * loss, None);
-                        spec.run.loss.temperature_human = th;
+                        spec.run.loss.as_hkd_mut().unwrap().temperature_human = th;
                         spec.run.training.epochs = 30;
                         write_run(root, &spec);
                         n += 1;

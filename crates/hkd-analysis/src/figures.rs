@@ -433,56 +433,73 @@ impl Figure for CurvesFigure {
         let m = &self.metrics;
         let first = m.iter().map(|e| e.epoch).min().unwrap_or(1);
         let last = m.iter().map(|e| e.epoch).max().unwrap_or(1).max(first + 1);
-        type Getter = fn(&EpochMetrics) -> Option<f64>;
+        type Getter<'a> = Box<dyn Fn(&EpochMetrics) -> Option<f64> + 'a>;
         /// Title, y axis, lines, legend position.
         type CurvePanel<'a> = (
             &'a str,
             &'a str,
-            Vec<(&'a str, Getter)>,
+            Vec<(String, Getter<'a>)>,
             SeriesLabelPosition,
         );
+        let line = |label: &str, g: fn(&EpochMetrics) -> f64| -> (String, Getter<'_>) {
+            (label.to_owned(), Box::new(move |e| Some(g(e))))
+        };
+        // The objective's parts, in the order the run recorded them.
+        let mut part_names: Vec<String> = Vec::new();
+        for name in m.iter().flat_map(|e| e.train_parts.names()) {
+            if !part_names.iter().any(|n| n == name) {
+                part_names.push(name.to_owned());
+            }
+        }
+        let mut loss_lines = vec![line("total", |e| e.train_total)];
+        for name in part_names {
+            let label = match name.as_str() {
+                "hard" => "hard CE".to_owned(),
+                "kd" => "soft (KD)".to_owned(),
+                "teacher" => "teacher term".to_owned(),
+                "human" => "human term".to_owned(),
+                other => other.to_owned(),
+            };
+            loss_lines.push((label, Box::new(move |e: &EpochMetrics| e.part(&name))));
+        }
         let panels: [CurvePanel; 4] = [
             (
                 "training loss parts",
                 "loss (epoch mean)",
-                vec![
-                    ("total", |e| Some(e.train_total)),
-                    ("hard CE", |e| Some(e.train_hard)),
-                    ("soft (KD)", |e| e.train_kd),
-                    ("teacher term", |e| e.train_teacher),
-                    ("human term", |e| e.train_human),
-                ],
+                loss_lines,
                 SeriesLabelPosition::UpperRight,
             ),
             (
                 "accuracy",
                 "top-1 accuracy",
                 vec![
-                    ("validation", |e| Some(e.val_acc)),
-                    ("training (augmented)", |e| Some(e.train_acc)),
+                    line("validation", |e| e.val_acc),
+                    line("training (augmented)", |e| e.train_acc),
                 ],
                 SeriesLabelPosition::LowerRight,
             ),
             (
                 "validation cross-entropy",
                 "CE, nats",
-                vec![("validation", |e| Some(e.val_loss))],
+                vec![line("validation", |e| e.val_loss)],
                 SeriesLabelPosition::UpperRight,
             ),
             (
                 "learning rate",
                 "lr",
-                vec![("lr", |e| Some(e.lr))],
+                vec![line("lr", |e| e.lr)],
                 SeriesLabelPosition::UpperRight,
             ),
         ];
         for ((title, y_desc, lines, legend_at), cell) in panels.iter().zip(cells.iter()) {
-            let present: Vec<&(&str, Getter)> = lines
+            let present: Vec<&(String, Getter)> = lines
                 .iter()
                 .filter(|(_, g)| m.iter().any(|e| g(e).is_some()))
                 .collect();
             let (y0, y1) = padded(
-                present.iter().flat_map(|(_, g)| m.iter().filter_map(g)),
+                present
+                    .iter()
+                    .flat_map(|(_, g)| m.iter().filter_map(g)),
                 1e-4,
             );
             let mut chart = ChartBuilder::on(cell)
@@ -511,7 +528,7 @@ impl Figure for CurvesFigure {
                 chart
                     .draw_series(LineSeries::new(pts, c.stroke_width(2)))
                     .map_err(err)?
-                    .label(*label)
+                    .label(label.as_str())
                     .legend(move |(x, y)| {
                         PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
                     });

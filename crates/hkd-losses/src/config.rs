@@ -203,7 +203,8 @@ pub struct DistillationConfig {
     #[cfg_attr(feature = "clap", arg(long, value_name = "REDUCTION", ignore_case = true, default_value_t = Self::default().kl_reduction))]
     pub kl_reduction: KlReduction,
     /// ε ≥ 0: human rows are smoothed as (h + ε) / (1 + C·ε) before their log (human
-    /// target `log`). 0 is allowed only if no human entry is 0.
+    /// target `log`). At 0, hkd refuses rows with a zero entry; the other objectives clamp
+    /// its log at log 1e-300.
     #[cfg_attr(feature = "clap", arg(long, value_name = "ε", default_value_t = Self::default().human_smoothing))]
     pub human_smoothing: f64,
     /// What the human term distils towards: log (softmax of log ĥ, today's target) or

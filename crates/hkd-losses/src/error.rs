@@ -171,6 +171,54 @@ pub enum LossError {
         tolerance: f64,
     },
 
+    /// A setting of one of the objectives other than `hkd` is out of range.
+    #[error(
+        "objective `{objective}` setting `{key}` is {found}, expected {expected}; set `{key}` \
+         to such a value (docs/losses.md lists every objective's settings and defaults)"
+    )]
+    InvalidObjectiveSetting {
+        /// The objective's registry name.
+        objective: &'static str,
+        /// The setting's key.
+        key: &'static str,
+        /// The rejected value.
+        found: f64,
+        /// What would be accepted, in words.
+        expected: &'static str,
+    },
+
+    /// The objective distils a soft target, but the run has none (`--teacher baseline`).
+    #[error(
+        "objective `{objective}` distils a soft target, but `--teacher baseline` gives it none; \
+         use --teacher human (the human label distributions), a teacher network, or \
+         --objective hkd, which trains on hard labels alone with --teacher baseline"
+    )]
+    NoTarget {
+        /// The objective's registry name.
+        objective: &'static str,
+    },
+
+    /// An input the objective needs for this batch was not given.
+    #[error(
+        "objective `{objective}` needs `{input}` for this batch, but none was given; pass it \
+         (`Objective::needs` says what a training step must compute)"
+    )]
+    MissingInput {
+        /// The objective's registry name.
+        objective: &'static str,
+        /// `teacher_logits` or `human`.
+        input: &'static str,
+    },
+
+    /// An objective name that is not registered.
+    #[error("objective `{found}` is unknown, expected one of {expected}")]
+    UnknownObjective {
+        /// The name given.
+        found: String,
+        /// The registered names.
+        expected: String,
+    },
+
     /// An error from candle while computing.
     #[cfg(feature = "candle")]
     #[error("tensor operation failed while computing the distillation loss: {0}")]
@@ -187,6 +235,7 @@ impl LossError {
             | LossError::InvalidTemperature { field, found } => Some((field, *found)),
             LossError::InvalidSmoothing { found } => Some(("human_smoothing", *found)),
             LossError::InvalidLabelSmoothing { found } => Some(("label_smoothing", *found)),
+            LossError::InvalidObjectiveSetting { key, found, .. } => Some((key, *found)),
             _ => None,
         }
     }

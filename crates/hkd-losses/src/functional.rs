@@ -136,3 +136,73 @@ pub fn check_human_distributions(human: &Tensor, tolerance: f64) -> Result<()> {
     }
     Ok(())
 }
+
+/// `log 1e-300`: the floor of a human target's logits at `ε = 0`, where a zero entry's log
+/// would be `-inf` (the upstream reference code clamps the probabilities at 1e-300; the
+/// floor on the log does the same in every float dtype).
+pub const LOG_PROBABILITY_FLOOR: f64 = -690.775_527_898_213_7;
+
+/// The logits of the human target of the objectives other than hkd: `log ĥ` with
+/// `ĥ = (h + ε)/(1 + C·ε)`, floored at [`LOG_PROBABILITY_FLOOR`], so that
+/// `softmax(log ĥ) = ĥ`.
+pub fn human_target_logits(human: &Tensor, smoothing: f64) -> Result<Tensor> {
+    Ok(smoothed_human_log_probs(human, smoothing)?.maximum(LOG_PROBABILITY_FLOOR)?)
+}
+
+/// The `ε` of logit standardisation: `(z − mean) / (ε + std)`, as in the authors' code
+/// and torchdistill's `LogitStdKDLoss`.
+pub const LOGIT_STD_EPS: f64 = 1e-7;
+
+/// Logit standardisation (Sun et al., CVPR 2024): each row `z` of `[N, C]` becomes
+/// `(z − mean(z)) / (1e-7 + std(z))`, with the unbiased (n − 1) standard deviation of
+/// `torch.std`. Gradients flow through mean and std.
+pub fn standardize_logits(logits: &Tensor) -> Result<Tensor> {
+    let classes = logits.dim(D::Minus1)?;
+    let centred = logits.broadcast_sub(&logits.mean_keepdim(D::Minus1)?)?;
+    let variance = centred
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .affine(1.0 / (classes.max(2) - 1) as f64, 0.0)?;
+    let scale = variance.sqrt()?.affine(1.0, LOGIT_STD_EPS)?;
+    Ok(centred.broadcast_div(&scale)?)
+}
+
+/// Numerically stable `softmax` over the last dimension (`exp` of [`log_softmax`]).
+pub fn softmax(logits: &Tensor) -> Result<Tensor> {
+    Ok(log_softmax(logits)?.exp()?)
+}
+
+/// The one-hot rows `[N, C]` of class indices `[N]` (`u8`, `u32` or `i64`), in `dtype`.
+pub fn one_hot(labels: &Tensor, classes: usize, dtype: DType) -> Result<Tensor> {
+    let batch = labels.dim(0)?;
+    let device = labels.device();
+    let zeros = Tensor::zeros((batch, classes), dtype, device)?;
+    let ones = Tensor::ones((batch, 1), dtype, device)?;
+    Ok(zeros.scatter_add(&labels.unsqueeze(1)?.contiguous()?, &ones, 1)?)
+}
+
+/// `Σ p·(log p − log q)` over every element, with `0·log 0 = 0` (PyTorch's `kl_div` with
+/// `reduction="sum"`): `p` and `log_p` the target (no gradient), `log_q` the prediction.
+pub fn kl_divergence_sum(p: &Tensor, log_p: &Tensor, log_q: &Tensor) -> Result<Tensor> {
+    let terms = (p * (log_p - log_q)?)?;
+    let positive = p.gt(0.0)?;
+    Ok(positive
+        .where_cond(&terms, &terms.zeros_like()?)?
+        .sum_all()?)
+}
+
+/// The Pearson correlation of each row of `a` with the same row of `b` (`[N, C]` →
+/// `[N]`): the cosine similarity of the centred rows, each norm clamped at `eps`
+/// (PyTorch's `cosine_similarity`, which DIST's code calls).
+pub fn pearson_rows(a: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    let centre =
+        |x: &Tensor| -> Result<Tensor> { Ok(x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?) };
+    let (a, b) = (centre(a)?, centre(b)?);
+    let norm = |x: &Tensor| -> Result<Tensor> {
+        Ok(x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.maximum(eps)?)
+    };
+    let dot = (&a * &b)?.sum_keepdim(D::Minus1)?;
+    Ok(dot
+        .broadcast_div(&(norm(&a)? * norm(&b)?)?)?
+        .squeeze(D::Minus1)?)
+}

@@ -250,7 +250,7 @@ impl DistillationLoss {
     }
 }
 
-fn check_student(student_logits: &Tensor) -> Result<(usize, usize)> {
+pub(crate) fn check_student(student_logits: &Tensor) -> Result<(usize, usize)> {
     if !student_logits.dtype().is_float() {
         return Err(LossError::UnsupportedDType {
             input: "student_logits",
@@ -280,7 +280,7 @@ fn check_device(input: &'static str, tensor: &Tensor, device: &Device) -> Result
     }
 }
 
-fn check_labels(hard_labels: &Tensor, batch: usize, device: &Device) -> Result<()> {
+pub(crate) fn check_labels(hard_labels: &Tensor, batch: usize, device: &Device) -> Result<()> {
     check_device("hard_labels", hard_labels, device)?;
     if !matches!(hard_labels.dtype(), DType::U32 | DType::I64 | DType::U8) {
         return Err(LossError::UnsupportedDType {
@@ -299,7 +299,7 @@ fn check_labels(hard_labels: &Tensor, batch: usize, device: &Device) -> Result<(
     Ok(())
 }
 
-fn check_soft_input(
+pub(crate) fn check_soft_input(
     input: &'static str,
     tensor: &Tensor,
     batch: usize,

@@ -244,3 +244,7 @@ fn only_the_total_carries_a_gradient() {
         .unwrap();
     assert!(norm > 0.0);
 }
+
+/// The objectives of `torch/objectives/` (kd, dkd, dist, logit standardisation).
+#[path = "reference/objectives.rs"]
+mod objectives;

@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 
-use hkd_losses::{DistilFn, DistillationConfig, DistillationMode as Mode, KlReduction};
+use hkd_losses::{
+    DistilFn, DistillationConfig, DistillationMode as Mode, KlReduction, ObjectiveConfig,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{
@@ -167,7 +169,7 @@ impl From<LegacyRunConfig> for RunConfig {
                         _ => None,
                     },
                 },
-                loss: DistillationConfig {
+                loss: ObjectiveConfig::Hkd(DistillationConfig {
                     lambda: d.lambda,
                     gamma: d.gamma,
                     temperature_teacher: d.temperature_teacher,
@@ -175,8 +177,8 @@ impl From<LegacyRunConfig> for RunConfig {
                     distil_fn: d.distil_fn,
                     kl_reduction: d.kl_reduction,
                     human_smoothing: d.human_smoothing,
-                    ..defaults.loss
-                },
+                    ..DistillationConfig::default()
+                }),
                 training: TrainingSpec {
                     epochs: o.epochs,
                     batch_size: o.batch_size,

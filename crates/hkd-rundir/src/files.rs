@@ -54,18 +54,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// One line of `metrics.jsonl`: one finished epoch.
+///
+/// Lines written before hkd 0.3 have fixed loss parts (`train_hard`, `train_kd`,
+/// `train_teacher`, `train_human`); they read as the parts `hard`, `kd`, `teacher` and
+/// `human`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "EpochMetricsLine")]
 pub struct EpochMetrics {
     /// 1-based epoch number.
     pub epoch: u32,
     /// Learning rate used during the epoch.
     pub lr: f64,
-    /// Training loss parts, averaged over the epoch's batches (weighted by batch size).
-    pub train_hard: f64,
-    pub train_kd: Option<f64>,
-    pub train_teacher: Option<f64>,
-    pub train_human: Option<f64>,
+    /// The objective's loss parts, by the objective's names (`hard`, `kd`, `kl`, `tckd`,
+    /// …; `hkd_losses::Objective::part_names`), averaged over the epoch's batches
+    /// (weighted by batch size).
+    pub train_parts: LossPartValues,
+    /// The training loss, averaged likewise.
     pub train_total: f64,
     /// Training top-1 accuracy on the augmented batches.
     pub train_acc: f64,
@@ -77,6 +81,135 @@ pub struct EpochMetrics {
     pub seconds: f64,
     /// Training images per second.
     pub images_per_s: f64,
+}
+
+impl EpochMetrics {
+    /// The epoch's value of the loss part `name`, if the objective has it.
+    pub fn part(&self, name: &str) -> Option<f64> {
+        self.train_parts.get(name)
+    }
+}
+
+/// Named loss parts in the objective's order; a JSON object in that order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LossPartValues(pub Vec<(String, f64)>);
+
+impl LossPartValues {
+    /// The value of part `name`.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
+    /// The part names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+impl<S: Into<String>, const N: usize> From<[(S, f64); N]> for LossPartValues {
+    fn from(parts: [(S, f64); N]) -> Self {
+        LossPartValues(parts.into_iter().map(|(n, v)| (n.into(), v)).collect())
+    }
+}
+
+impl Serialize for LossPartValues {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for LossPartValues {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = LossPartValues;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of loss part names and numbers")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<LossPartValues, A::Error> {
+                let mut out = Vec::new();
+                while let Some((name, value)) = map.next_entry::<String, f64>()? {
+                    out.push((name, value));
+                }
+                Ok(LossPartValues(out))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+/// A `metrics.jsonl` line as written: today's, or one with hkd 0.2's fixed parts.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EpochMetricsLine {
+    epoch: u32,
+    lr: f64,
+    #[serde(default)]
+    train_parts: Option<LossPartValues>,
+    #[serde(default)]
+    train_hard: Option<f64>,
+    #[serde(default)]
+    train_kd: Option<f64>,
+    #[serde(default)]
+    train_teacher: Option<f64>,
+    #[serde(default)]
+    train_human: Option<f64>,
+    train_total: f64,
+    train_acc: f64,
+    val_acc: f64,
+    val_loss: f64,
+    seconds: f64,
+    images_per_s: f64,
+}
+
+impl TryFrom<EpochMetricsLine> for EpochMetrics {
+    type Error = String;
+
+    fn try_from(line: EpochMetricsLine) -> std::result::Result<Self, String> {
+        let legacy = [
+            ("hard", line.train_hard),
+            ("kd", line.train_kd),
+            ("teacher", line.train_teacher),
+            ("human", line.train_human),
+        ];
+        let train_parts = match (line.train_parts, line.train_hard) {
+            (Some(parts), None) => parts,
+            (None, Some(_)) => LossPartValues(
+                legacy
+                    .into_iter()
+                    .filter_map(|(n, v)| v.map(|v| (n.to_string(), v)))
+                    .collect(),
+            ),
+            (Some(_), Some(_)) => {
+                return Err("both `train_parts` and hkd 0.2's `train_hard` are present".into());
+            }
+            (None, None) => return Err("missing field `train_parts`".into()),
+        };
+        Ok(EpochMetrics {
+            epoch: line.epoch,
+            lr: line.lr,
+            train_parts,
+            train_total: line.train_total,
+            train_acc: line.train_acc,
+            val_acc: line.val_acc,
+            val_loss: line.val_loss,
+            seconds: line.seconds,
+            images_per_s: line.images_per_s,
+        })
+    }
 }
 
 /// `best.json`: the epoch whose weights are in `best.safetensors`.

@@ -40,11 +40,12 @@ pub use eval::{
     SetMetrics, TemperatureFit,
 };
 pub use files::{
-    BestRecord, EpochMetrics, GridBest, RunDir, RunState, RunStatus, best_run_under, find_run_dirs,
-    sha256_file, write_atomic,
+    BestRecord, EpochMetrics, GridBest, LossPartValues, RunDir, RunState, RunStatus,
+    best_run_under, find_run_dirs, sha256_file, write_atomic,
 };
 pub use hkd_losses::{
-    DistilFn, DistillationConfig, DistillationMode as Mode, HumanTarget, KlReduction,
+    DistilFn, DistillationConfig, DistillationMode as Mode, HumanTarget, InertSetting, KlReduction,
+    ObjectiveConfig,
 };
 pub use lock::RunLock;
 pub use naming::py_float;

@@ -5,18 +5,23 @@
 //! place its defaults are written; the same structs are serde types (the `[spec]` table
 //! of `config.toml`) and clap argument groups (the flags of `hkd-train`, flattened by
 //! [`crate::cli::TrainCommand`], which `hkd-grid` also parses in-process). The loss part
-//! is `hkd-losses`' own [`DistillationConfig`], embedded, not mirrored.
+//! is `hkd-losses`' own [`ObjectiveConfig`] (the objective and its settings), embedded, not
+//! mirrored.
 //!
 //! A run's **identity** ([`RunSpec::identity`]) is the whole specification minus where
 //! its inputs lie (the dataset directory) and how the teacher was named (the resolved
 //! teacher enters the run's path as its slug). Two specifications with the same identity
 //! and the same teacher are the same run; any other difference gives another run
-//! directory ([`RunSpec::run_name`]).
+//! directory ([`RunSpec::run_name`]). The identity holds the objective's settings only
+//! (`objective` and, say, `temperature` for `kd`; a setting of another objective is
+//! refused when the specification is parsed), so two objectives never share a run.
+//! [`RunSpec::inert_settings`] names the settings that cannot change this run's result
+//! (label smoothing at λ = 1, say); the grid refuses axes over them.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use hkd_losses::DistillationConfig;
+use hkd_losses::{InertSetting, ObjectiveConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::naming::py_float;
@@ -60,6 +65,19 @@ pub struct TeacherChoice {
     #[arg(long, value_name = "ARCH")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teacher_arch: Option<String>,
+}
+
+impl TeacherChoice {
+    /// Where the soft labels of a run with this teacher come from: `baseline` (none),
+    /// `human`, or a teacher network (`student` mode) for anything else — what
+    /// [`crate::resolve_teacher`] resolves it to.
+    pub fn mode(&self) -> hkd_losses::DistillationMode {
+        match self.teacher.as_str() {
+            "baseline" => hkd_losses::DistillationMode::Baseline,
+            "human" => hkd_losses::DistillationMode::Human,
+            _ => hkd_losses::DistillationMode::Student,
+        }
+    }
 }
 
 impl Default for TeacherChoice {
@@ -211,8 +229,8 @@ pub struct RunSpec {
     pub data: DataSpec,
     #[command(flatten, next_help_heading = "Teacher")]
     pub teacher: TeacherChoice,
-    #[command(flatten, next_help_heading = "Loss")]
-    pub loss: DistillationConfig,
+    #[command(flatten, next_help_heading = "Objective")]
+    pub loss: ObjectiveConfig,
     #[command(flatten, next_help_heading = "Training loop")]
     pub training: TrainingSpec,
     #[command(flatten, next_help_heading = "Optimiser (SGD)")]
@@ -229,7 +247,7 @@ impl Default for RunSpec {
             iter: 0,
             data: DataSpec::default(),
             teacher: TeacherChoice::default(),
-            loss: DistillationConfig::default(),
+            loss: ObjectiveConfig::default(),
             training: TrainingSpec::default(),
             optimizer: OptimizerSpec::default(),
             schedule: ScheduleSpec::default(),
@@ -350,6 +368,17 @@ impl RunSpec {
             let (key, found) = loss_error_key(&e);
             InvalidSetting::new(key, found, strip_key(&e.to_string(), key))
         })?;
+        self.loss.check_mode(self.teacher.mode()).map_err(|e| {
+            InvalidSetting::new(
+                "objective",
+                format!(
+                    "{} with --teacher {}",
+                    self.loss.name(),
+                    self.teacher.teacher
+                ),
+                format!("an objective this teacher can give a target to: {e}"),
+            )
+        })?;
         if self.training.epochs == 0 {
             return Err(InvalidSetting::new("epochs", 0, "at least 1"));
         }
@@ -446,16 +475,24 @@ impl RunSpec {
             .collect()
     }
 
-    /// The identity settings that differ from their defaults and that the original run
-    /// name does not spell out, as `(key, value)`.
+    /// The identity settings that differ from their defaults (those of this run's
+    /// objective for its settings) and that the run name does not spell out, as
+    /// `(key, value)`: for `hkd` every key but the original name's, for another objective
+    /// every key but the student, the repeat and the objective's settings.
     pub fn extra_identity(&self) -> Vec<(String, String)> {
         let defaults: std::collections::HashMap<String, String> =
-            RunSpec::default().identity().into_iter().collect();
+            self.defaults().identity().into_iter().collect();
+        let spelled: Vec<String> = match self.loss {
+            ObjectiveConfig::Hkd(_) => NAMED_KEYS.iter().map(|k| k.to_string()).collect(),
+            _ => ["student", "iter", "objective"]
+                .iter()
+                .map(|k| k.to_string())
+                .chain(self.loss.setting_keys())
+                .collect(),
+        };
         self.identity()
             .into_iter()
-            .filter(|(k, v)| {
-                !NAMED_KEYS.contains(&k.as_str()) && defaults.get(k).is_none_or(|d| d != v)
-            })
+            .filter(|(k, v)| !spelled.contains(k) && defaults.get(k).is_none_or(|d| d != v))
             .collect()
     }
 
@@ -476,10 +513,12 @@ impl RunSpec {
     }
 
     /// The settings the original names spell out, in their order: student, D, T_h, T_t,
-    /// λ, γ, iter (floats as Python prints them).
-    fn named_values(&self) -> [String; 7] {
-        let l = &self.loss;
-        [
+    /// λ, γ, iter (floats as Python prints them); `None` for objectives other than `hkd`.
+    fn named_values(&self) -> Option<[String; 7]> {
+        let ObjectiveConfig::Hkd(l) = &self.loss else {
+            return None;
+        };
+        Some([
             self.student.clone(),
             l.distil_fn.to_string(),
             py_float(l.temperature_human),
@@ -487,7 +526,19 @@ impl RunSpec {
             py_float(l.lambda),
             py_float(l.gamma),
             self.iter.to_string(),
-        ]
+        ])
+    }
+
+    /// The objective's own settings as `(key, value)` in declaration order, as the
+    /// identity renders them (for the names of objectives other than `hkd`).
+    fn objective_values(&self) -> Vec<(String, String)> {
+        let identity: std::collections::HashMap<String, String> =
+            self.identity().into_iter().collect();
+        self.loss
+            .setting_keys()
+            .into_iter()
+            .filter_map(|k| identity.get(&k).cloned().map(|v| (k, v)))
+            .collect()
     }
 
     /// `base` followed by the `+key=value` suffix (see [`run_name`](Self::run_name)).
@@ -496,27 +547,99 @@ impl RunSpec {
         base + &suffix
     }
 
-    /// The run directory name: the original project's
-    /// `student_<arch>_distil_fn_<D>_temperature_h_<Th>_temperature_t_<Tt>_lambda_<λ>_gamma_<γ>_iter_<i>`,
+    /// The run directory name. For `hkd`, the original project's
+    /// `student_<arch>_distil_fn_<D>_temperature_h_<Th>_temperature_t_<Tt>_lambda_<λ>_gamma_<γ>_iter_<i>`;
+    /// for another objective `student_<arch>_objective_<name>_<key>_<value>…_iter_<i>`
+    /// with every setting of the objective in its declaration order (e.g.
+    /// `student_resnet8x4_objective_kd_temperature_4.0_ce_weight_0.1_…_iter_0`). Either is
     /// followed by `+key=value` for every other identity setting that is not at its
     /// default (e.g. `…_iter_0+lr=0.01+seed=3`). A run with defaults everywhere else keeps
     /// the original name exactly.
     pub fn run_name(&self) -> String {
-        let [student, d, th, tt, l, g, i] = self.named_values();
-        self.with_extras(format!(
-            "student_{student}_distil_fn_{d}_temperature_h_{th}_temperature_t_{tt}_lambda_{l}_gamma_{g}_iter_{i}"
-        ))
+        match self.named_values() {
+            Some([student, d, th, tt, l, g, i]) => self.with_extras(format!(
+                "student_{student}_distil_fn_{d}_temperature_h_{th}_temperature_t_{tt}_lambda_{l}_gamma_{g}_iter_{i}"
+            )),
+            None => {
+                let settings: String = self
+                    .objective_values()
+                    .iter()
+                    .map(|(k, v)| format!("_{k}_{v}"))
+                    .collect();
+                self.with_extras(format!(
+                    "student_{}_objective_{}{settings}_iter_{}",
+                    self.student,
+                    self.loss.name(),
+                    self.iter
+                ))
+            }
+        }
     }
 
     /// The slug that names a teacher run as the teacher level of its students' paths:
     /// `<its own teacher level>-<arch>-<D>-th<Th>-tt<Tt>-l<λ>-g<γ>-i<iter>` plus the same
     /// `+key=value` suffix as [`run_name`](Self::run_name), e.g.
-    /// `human-resnet20-KL-th1.0-tt1.0-l1.0-g0.0-i0+epochs=15`.
+    /// `human-resnet20-KL-th1.0-tt1.0-l1.0-g0.0-i0+epochs=15`; for objectives other than
+    /// `hkd`, `<level>-<arch>-<objective>-i<iter>` and the suffix, in which the
+    /// objective's settings that differ from its defaults are spelled too.
     pub fn teacher_slug(&self, own_teacher_level: &str) -> String {
-        let [student, d, th, tt, l, g, i] = self.named_values();
-        self.with_extras(format!(
-            "{own_teacher_level}-{student}-{d}-th{th}-tt{tt}-l{l}-g{g}-i{i}"
-        ))
+        match self.named_values() {
+            Some([student, d, th, tt, l, g, i]) => self.with_extras(format!(
+                "{own_teacher_level}-{student}-{d}-th{th}-tt{tt}-l{l}-g{g}-i{i}"
+            )),
+            None => {
+                let base = format!(
+                    "{own_teacher_level}-{}-{}-i{}",
+                    self.student,
+                    self.loss.name(),
+                    self.iter
+                );
+                let spelled: String = self
+                    .objective_values()
+                    .into_iter()
+                    .zip(self.objective_defaults())
+                    .filter(|((_, v), (_, d))| v != d)
+                    .map(|((k, v), _)| format!("+{k}={v}"))
+                    .collect();
+                self.with_extras(base + &spelled)
+            }
+        }
+    }
+
+    /// The objective's settings at their defaults, rendered as in the identity.
+    fn objective_defaults(&self) -> Vec<(String, String)> {
+        self.defaults().objective_values()
+    }
+
+    /// The default specification with this run's objective (at its defaults): what the
+    /// settings of this run are "not at their default" against.
+    pub fn defaults(&self) -> RunSpec {
+        RunSpec {
+            loss: ObjectiveConfig::default_of(self.loss.name()).unwrap_or_default(),
+            ..RunSpec::default()
+        }
+    }
+
+    /// The settings of this run that cannot change its result, with why: the objective's
+    /// own (label smoothing at λ = 1, the human temperature at γ = 0, …) and the target's
+    /// (γ with `--teacher human`), for the teacher as named (`baseline`, `human`, or a
+    /// network). A grid refuses to vary one of them ([`Self::effective_identity`]).
+    pub fn inert_settings(&self) -> Vec<InertSetting> {
+        self.loss.inert(self.teacher.mode())
+    }
+
+    /// The identity without the [`inert_settings`](Self::inert_settings): two
+    /// specifications with the same effective identity train the same network.
+    pub fn effective_identity(&self) -> Vec<(String, String)> {
+        let inert: Vec<&str> = self
+            .inert_settings()
+            .iter()
+            .map(|i| i.key)
+            .collect::<Vec<_>>();
+        self.identity()
+            .into_iter()
+            .filter(|(k, _)| !inert.contains(&k.as_str()))
+            .collect()
     }
 
     /// `key: stored -> given` for every identity setting that differs between two

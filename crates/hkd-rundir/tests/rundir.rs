@@ -9,7 +9,7 @@ fn config(student: &str, teacher: TeacherSpec, lambda: f64, iter: u32) -> RunCon
         iter,
         ..RunSpec::default()
     };
-    spec.loss.lambda = lambda;
+    spec.loss.as_hkd_mut().unwrap().lambda = lambda;
     spec.data.dir = "/data/x".into();
     RunConfig::new(spec, teacher, 10, "abc", "cpu")
 }
@@ -18,10 +18,7 @@ fn epoch(e: u32, val_acc: f64) -> EpochMetrics {
     EpochMetrics {
         epoch: e,
         lr: 0.1,
-        train_hard: 2.0,
-        train_kd: Some(0.5),
-        train_teacher: None,
-        train_human: Some(0.5),
+        train_parts: [("hard", 2.0), ("kd", 0.5), ("human", 0.5)].into(),
         train_total: 1.25,
         train_acc: 0.3,
         val_acc,
@@ -289,8 +286,8 @@ val_split = "val"
     std::fs::write(run.file(RunDir::CONFIG), text).unwrap();
     let c = run.read_config().unwrap();
     assert_eq!(c.mode(), Mode::Human);
-    assert_eq!(c.spec.loss.distil_fn, DistilFn::Ce);
-    assert_eq!(c.spec.loss.lambda, 1.0);
+    assert_eq!(c.spec.loss.as_hkd().unwrap().distil_fn, DistilFn::Ce);
+    assert_eq!(c.spec.loss.as_hkd().unwrap().lambda, 1.0);
     assert_eq!(c.spec.training.epochs, 5);
     assert_eq!(c.spec.iter, 2);
     assert_eq!(c.dataset_hash, "9f2c");
@@ -342,30 +339,30 @@ fn every_setting_that_differs_gives_another_run_name() {
         (
             "kl_reduction",
             RunSpec {
-                loss: DistillationConfig {
+                loss: hkd_rundir::ObjectiveConfig::Hkd(DistillationConfig {
                     kl_reduction: KlReduction::BatchMean,
-                    ..base.loss
-                },
+                    ..*base.loss.as_hkd().unwrap()
+                }),
                 ..base.clone()
             },
         ),
         (
             "label_smoothing",
             RunSpec {
-                loss: DistillationConfig {
+                loss: hkd_rundir::ObjectiveConfig::Hkd(DistillationConfig {
                     label_smoothing: 0.1,
-                    ..base.loss
-                },
+                    ..*base.loss.as_hkd().unwrap()
+                }),
                 ..base.clone()
             },
         ),
         (
             "human_smoothing",
             RunSpec {
-                loss: DistillationConfig {
+                loss: hkd_rundir::ObjectiveConfig::Hkd(DistillationConfig {
                     human_smoothing: 0.001,
-                    ..base.loss
-                },
+                    ..*base.loss.as_hkd().unwrap()
+                }),
                 ..base.clone()
             },
         ),

@@ -238,6 +238,79 @@ pub fn expand(config: &GridConfig, binary: &BinaryInfo, path: &Path) -> Result<V
     Ok(tasks)
 }
 
+/// Refuses a task that trains the same network as an earlier one: the two differ only in
+/// settings that cannot change the result (say `label_smoothing` at λ = 1), which a grid
+/// axis over them would do.
+fn same_network(
+    request: &hkd_rundir::TrainCommand,
+    index: usize,
+    teachers: &mut crate::plan::TeacherCache,
+    effective: &mut std::collections::HashMap<String, (usize, hkd_rundir::RunSpec)>,
+) -> Option<String> {
+    let place = teachers.identity_key(request);
+    // the run's place without its name, then what it trains
+    let place = place
+        .rsplit_once('\u{0}')
+        .map_or(place.clone(), |(p, _)| p.to_string());
+    let what: Vec<String> = request
+        .spec
+        .effective_identity()
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let key = format!("{place}\u{0}{}", what.join("\u{0}"));
+    match effective.get(&key) {
+        Some((first, spec)) => {
+            let inert = request.spec.inert_settings();
+            let differing: Vec<String> = spec
+                .identity_differences(&request.spec)
+                .into_iter()
+                .filter_map(|d| d.split_once(':').map(|(k, _)| k.to_string()))
+                .collect();
+            let reasons: Vec<String> = inert
+                .iter()
+                .filter(|i| differing.iter().any(|k| k == i.key))
+                .map(|i| format!("`{}`: {}", i.key, i.because))
+                .collect();
+            Some(format!(
+                "trains the same network as task {first}: they differ only in {}, which cannot change the result here ({}); drop that axis or its extra values",
+                differing
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                reasons.join("; ")
+            ))
+        }
+        None => {
+            effective.insert(key, (index, request.spec.clone()));
+            None
+        }
+    }
+}
+
+/// Records the settings of `spec` that are away from their defaults where they cannot
+/// change the result, for one warning per key.
+fn note_inert(
+    spec: &hkd_rundir::RunSpec,
+    index: usize,
+    noted: &mut std::collections::BTreeMap<String, (String, Vec<usize>)>,
+) {
+    let defaults: std::collections::HashMap<String, String> =
+        spec.defaults().identity().into_iter().collect();
+    let identity: std::collections::HashMap<String, String> = spec.identity().into_iter().collect();
+    for inert in spec.inert_settings() {
+        let (given, default) = (identity.get(inert.key), defaults.get(inert.key));
+        if given.is_some() && given != default {
+            noted
+                .entry(inert.key.to_string())
+                .or_insert_with(|| (inert.because.clone(), Vec::new()))
+                .1
+                .push(index);
+        }
+    }
+}
+
 /// The most tasks one grid may have (a Slurm cluster's array limit is far lower; beyond
 /// this a typo in the axes is more likely than a plan).
 pub const MAX_TASKS: usize = 100_000;
@@ -256,6 +329,12 @@ pub fn check_tasks(tasks: &[Task], binary: &BinaryInfo, workdir: &Path, path: &P
         std::collections::HashMap::new();
     let command = binary.command()?;
     let mut teachers = crate::plan::TeacherCache::default();
+    // Tasks by what they train: the run's place without the settings that cannot change
+    // its result (label smoothing at λ = 1, …), for refusing axes over such settings.
+    let mut effective: std::collections::HashMap<String, (usize, hkd_rundir::RunSpec)> =
+        std::collections::HashMap::new();
+    let mut inert_given: std::collections::BTreeMap<String, (String, Vec<usize>)> =
+        std::collections::BTreeMap::new();
     for task in tasks {
         let shown = task.flag_args().join(" ");
         let problem = match binary.name {
@@ -274,7 +353,16 @@ pub fn check_tasks(tasks: &[Task], binary: &BinaryInfo, workdir: &Path, path: &P
                             )),
                             None => {
                                 seen.insert(key, (task.index, request.spec.data.dir.clone()));
-                                None
+                                let same = same_network(
+                                    &request,
+                                    task.index,
+                                    &mut teachers,
+                                    &mut effective,
+                                );
+                                if same.is_none() {
+                                    note_inert(&request.spec, task.index, &mut inert_given);
+                                }
+                                same
                             }
                         }
                     }
@@ -305,6 +393,14 @@ pub fn check_tasks(tasks: &[Task], binary: &BinaryInfo, workdir: &Path, path: &P
         }
     }
     if problems.is_empty() {
+        for (key, (because, at)) in &inert_given {
+            tracing::warn!(
+                "{}: `{key}` is set away from its default in {} task(s) (first: task {}) where it cannot change the result: {because}; the runs are named after it all the same",
+                path.display(),
+                at.len(),
+                at[0]
+            );
+        }
         return Ok(());
     }
     let total = problems.len();

@@ -57,7 +57,7 @@ fn settings_beyond_the_original_name_give_their_own_run_dirs() {
         seed: 3,
         ..RunSpec::default()
     };
-    expected.loss.kl_reduction = hkd_rundir::KlReduction::BatchMean;
+    expected.loss.as_hkd_mut().unwrap().kl_reduction = hkd_rundir::KlReduction::BatchMean;
     assert_eq!(
         dirs[0].path(),
         tmp.path()

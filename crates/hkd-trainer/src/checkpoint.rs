@@ -16,7 +16,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use hkd_arch::Network;
-use hkd_rundir::{BestRecord, RunDir, RunState};
+use hkd_rundir::{BestRecord, LossPartValues, RunDir, RunState};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -43,25 +43,77 @@ pub struct ExtraSettings {
 }
 
 /// Running sums of the training part of an epoch.
+///
+/// A checkpoint written before hkd 0.3 has fixed parts (`hard`, `kd`, `teacher`,
+/// `human`); it reads as those named parts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "EpochSumsFile")]
 pub struct EpochSums {
     /// Images trained on.
     pub images: u64,
-    /// Σ batch size × batch-mean hard CE.
-    pub hard: f64,
-    /// Σ batch size × soft part (before λ).
-    pub kd: f64,
-    /// Σ batch size × teacher term.
-    pub teacher: f64,
-    /// Σ batch size × human term.
-    pub human: f64,
+    /// Σ batch size × each loss part, by the objective's part names.
+    pub parts: LossPartValues,
     /// Σ batch size × total loss.
     pub total: f64,
     /// Correct top-1 predictions on the augmented batches.
     pub correct: u64,
     /// Wall time of the training batches.
     pub train_seconds: f64,
+}
+
+impl EpochSums {
+    /// Adds `weight × value` to the sum of part `name`.
+    pub fn add_part(&mut self, name: &str, weight: f64, value: f64) {
+        match self.parts.0.iter_mut().find(|(n, _)| n == name) {
+            Some((_, sum)) => *sum += weight * value,
+            None => self.parts.0.push((name.to_owned(), weight * value)),
+        }
+    }
+}
+
+/// [`EpochSums`] as stored: today's named parts, or hkd 0.2's fixed ones.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EpochSumsFile {
+    images: u64,
+    #[serde(default)]
+    parts: Option<LossPartValues>,
+    #[serde(default)]
+    hard: Option<f64>,
+    #[serde(default)]
+    kd: Option<f64>,
+    #[serde(default)]
+    teacher: Option<f64>,
+    #[serde(default)]
+    human: Option<f64>,
+    total: f64,
+    correct: u64,
+    train_seconds: f64,
+}
+
+impl From<EpochSumsFile> for EpochSums {
+    fn from(f: EpochSumsFile) -> Self {
+        let parts = f.parts.unwrap_or_else(|| {
+            LossPartValues(
+                [
+                    ("hard", f.hard),
+                    ("kd", f.kd),
+                    ("teacher", f.teacher),
+                    ("human", f.human),
+                ]
+                .into_iter()
+                .filter_map(|(n, v)| v.map(|v| (n.to_owned(), v)))
+                .collect(),
+            )
+        });
+        EpochSums {
+            images: f.images,
+            parts,
+            total: f.total,
+            correct: f.correct,
+            train_seconds: f.train_seconds,
+        }
+    }
 }
 
 /// A partial epoch, left by a stop signal.

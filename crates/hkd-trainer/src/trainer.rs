@@ -8,10 +8,10 @@ use std::time::Instant;
 use candle_core::{D, DType, Device, Tensor};
 use hkd_arch::{Network, Phase};
 use hkd_datasets::{Dataset, DatasetDir, Loader, LoaderConfig};
-use hkd_losses::{DistillationLoss, LossValues};
+use hkd_losses::{Objective, ObjectiveInputs, OutputValues};
 use hkd_rundir::{
-    BestRecord, EpochMetrics, Execution, Mode, RunConfig, RunDir, RunSpec, RunState, RunStatus,
-    SchedulerKind, absolute, resolve_teacher,
+    BestRecord, EpochMetrics, Execution, LossPartValues, RunConfig, RunDir, RunSpec, RunState,
+    RunStatus, SchedulerKind, absolute, resolve_teacher,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -193,9 +193,9 @@ pub fn plan(spec: &RunSpec, execution: &Execution) -> Result<Plan> {
             ),
         ));
     }
-    // The loss checks its settings once more, with the mode, and says what it needs.
-    let loss = DistillationLoss::new(teacher.spec.mode(), spec.loss)?;
-    if loss.needs_human_labels() && train_set.human().is_none() {
+    // The objective checks its settings once more, with the mode, and says what it needs.
+    let loss = spec.loss.build(teacher.spec.mode())?;
+    if loss.needs().human && train_set.human().is_none() {
         return Err(TrainError::invalid(
             "teacher",
             format!(
@@ -488,7 +488,7 @@ struct Session {
     plan: Plan,
     student: Network,
     teacher: Option<Network>,
-    loss: DistillationLoss,
+    loss: Box<dyn Objective>,
     sgd: Sgd,
     scheduler: Scheduler,
     best: Option<BestRecord>,
@@ -512,7 +512,7 @@ impl Session {
             seed,
         )
         .map_err(|e| TrainError::arch(format!("building student {}", cfg.spec.student), e))?;
-        let loss = DistillationLoss::new(cfg.mode(), cfg.spec.loss)?;
+        let loss = cfg.spec.loss.build(cfg.mode())?;
         let o = &cfg.spec.optimizer;
         let mut sgd = Sgd::new(
             student.trainable_parameters(),
@@ -641,10 +641,11 @@ impl Session {
             parameters: self.student.num_parameters(),
         };
         tracing::info!(
-            "run {}: {} ({} parameters, {} mode, teacher {}) on {}; {} training images in {} batches of {}, {} validation images; {} epochs",
+            "run {}: {} ({} parameters, objective {}, {} mode, teacher {}) on {}; {} training images in {} batches of {}, {} validation images; {} epochs",
             run_dir.display(),
             cfg.spec.student,
             info.parameters,
+            cfg.spec.loss.name(),
             cfg.mode(),
             cfg.teacher.slug(),
             cfg.device,
@@ -696,7 +697,7 @@ impl Session {
                     (&self.student, &self.teacher, &self.loss, &mut self.sgd);
                 // The whole step on the compute pool: one hand-off per batch, not per op.
                 // Inner `Err`: the loss was not finite (its value); nothing was updated.
-                type Step = std::result::Result<(LossValues, u64), f64>;
+                type Step = std::result::Result<(OutputValues, u64), f64>;
                 let step = hkd_arch::on_compute_pool(|| -> Result<Step> {
                     let logits = student
                         .forward(&batch.images, Phase::Train { rng: &mut rng })
@@ -707,8 +708,9 @@ impl Session {
                             )
                         })?;
                     // At γ = 1 the teacher term has weight 0: no teacher forward pass.
+                    let needs = loss.needs();
                     let teacher_logits = match teacher {
-                        Some(t) if loss.needs_teacher_logits() => {
+                        Some(t) if needs.teacher_logits => {
                             Some(t.forward_eval(&batch.images).map_err(|e| {
                                 TrainError::arch(
                                     format!("teacher forward, epoch {epoch} batch {}", b + 1),
@@ -719,10 +721,15 @@ impl Session {
                         _ => None,
                     };
                     // At γ = 0 a student's human term has weight 0: no human labels needed.
-                    let human = batch.human.as_ref().filter(|_| loss.needs_human_labels());
-                    let parts =
-                        loss.compute(&logits, &batch.labels, human, teacher_logits.as_ref())?;
-                    let values = parts.to_f64()?;
+                    let human = batch.human.as_ref().filter(|_| needs.human);
+                    let parts = loss.compute(&ObjectiveInputs {
+                        student_logits: &logits,
+                        hard_labels: &batch.labels,
+                        teacher_logits: teacher_logits.as_ref(),
+                        human,
+                        epoch,
+                    })?;
+                    let values = parts.values()?;
                     if !values.total.is_finite() {
                         return Ok(Err(values.total));
                     }
@@ -746,10 +753,9 @@ impl Session {
                 };
                 let w = n as f64;
                 sums.images += n as u64;
-                sums.hard += w * values.hard_ce;
-                sums.kd += w * values.kd.unwrap_or(0.0);
-                sums.teacher += w * values.teacher_term.unwrap_or(0.0);
-                sums.human += w * values.human_term.unwrap_or(0.0);
+                for (name, value) in &values.parts {
+                    sums.add_part(name, w, *value);
+                }
                 sums.total += w * values.total;
                 sums.correct += correct;
                 tracing::debug!(
@@ -782,15 +788,22 @@ impl Session {
             let (val_acc, val_loss) = evaluate(&self.student, &self.val_loader, &self.plan.device)?;
             let val_seconds = val_started.elapsed().as_secs_f64();
             let images = sums.images.max(1) as f64;
-            let has_kd = cfg.mode() != Mode::Baseline;
-            let has_parts = cfg.mode() == Mode::Student;
+            let train_parts = LossPartValues(
+                self.loss
+                    .part_names()
+                    .into_iter()
+                    .map(|name| {
+                        (
+                            name.to_owned(),
+                            sums.parts.get(name).unwrap_or(0.0) / images,
+                        )
+                    })
+                    .collect(),
+            );
             let metrics = EpochMetrics {
                 epoch,
                 lr,
-                train_hard: sums.hard / images,
-                train_kd: has_kd.then(|| sums.kd / images),
-                train_teacher: has_parts.then(|| sums.teacher / images),
-                train_human: has_parts.then(|| sums.human / images),
+                train_parts,
                 train_total: sums.total / images,
                 train_acc: sums.correct as f64 / images,
                 val_acc,
@@ -861,10 +874,13 @@ impl Session {
 
 /// The one-line summary of an epoch that goes to the log.
 pub fn epoch_line(m: &EpochMetrics, epochs: u32, improved: bool) -> String {
-    let mut parts = format!("hard {:.4}", m.train_hard);
-    if let Some(kd) = m.train_kd {
-        parts.push_str(&format!(", kd {kd:.4}"));
-    }
+    let parts = m
+        .train_parts
+        .0
+        .iter()
+        .map(|(name, value)| format!("{name} {value:.4}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "epoch {}/{} lr {:.4e} | train loss {:.4} ({parts}) acc {:.2} % | val acc {:.2} % loss {:.4} | {:.1} s, {:.0} img/s{}",
         m.epoch,

@@ -31,7 +31,7 @@ fn human_mode_on_the_cifar10h_mini_fixture() {
     };
     spec.data.dir = fixture.clone();
     spec.teacher.teacher = "human".into();
-    spec.loss.lambda = 1.0;
+    spec.loss.as_hkd_mut().unwrap().lambda = 1.0;
     spec.training.epochs = 1;
     spec.training.batch_size = 32;
     spec.training.max_batches = Some(3);
@@ -57,13 +57,13 @@ fn human_mode_on_the_cifar10h_mini_fixture() {
         .unwrap();
     assert_eq!(config.dataset_hash, hash);
     assert_eq!(config.spec.training.max_batches, Some(3));
-    assert_eq!(config.spec.loss.lambda, 1.0);
+    assert_eq!(config.spec.loss.as_hkd().unwrap().lambda, 1.0);
     let m = run.read_metrics().unwrap();
     assert_eq!(m.len(), 1);
     // λ = 1: the objective is the human term alone.
-    assert_eq!(m[0].train_total, m[0].train_kd.unwrap());
+    assert_eq!(m[0].train_total, m[0].part("kd").unwrap());
     assert!(
-        m[0].train_kd.unwrap() > 0.0 && m[0].train_hard > 1.0,
+        m[0].part("kd").unwrap() > 0.0 && m[0].part("hard").unwrap() > 1.0,
         "{m:?}"
     );
     // The 500 validation images are all evaluated: the accuracy is a multiple of 1/500.

@@ -69,9 +69,12 @@ fn one_epoch_of_each_mode_writes_the_run_directory() {
     let m = metrics(&teacher_dir);
     assert_eq!(m.len(), 1);
     assert_eq!((m[0].epoch, m[0].lr), (1, 0.05));
-    assert!(m[0].train_kd.is_none() && m[0].train_teacher.is_none());
-    assert!(m[0].train_hard > 0.5 && m[0].train_hard < 10.0, "{m:?}");
-    assert_eq!(m[0].train_total, m[0].train_hard);
+    assert!(m[0].part("kd").is_none() && m[0].part("teacher").is_none());
+    assert!(
+        m[0].part("hard").unwrap() > 0.5 && m[0].part("hard").unwrap() < 10.0,
+        "{m:?}"
+    );
+    assert_eq!(m[0].train_total, m[0].part("hard").unwrap());
     assert!((0.0..=1.0).contains(&m[0].val_acc) && m[0].val_loss > 0.0);
     // 30 validation images: the accuracy is a multiple of 1/30.
     assert!(((m[0].val_acc * 30.0) - (m[0].val_acc * 30.0).round()).abs() < 1e-9);
@@ -96,17 +99,17 @@ fn one_epoch_of_each_mode_writes_the_run_directory() {
     let (human_dir, _) = run_ok(&spec, &ex);
     assert_eq!(human_dir, out.join("human/plane2").join(spec.run_name()));
     let m = metrics(&human_dir);
-    let kd = m[0].train_kd.expect("human mode records the soft part");
+    let kd = m[0].part("kd").expect("human mode records the soft part");
     assert!(kd > 0.0);
     // total = (1-λ)·hard + λ·kd holds per batch, hence for the image-weighted means.
     assert!(
-        (m[0].train_total - (0.5 * m[0].train_hard + 0.5 * kd)).abs() < 1e-5,
+        (m[0].train_total - (0.5 * m[0].part("hard").unwrap() + 0.5 * kd)).abs() < 1e-5,
         "{m:?}"
     );
 
     // Student of the baseline teacher run; γ = 0.25 mixes in the human labels.
     let (mut spec, ex) = quick(&data, &out, teacher_dir.to_str().unwrap(), 1);
-    spec.loss.gamma = 0.25;
+    spec.loss.as_hkd_mut().unwrap().gamma = 0.25;
     let (student_dir, _) = run_ok(&spec, &ex);
     let teacher_spec = RunDir::new(&teacher_dir).read_config().unwrap().spec;
     let slug = teacher_spec.teacher_slug("baseline");
@@ -130,18 +133,18 @@ fn one_epoch_of_each_mode_writes_the_run_directory() {
         other => panic!("{other:?}"),
     }
     let m = metrics(&student_dir);
-    let (t, h) = (m[0].train_teacher.unwrap(), m[0].train_human.unwrap());
+    let (t, h) = (m[0].part("teacher").unwrap(), m[0].part("human").unwrap());
     assert!(t > 0.0 && h > 0.0);
-    assert!((m[0].train_kd.unwrap() - (t + h)).abs() < 1e-5, "{m:?}");
+    assert!((m[0].part("kd").unwrap() - (t + h)).abs() < 1e-5, "{m:?}");
 
     // γ = 1: the teacher term has weight 0 and the teacher's forward pass is skipped.
     let (mut spec, ex) = quick(&data, &out, teacher_dir.to_str().unwrap(), 1);
-    spec.loss.gamma = 1.0;
+    spec.loss.as_hkd_mut().unwrap().gamma = 1.0;
     let (human_only_dir, _) = run_ok(&spec, &ex);
     let m = metrics(&human_only_dir);
-    let (t, h) = (m[0].train_teacher.unwrap(), m[0].train_human.unwrap());
+    let (t, h) = (m[0].part("teacher").unwrap(), m[0].part("human").unwrap());
     assert_eq!(t, 0.0, "{m:?}");
-    assert!(h > 0.0 && m[0].train_kd == Some(h), "{m:?}");
+    assert!(h > 0.0 && m[0].part("kd") == Some(h), "{m:?}");
 
     // best:<dir> picks the finished run with the best validation accuracy.
     let (spec, _) = quick(&data, &out, &format!("best:{}", out.display()), 1);
@@ -187,7 +190,10 @@ fn training_learns_the_tiny_dataset() {
     assert_eq!(m.len(), 4);
     // Cosine over 4 epochs: 0.05, 0.0427, 0.025, 0.0073.
     assert!((m[2].lr - 0.025).abs() < 1e-12, "{m:?}");
-    assert!(m[3].train_hard < m[0].train_hard, "{m:?}");
+    assert!(
+        m[3].part("hard").unwrap() < m[0].part("hard").unwrap(),
+        "{m:?}"
+    );
     assert!(best.val_acc >= 0.6, "4 classes, chance 0.25: {m:?}");
 }
 
@@ -480,7 +486,7 @@ fn bad_settings_and_teachers_give_clear_errors() {
     let err = |(spec, ex): (RunSpec, Execution)| train_err(&spec, &ex);
 
     let (mut spec, ex) = human();
-    spec.loss.gamma = -0.1;
+    spec.loss.as_hkd_mut().unwrap().gamma = -0.1;
     let e = err((spec, ex));
     assert!(
         matches!(&e, TrainError::Setting(s) if s.key == "gamma"),
@@ -943,15 +949,15 @@ fn student_mode_with_gamma_0_needs_no_human_labels() {
     let (teacher, _) = run_ok(&teacher_spec, &ex);
 
     let (spec, ex) = quick(&data, &out, teacher.to_str().unwrap(), 1);
-    assert_eq!(spec.loss.gamma, 0.0);
+    assert_eq!(spec.loss.as_hkd().unwrap().gamma, 0.0);
     let (dir, _) = run_ok(&spec, &ex);
     let m = metrics(&dir);
-    assert!(m[0].train_teacher.unwrap() > 0.0, "{m:?}");
-    assert_eq!(m[0].train_human, Some(0.0), "{m:?}");
+    assert!(m[0].part("teacher").unwrap() > 0.0, "{m:?}");
+    assert_eq!(m[0].part("human"), Some(0.0), "{m:?}");
 
     // γ > 0 needs them: refused before its directory exists.
     let mut with_human = spec.clone();
-    with_human.loss.gamma = 0.25;
+    with_human.loss.as_hkd_mut().unwrap().gamma = 0.25;
     let slug = RunDir::new(&teacher).read_config().unwrap().teacher_slug();
     let would_be = out.join(slug).join("plane2").join(with_human.run_name());
     let msg = train_err(&with_human, &ex).to_string();
@@ -970,7 +976,7 @@ fn label_smoothing_is_part_of_the_run() {
     write_tiny_dataset(&data, 10, 32, 10);
     let (plain, ex) = quick(&data, &tmp.path().join("runs"), "baseline", 1);
     let mut smoothed = plain.clone();
-    smoothed.loss.label_smoothing = 0.1;
+    smoothed.loss.as_hkd_mut().unwrap().label_smoothing = 0.1;
     // The name: the plain one with the setting inserted in its section's place.
     let name = smoothed.run_name();
     assert_eq!(
@@ -983,8 +989,12 @@ fn label_smoothing_is_part_of_the_run() {
     let (b, _) = run_ok(&smoothed, &ex);
     assert!(b.ends_with(&name));
     let config = RunDir::new(&b).read_config().unwrap();
-    assert_eq!(config.spec.loss.label_smoothing, 0.1);
+    assert_eq!(config.spec.loss.as_hkd().unwrap().label_smoothing, 0.1);
     assert_eq!(config.run_name, name);
     let (ma, mb) = (metrics(&a), metrics(&b));
-    assert_ne!(ma[0].train_hard, mb[0].train_hard, "{ma:?} {mb:?}");
+    assert_ne!(
+        ma[0].part("hard").unwrap(),
+        mb[0].part("hard").unwrap(),
+        "{ma:?} {mb:?}"
+    );
 }

@@ -546,8 +546,8 @@ fn runs_table_has_every_hyperparameter_and_training_result() {
 fn runs_csv_has_a_column_for_every_setting_of_the_specification() {
     let dir = tempfile::tempdir().unwrap();
     let spec = Spec::new(TeacherSpec::Human, 0.5, 1, 0.5, 1.0).with(|s| {
-        s.loss.human_target = HumanTarget::Pilot;
-        s.loss.label_smoothing = 0.125;
+        s.loss.as_hkd_mut().unwrap().human_target = HumanTarget::Pilot;
+        s.loss.as_hkd_mut().unwrap().label_smoothing = 0.125;
         s.training.eval_batch_size = 256;
         s.training.max_batches = Some(7);
         s.schedule.scheduler = SchedulerKind::Step;
@@ -571,10 +571,21 @@ fn runs_csv_has_a_column_for_every_setting_of_the_specification() {
         "temperature_human",
         "train_split",
         "val_split",
+        "objective",
         "kl_reduction",
         "human_smoothing",
         "human_target",
         "label_smoothing",
+        // the settings of the other objectives (kd, dkd, dist), each once
+        "temperature",
+        "ce_weight",
+        "kl_weight",
+        "logit_std",
+        "alpha_tckd",
+        "beta_nckd",
+        "warmup_epochs",
+        "beta_inter",
+        "gamma_intra",
         "epochs",
         "batch_size",
         "eval_batch_size",
@@ -646,15 +657,17 @@ fn runs_csv_has_a_column_for_every_setting_of_the_specification() {
 fn a_setting_that_varies_keeps_its_runs_apart() {
     type Change = fn(&mut RunSpec);
     let changes: [(&str, &str, Change); 14] = [
-        ("label_smoothing", "0.1", |s| s.loss.label_smoothing = 0.1),
+        ("label_smoothing", "0.1", |s| {
+            s.loss.as_hkd_mut().unwrap().label_smoothing = 0.1
+        }),
         ("human_target", "pilot", |s| {
-            s.loss.human_target = HumanTarget::Pilot
+            s.loss.as_hkd_mut().unwrap().human_target = HumanTarget::Pilot
         }),
         ("human_smoothing", "0.001", |s| {
-            s.loss.human_smoothing = 0.001
+            s.loss.as_hkd_mut().unwrap().human_smoothing = 0.001
         }),
         ("kl_reduction", "elementwise_mean", |s| {
-            s.loss.kl_reduction = KlReduction::ElementwiseMean
+            s.loss.as_hkd_mut().unwrap().kl_reduction = KlReduction::ElementwiseMean
         }),
         ("lr", "0.05", |s| s.optimizer.lr = 0.05),
         ("eval_batch_size", "100", |s| {

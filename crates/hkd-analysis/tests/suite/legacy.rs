@@ -72,9 +72,9 @@ fn same_configuration_today(iter: u32, best_acc: f64, best_loss: f64) -> Spec {
         .distil(DistilFn::Ce)
         .with(|s| {
             s.seed = 7;
-            s.loss.temperature_human = 2.0;
-            s.loss.kl_reduction = KlReduction::ElementwiseMean;
-            s.loss.human_smoothing = 0.02;
+            s.loss.as_hkd_mut().unwrap().temperature_human = 2.0;
+            s.loss.as_hkd_mut().unwrap().kl_reduction = KlReduction::ElementwiseMean;
+            s.loss.as_hkd_mut().unwrap().human_smoothing = 0.02;
             s.training.epochs = 3;
             s.training.batch_size = 64;
             s.optimizer.lr = 0.05;
@@ -91,7 +91,7 @@ fn a_run_directory_of_hkd_0_1_is_analysed_with_its_hyperparameters() {
     write_run(root, &today);
     write_run(
         root,
-        &same_configuration_today(0, 0.5, 1.0).with(|s| s.loss.lambda = 0.5),
+        &same_configuration_today(0, 0.5, 1.0).with(|s| s.loss.as_hkd_mut().unwrap().lambda = 0.5),
     );
 
     let report = analyze(&tables_only(root)).unwrap();

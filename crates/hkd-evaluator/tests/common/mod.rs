@@ -96,7 +96,7 @@ pub fn make_run(
             teacher: "baseline".into(),
             teacher_arch: None,
         },
-        loss: DistillationConfig {
+        loss: hkd_rundir::ObjectiveConfig::Hkd(DistillationConfig {
             lambda: 0.0,
             gamma: 0.0,
             temperature_teacher: 1.0,
@@ -105,7 +105,7 @@ pub fn make_run(
             kl_reduction: KlReduction::BatchMean,
             human_smoothing: 0.0,
             ..DistillationConfig::default()
-        },
+        }),
         training: TrainingSpec {
             epochs: 1,
             batch_size: 128,

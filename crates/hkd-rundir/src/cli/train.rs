@@ -322,14 +322,17 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cmd.spec.optimizer.lr, 0.01);
-        assert_eq!(cmd.spec.loss.distil_fn, hkd_losses::DistilFn::Kl);
         assert_eq!(
-            cmd.spec.loss.kl_reduction,
+            cmd.spec.loss.as_hkd().unwrap().distil_fn,
+            hkd_losses::DistilFn::Kl
+        );
+        assert_eq!(
+            cmd.spec.loss.as_hkd().unwrap().kl_reduction,
             hkd_losses::KlReduction::BatchMean
         );
         assert_eq!(cmd.spec.schedule.step_milestones, vec![0.3, 0.6]);
         assert_eq!(cmd.spec.data.dir, PathBuf::from("d"));
-        assert_eq!(cmd.spec.loss.label_smoothing, 0.1);
+        assert_eq!(cmd.spec.loss.as_hkd().unwrap().label_smoothing, 0.1);
         assert_eq!(
             cmd.spec.schedule.scheduler,
             crate::spec::SchedulerKind::Cosine
@@ -364,7 +367,7 @@ mod tests {
             "--epochs=3".into(),
         ])
         .unwrap();
-        assert_eq!(cmd.spec.loss.lambda, 0.9);
+        assert_eq!(cmd.spec.loss.as_hkd().unwrap().lambda, 0.9);
         assert_eq!(cmd.spec.training.epochs, 3);
         assert_eq!(cmd.spec.student, "resnet20");
         assert_eq!(cmd.spec.data.dir, PathBuf::from("x"));

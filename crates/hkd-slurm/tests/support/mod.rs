@@ -25,7 +25,7 @@ pub fn spec(student: &str, lambda: f64, iter: u32, epochs: u32) -> RunSpec {
         iter,
         ..RunSpec::default()
     };
-    spec.loss.lambda = lambda;
+    spec.loss.as_hkd_mut().unwrap().lambda = lambda;
     spec.training.epochs = epochs;
     spec
 }

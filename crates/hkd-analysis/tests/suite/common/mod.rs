@@ -80,7 +80,7 @@ impl Spec {
                 },
                 teacher_arch: None,
             },
-            loss: DistillationConfig {
+            loss: hkd_rundir::ObjectiveConfig::Hkd(DistillationConfig {
                 lambda,
                 gamma: 0.0,
                 temperature_teacher: 1.0,
@@ -89,7 +89,7 @@ impl Spec {
                 kl_reduction: KlReduction::BatchMean,
                 human_smoothing: 0.0,
                 ..DistillationConfig::default()
-            },
+            }),
             training: TrainingSpec {
                 epochs: 4,
                 batch_size: 128,
@@ -117,7 +117,7 @@ impl Spec {
     }
 
     pub fn distil(mut self, d: DistilFn) -> Self {
-        self.run.loss.distil_fn = d;
+        self.run.loss.as_hkd_mut().unwrap().distil_fn = d;
         self
     }
 
@@ -204,14 +204,18 @@ impl Spec {
                 } else {
                     self.best_loss + 0.1 * (e as f64 - best_epoch as f64).abs()
                 };
-                let soft = self.run.loss.lambda > 0.0;
+                let soft = self.run.loss.as_hkd().unwrap().lambda > 0.0;
                 EpochMetrics {
                     epoch: e,
                     lr: lr * 0.9f64.powi(e as i32 - 1),
-                    train_hard: 2.0 / e as f64,
-                    train_kd: soft.then(|| 1.0 / e as f64),
-                    train_teacher: None,
-                    train_human: soft.then(|| 1.0 / e as f64),
+                    train_parts: hkd_rundir::LossPartValues(
+                        [("hard", Some(2.0 / e as f64))]
+                            .into_iter()
+                            .chain([("kd", soft.then(|| 1.0 / e as f64))])
+                            .chain([("human", soft.then(|| 1.0 / e as f64))])
+                            .filter_map(|(n, v)| v.map(|v| (n.to_string(), v)))
+                            .collect(),
+                    ),
                     train_total: 1.5 / e as f64,
                     train_acc: 0.2 * e as f64 / epochs as f64 + 0.5,
                     val_acc,
@@ -535,7 +539,7 @@ pub fn write_study(root: &Path) {
         write_run(
             root,
             &Spec::new(TeacherSpec::Baseline, 0.0, i, 0.625, 1.0)
-                .with(|s| s.loss.label_smoothing = 0.21),
+                .with(|s| s.loss.as_hkd_mut().unwrap().label_smoothing = 0.21),
         );
     }
 }
