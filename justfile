@@ -11,6 +11,11 @@ test:
     cargo build --workspace --bins
     cargo test --workspace --no-fail-fast
 
+# The out-of-workspace example (examples/custom-objective): a lab's own crate that trains a
+# student with hkd-losses + hkd-arch and an objective of its own; fails if its loss does not fall
+example:
+    CARGO_TARGET_DIR=target cargo run --manifest-path examples/custom-objective/Cargo.toml
+
 # Formatting and lints, as required before every commit
 lint:
     cargo fmt --all -- --check

@@ -200,8 +200,13 @@ fn assert_same_run(a: &Path, b: &Path) {
 
 /// Starts a run with per-batch debug logs and waits until `line` appears on stderr.
 fn start_until(out: &Path, line: &str) -> Child {
+    start_with_until(&args(out), line)
+}
+
+/// [`start_until`] with the run's whole command line.
+fn start_with_until(args: &[String], line: &str) -> Child {
     let mut child = Command::new(BIN)
-        .args(args(out))
+        .args(args)
         .env("RUST_LOG", "hkd_trainer=debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -723,4 +728,307 @@ fn a_broken_teacher_fails_before_the_run_directory_exists() {
     let o = hkd_train(&request, &extra);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.exists());
+}
+
+/// The one run directory (a folder holding `config.toml`) under `out`.
+fn only_run(out: &Path) -> PathBuf {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        if dir.join("config.toml").is_file() {
+            found.push(dir.to_path_buf());
+            return;
+        }
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(out, &mut found);
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.pop().unwrap()
+}
+
+/// [`args`] with `--teacher` set to `teacher`.
+fn args_with_teacher(out: &Path, teacher: &str) -> Vec<String> {
+    let mut a = args(out);
+    let at = a.iter().position(|x| x == "--teacher").unwrap();
+    a[at + 1] = teacher.to_string();
+    a
+}
+
+/// A baseline teacher (hkd on hard labels, 1 epoch of 3 batches) for the objectives' runs.
+fn teacher_run() -> &'static PathBuf {
+    static T: OnceLock<PathBuf> = OnceLock::new();
+    T.get_or_init(|| {
+        let out = fixture().root.join("objective-teacher");
+        let o = hkd_train(
+            &args_with_teacher(&out, "baseline"),
+            &["--epochs", "1", "--max-batches", "3"],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        only_run(&out)
+    })
+}
+
+#[test]
+fn every_objective_trains_from_a_teacher_from_people_or_from_both() {
+    let teacher = teacher_run().to_str().unwrap().to_string();
+    let from_teacher = ["hard", "teacher", "human"];
+    // (name, target, flags, the objective's own parts)
+    let cases: [(&str, &str, &[&str], &[&str]); 8] = [
+        ("kd-teacher", &teacher, &["--objective", "kd"], &["kl"]),
+        (
+            "kd-std-teacher",
+            &teacher,
+            &["--objective", "kd", "--logit-std"],
+            &["kl"],
+        ),
+        ("kd-human", "human", &["--objective", "kd"], &["kl"]),
+        (
+            "kd-std-human",
+            "human",
+            &["--objective", "kd", "--logit-std"],
+            &["kl"],
+        ),
+        (
+            "dkd-mixed",
+            &teacher,
+            &[
+                "--objective",
+                "dkd",
+                "--gamma",
+                "0.5",
+                "--warmup-epochs",
+                "0",
+            ],
+            &["tckd", "nckd"],
+        ),
+        (
+            "dkd-std-human",
+            "human",
+            &[
+                "--objective",
+                "dkd",
+                "--logit-std",
+                "--human-smoothing",
+                "0.001",
+            ],
+            &["tckd", "nckd"],
+        ),
+        (
+            "dist-mixed",
+            &teacher,
+            &[
+                "--objective",
+                "dist",
+                "--gamma",
+                "0.25",
+                "--temperature",
+                "4",
+            ],
+            &["inter", "intra"],
+        ),
+        (
+            "dist-human",
+            "human",
+            &["--objective", "dist"],
+            &["inter", "intra"],
+        ),
+    ];
+    let mut first_epoch = std::collections::BTreeMap::new();
+    for (name, target, flags, own) in cases {
+        let out = fixture().root.join("objectives").join(name);
+        let mut extra = flags.to_vec();
+        extra.extend(["--epochs", "1", "--max-batches", "3"]);
+        let o = hkd_train(&args_with_teacher(&out, target), &extra);
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let run = only_run(&out);
+        let objective = flags[1];
+        let config =
+            RunConfig::from_toml_str(&std::fs::read_to_string(run.join("config.toml")).unwrap())
+                .unwrap();
+        assert_eq!(config.spec.loss.name(), objective, "{name}");
+        assert!(
+            config
+                .run_name
+                .starts_with(&format!("student_resnet8_objective_{objective}")),
+            "{name}: {}",
+            config.run_name
+        );
+        // The epoch's parts are the objective's: hard, its own, and each source's share.
+        let metrics = metrics_without_timing(&run);
+        assert_eq!(metrics.len(), 1, "{name}");
+        let parts = metrics[0]["train_parts"].as_object().unwrap();
+        let mut expected = vec!["hard"];
+        expected.extend(own);
+        if target != "human" {
+            expected.extend(&from_teacher[1..]);
+        }
+        let keys: Vec<&str> = parts.keys().map(String::as_str).collect();
+        let mut sorted = expected.clone();
+        sorted.sort();
+        let mut got = keys.clone();
+        got.sort();
+        assert_eq!(got, sorted, "{name}: {parts:?}");
+        let value = |k: &str| parts[k].as_f64().unwrap();
+        for k in &expected {
+            assert!(value(k).is_finite() && value(k) >= 0.0, "{name}: {parts:?}");
+        }
+        assert!(value("hard") > 0.5, "{name}: {parts:?}");
+        if target != "human" {
+            // The teacher's and the people's shares add up to the objective's own parts.
+            let own_sum: f64 = own.iter().map(|k| value(k)).sum();
+            let shares = value("teacher") + value("human");
+            assert!(
+                (own_sum - shares).abs() <= 1e-5 * own_sum.abs().max(1e-3),
+                "{name}: {parts:?}"
+            );
+            // Without --gamma the target is the teacher alone; with it, both sources count.
+            assert!(value("teacher") > 0.0, "{name}: {parts:?}");
+            let mixed = flags.contains(&"--gamma");
+            assert_eq!(value("human") > 0.0, mixed, "{name}: {parts:?}");
+        }
+        first_epoch.insert(name, metrics[0]["train_parts"][own[0]].as_f64().unwrap());
+    }
+    // Logit standardisation changes what is distilled.
+    assert_ne!(first_epoch["kd-teacher"], first_epoch["kd-std-teacher"]);
+    assert_ne!(first_epoch["kd-human"], first_epoch["kd-std-human"]);
+
+    // A run's config.toml reproduces its specification and directory.
+    let run = only_run(&fixture().root.join("objectives/dkd-mixed"));
+    let stored = run.join("config.toml");
+    let (_, again) = dry_run(&fixture().root, &["--config", stored.to_str().unwrap()]);
+    let original = RunConfig::from_toml_str(&std::fs::read_to_string(&stored).unwrap()).unwrap();
+    assert_eq!(again.spec, original.spec);
+    assert_eq!(again.run_name, original.run_name);
+    // ... and --resume of it, into the same --out, is "already finished".
+    let out = fixture().root.join("objectives/dkd-mixed");
+    let o = hkd_train(
+        &["--config".to_string(), stored.to_str().unwrap().to_string()],
+        &[
+            "--resume",
+            "--device",
+            "cpu",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("already finished"), "{stderr}");
+}
+
+#[test]
+fn each_objective_has_its_own_flags_and_defaults() {
+    let root = &fixture().root;
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let base = args(&root.join("objective-flags"));
+
+    // A setting of another objective is refused, naming its owner.
+    let o = hkd_train(&base, &["--objective", "kd", "--beta-nckd", "4"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`beta_nckd`") && stderr(&o).contains("`dkd`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = hkd_train(&base, &["--objective", "dist", "--lambda", "0.7"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`lambda`") && stderr(&o).contains("`hkd`"),
+        "{}",
+        stderr(&o)
+    );
+    // hkd is the default objective: a dkd flag alone is refused too.
+    let o = hkd_train(&base, &["--alpha-tckd", "2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("`dkd`"), "{}", stderr(&o));
+    let o = hkd_train(&base, &["--objective", "crd"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("crd") && stderr(&o).contains("dkd") && stderr(&o).contains("dist"),
+        "{}",
+        stderr(&o)
+    );
+    let o = hkd_train(&base, &["--objective", "dist", "--temperature", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`temperature`") && stderr(&o).contains("> 0"),
+        "{}",
+        stderr(&o)
+    );
+    // A soft-target objective without a target.
+    let o = hkd_train(
+        &args_with_teacher(&root.join("objective-flags"), "baseline"),
+        &["--objective", "kd"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--teacher baseline"), "{}", stderr(&o));
+    assert!(!root.join("objective-flags").exists());
+
+    // One flag, each objective's own default: --temperature is 4 for kd and dkd, 1 for dist.
+    let data = fixture().data.to_str().unwrap();
+    for (objective, temperature) in [("kd", 4.0), ("dkd", 4.0), ("dist", 1.0)] {
+        let (_, config) = dry_run(root, &["--data", data, "--objective", objective]);
+        assert_eq!(
+            config.spec.loss,
+            hkd_rundir::ObjectiveConfig::default_of(objective).unwrap()
+        );
+        let t = config.spec.loss.settings();
+        let t = t.iter().find(|(k, _)| k == "temperature").unwrap();
+        assert_eq!(t.1.as_f64(), Some(temperature), "{objective}");
+    }
+    // The help lists every objective's settings with their defaults.
+    let o = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8(o.stdout).unwrap();
+    for flag in [
+        "--objective",
+        "--beta-nckd",
+        "--gamma-intra",
+        "--kl-weight",
+        "--logit-std",
+    ] {
+        assert!(help.contains(flag), "{flag}: {help}");
+    }
+}
+
+#[test]
+fn a_dkd_run_resumes_exactly_through_its_warm_up() {
+    // DKD's weight depends on the epoch: a run stopped in epoch 2 of a 4-epoch warm-up
+    // must resume with epoch 2's weight.
+    let teacher = teacher_run().to_str().unwrap().to_string();
+    let flags = ["--objective", "dkd", "--warmup-epochs", "4"];
+    let full = fixture().root.join("dkd-full");
+    let mut a = args_with_teacher(&full, &teacher);
+    a.extend(flags.iter().map(|s| s.to_string()));
+    let o = hkd_train(&a, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let stopped = fixture().root.join("dkd-stopped");
+    let mut b = args_with_teacher(&stopped, &teacher);
+    b.extend(flags.iter().map(|s| s.to_string()));
+    let mut child = start_with_until(&b, "epoch 2 batch 3/6");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(hkd_rundir::EXIT_CHECKPOINTED)
+    );
+    let o = hkd_train(&b, &["--resume"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (full, stopped) = (only_run(&full), only_run(&stopped));
+    assert_same_run(&full, &stopped);
+    // and the warm-up is there: epoch 2's DKD parts are larger than epoch 1's.
+    let m = metrics_without_timing(&full);
+    let nckd = |e: usize| m[e]["train_parts"]["nckd"].as_f64().unwrap();
+    assert!(nckd(1) > nckd(0), "{m:?}");
 }

@@ -497,9 +497,7 @@ impl Figure for CurvesFigure {
                 .filter(|(_, g)| m.iter().any(|e| g(e).is_some()))
                 .collect();
             let (y0, y1) = padded(
-                present
-                    .iter()
-                    .flat_map(|(_, g)| m.iter().filter_map(g)),
+                present.iter().flat_map(|(_, g)| m.iter().filter_map(g)),
                 1e-4,
             );
             let mut chart = ChartBuilder::on(cell)

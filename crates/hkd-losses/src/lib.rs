@@ -25,7 +25,7 @@ pub use functional::check_human_distributions;
 pub use loss::{DistillationLoss, LossParts, LossValues};
 #[cfg(feature = "candle")]
 pub use objective::{Needs, Objective, ObjectiveInputs, ObjectiveOutput, OutputValues, Part};
-pub use objectives::{Dist, Dkd, Hkd, Kd};
+pub use objectives::settings::*;
 pub use objectives::{ObjectiveConfig, ObjectiveSettings};
 #[cfg(feature = "candle")]
 pub use target::{Distill, SoftTerm};

@@ -323,7 +323,15 @@ const MAX_LISTED_PROBLEMS: usize = 20;
 /// task and the key) for the whole grid at once. For `hkd-train` it also refuses two tasks
 /// that are the same run (same identity, output and teacher, e.g. `lambda = [1, 1.0]`).
 /// Relative paths resolve against `workdir`, where the tasks will run.
-pub fn check_tasks(tasks: &[Task], binary: &BinaryInfo, workdir: &Path, path: &Path) -> Result<()> {
+///
+/// Returns the warnings for the caller to print (settings given where they cannot change
+/// the result), so that it can say which grid or stage they are about.
+pub fn check_tasks(
+    tasks: &[Task],
+    binary: &BinaryInfo,
+    workdir: &Path,
+    path: &Path,
+) -> Result<Vec<String>> {
     let mut problems: Vec<String> = Vec::new();
     let mut seen: std::collections::HashMap<String, (usize, std::path::PathBuf)> =
         std::collections::HashMap::new();
@@ -393,15 +401,16 @@ pub fn check_tasks(tasks: &[Task], binary: &BinaryInfo, workdir: &Path, path: &P
         }
     }
     if problems.is_empty() {
-        for (key, (because, at)) in &inert_given {
-            tracing::warn!(
-                "{}: `{key}` is set away from its default in {} task(s) (first: task {}) where it cannot change the result: {because}; the runs are named after it all the same",
-                path.display(),
-                at.len(),
-                at[0]
-            );
-        }
-        return Ok(());
+        return Ok(inert_given
+            .iter()
+            .map(|(key, (because, at))| {
+                format!(
+                    "`{key}` is set away from its default in {} task(s) (first: task {}) where it cannot change the result: {because}; the runs are named after it all the same",
+                    at.len(),
+                    at[0]
+                )
+            })
+            .collect());
     }
     let total = problems.len();
     let mut message = format!(

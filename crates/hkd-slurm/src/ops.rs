@@ -42,6 +42,7 @@ pub fn prepare(
     dir: &GridDir,
     workdir: &Path,
 ) -> Result<Manifest> {
+    // checked by the caller, who printed the warnings (the pipeline, per stage)
     let tasks = expand(&config, &binary, config_path)?;
     check_tasks(&tasks, &binary, workdir, config_path)?;
     write_prepared(config, config_path, binary, tasks, dir, workdir)
@@ -57,7 +58,9 @@ pub fn create_and_prepare(
     workdir: &Path,
 ) -> Result<(GridDir, Manifest)> {
     let tasks = expand(&config, &binary, config_path)?;
-    check_tasks(&tasks, &binary, workdir, config_path)?;
+    for warning in check_tasks(&tasks, &binary, workdir, config_path)? {
+        tracing::warn!("{}: {warning}", config_path.display());
+    }
     let dir = GridDir::create(grids_root, config.name())?;
     let manifest = write_prepared(config, config_path, binary, tasks, &dir, workdir)?;
     Ok((dir, manifest))

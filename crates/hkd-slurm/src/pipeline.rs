@@ -260,8 +260,15 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &PipelineOptions<'_>) -> Resul
         };
         let tasks =
             crate::grid::expand(&stage.config, info, &stage.config_path).map_err(in_stage)?;
-        crate::grid::check_tasks(&tasks, info, &options.workdir, &stage.config_path)
+        let warnings = crate::grid::check_tasks(&tasks, info, &options.workdir, &stage.config_path)
             .map_err(in_stage)?;
+        for warning in warnings {
+            tracing::warn!(
+                "{}: stage `{}`: {warning}",
+                pipeline.path.display(),
+                stage.name
+            );
+        }
     }
     let root = GridDir::create(&options.grids_root, &pipeline.name)?;
     let dir = root.path().to_path_buf();

@@ -334,3 +334,51 @@ fn analysis_grids_are_checked_with_hkd_analyze() {
     let e = attempt("binary = \"hkd-analyze\"\n[grid]\ntop = 3\n").error();
     assert!(e.contains("task 0"), "{e}");
 }
+
+#[test]
+fn objective_settings_belong_to_their_objective_in_a_grid() {
+    // A setting of another objective: every task is refused, naming the owner.
+    let a = train("objective = \"kd\"\nbeta-nckd = [4, 8]\n");
+    let e = a.error();
+    a.nothing_written();
+    assert!(e.contains("2 of 2 tasks"), "{e}");
+    assert!(e.contains("`beta_nckd`") && e.contains("`dkd`"), "{e}");
+    // The default objective is hkd: its settings only.
+    let e = train("gamma-intra = [1, 2]\n").error();
+    assert!(e.contains("`gamma_intra`") && e.contains("`dist`"), "{e}");
+
+    // Objectives as an axis, with a setting they share: 2 × 2 distinct runs.
+    let a = train("objective = [\"kd\", \"dkd\"]\ntemperature = [2, 4]\n");
+    let tasks = a.result.as_ref().unwrap();
+    assert_eq!(tasks.len(), 4);
+    // A grid over every setting of one objective.
+    let a = train(
+        "objective = \"dkd\"\nalpha-tckd = [0, 1]\nbeta-nckd = [1, 8]\nwarmup-epochs = [0, 20]\nlogit-std = [false, true]\nce-weight = [0.5, 1]\n",
+    );
+    assert_eq!(a.result.as_ref().unwrap().len(), 32);
+    let a = train(
+        "objective = \"dist\"\nteacher = \"human\"\nbeta-inter = [0, 1]\ngamma-intra = [1, 2]\nhuman-smoothing = [0.001, 0.02]\n",
+    );
+    assert_eq!(a.result.as_ref().unwrap().len(), 8);
+}
+
+#[test]
+fn a_grid_over_a_setting_that_cannot_change_the_result_is_refused() {
+    // γ with --teacher human: the target is the human distributions alone.
+    let a = train("objective = \"dkd\"\nteacher = \"human\"\ngamma = [0, 0.5]\n");
+    let e = a.error();
+    a.nothing_written();
+    assert!(
+        e.contains("task 1") && e.contains("same network as task 0") && e.contains("`gamma`"),
+        "{e}"
+    );
+    // hkd's label smoothing at λ = 1.
+    let e = train("lambda = 1\nlabel-smoothing = [0, 0.1]\n").error();
+    assert!(
+        e.contains("same network as task 0") && e.contains("`label_smoothing`"),
+        "{e}"
+    );
+    // ... which is a real axis at λ = 0.5.
+    let a = train("lambda = 0.5\nlabel-smoothing = [0, 0.1]\n");
+    assert_eq!(a.result.as_ref().unwrap().len(), 2);
+}

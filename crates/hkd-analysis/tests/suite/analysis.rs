@@ -720,3 +720,71 @@ fn attack_tags_name_eps_in_255ths() {
     assert_eq!(attack_tag("pgd", 0.01), "pgd_eps0p01");
     assert_eq!(attack_tag("fgsm", 0.0), "fgsm_eps0p0");
 }
+
+#[test]
+fn objectives_are_grouped_and_labelled_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = || TeacherSpec::Human;
+    fn objective(
+        name: &'static str,
+        change: fn(&mut serde_json::Value),
+    ) -> impl FnOnce(&mut RunSpec) {
+        move |spec: &mut RunSpec| {
+            let config = hkd_rundir::ObjectiveConfig::default_of(name).unwrap();
+            let mut value = serde_json::to_value(config).unwrap();
+            change(&mut value);
+            spec.loss = serde_json::from_value(value).unwrap();
+        }
+    }
+    let same: fn(&mut serde_json::Value) = |_| {};
+    let t2: fn(&mut serde_json::Value) = |v| v["temperature"] = 2.0.into();
+    for iter in 0..2 {
+        let acc = |base: f64| base + 0.01 * iter as f64;
+        write_run(dir.path(), &Spec::new(h(), 0.5, iter, acc(0.50), 1.0));
+        write_run(
+            dir.path(),
+            &Spec::new(h(), 0.5, iter, acc(0.60), 1.0).with(objective("kd", same)),
+        );
+        write_run(
+            dir.path(),
+            &Spec::new(h(), 0.5, iter, acc(0.62), 1.0).with(objective("kd", t2)),
+        );
+        write_run(
+            dir.path(),
+            &Spec::new(h(), 0.5, iter, acc(0.70), 1.0).with(objective("dkd", same)),
+        );
+        write_run(
+            dir.path(),
+            &Spec::new(h(), 0.5, iter, acc(0.80), 1.0).with(objective("dist", same)),
+        );
+    }
+    let report = analyze(&AnalyzeOptions::new(dir.path())).unwrap();
+    assert_eq!((report.runs, report.groups), (10, 5));
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    for key in ["objective", "temperature"] {
+        assert!(
+            report.grouping.added.iter().any(|k| k == key),
+            "{key}: {:?}",
+            report.grouping.added
+        );
+    }
+    let avg = Csv::read(&report.out_dir.join("average_results.csv"));
+    let mean = |keys: &[(&str, &str)]| avg.f(avg.row(keys), "val_acc_mean");
+    assert!((mean(&[("objective", "hkd")]) - 0.505).abs() < 1e-12);
+    assert!((mean(&[("objective", "kd"), ("temperature", "4.0")]) - 0.605).abs() < 1e-12);
+    assert!((mean(&[("objective", "kd"), ("temperature", "2.0")]) - 0.625).abs() < 1e-12);
+    assert!((mean(&[("objective", "dkd")]) - 0.705).abs() < 1e-12);
+    assert!((mean(&[("objective", "dist")]) - 0.805).abs() < 1e-12);
+    // dkd's settings are columns, empty for the other objectives' runs.
+    let runs = Csv::read(&report.out_dir.join("runs.csv"));
+    assert!(runs.has("beta_nckd") && runs.has("gamma_intra"));
+    let r = runs.row(&[("objective", "dkd"), ("iter", "0")]);
+    assert_eq!(runs.f(r, "beta_nckd"), 8.0);
+    let r = runs.row(&[("objective", "kd"), ("iter", "0"), ("temperature", "2.0")]);
+    assert_eq!(runs.s(r, "beta_nckd"), "");
+    // Each configuration's label in summary.md names its objective and what sets it apart.
+    let summary = std::fs::read_to_string(report.out_dir.join("summary.md")).unwrap();
+    for label in ["dkd", "dist", "temperature"] {
+        assert!(summary.contains(label), "{label}: {summary}");
+    }
+}

@@ -50,6 +50,11 @@ macro_rules! objectives {
         $(pub mod $module;)+
         $(pub use $module::$ty;)+
 
+        /// Every registered objective's settings type, re-exported at the crate root.
+        pub mod settings {
+            $(pub use super::$module::$ty;)+
+        }
+
         /// The objective of a run and its settings: one variant per registered objective.
         /// In configs a table with `objective = "<name>"` and the objective's own keys
         /// (`objective` may be left out for `hkd`, as runs before hkd 0.3 wrote it); on the

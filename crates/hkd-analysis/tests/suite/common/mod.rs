@@ -204,16 +204,23 @@ impl Spec {
                 } else {
                     self.best_loss + 0.1 * (e as f64 - best_epoch as f64).abs()
                 };
-                let soft = self.run.loss.as_hkd().unwrap().lambda > 0.0;
+                // hkd's parts (kd and human only with a soft term), or another
+                // objective's own parts
+                let soft: &[&str] = match self.run.loss.name() {
+                    "hkd" if self.run.loss.as_hkd().unwrap().lambda > 0.0 => &["kd", "human"],
+                    "hkd" => &[],
+                    "kd" => &["kl"],
+                    "dkd" => &["tckd", "nckd"],
+                    "dist" => &["inter", "intra"],
+                    other => panic!("no test parts for objective {other}"),
+                };
                 EpochMetrics {
                     epoch: e,
                     lr: lr * 0.9f64.powi(e as i32 - 1),
                     train_parts: hkd_rundir::LossPartValues(
-                        [("hard", Some(2.0 / e as f64))]
+                        [("hard".to_string(), 2.0 / e as f64)]
                             .into_iter()
-                            .chain([("kd", soft.then(|| 1.0 / e as f64))])
-                            .chain([("human", soft.then(|| 1.0 / e as f64))])
-                            .filter_map(|(n, v)| v.map(|v| (n.to_string(), v)))
+                            .chain(soft.iter().map(|n| (n.to_string(), 1.0 / e as f64)))
                             .collect(),
                     ),
                     train_total: 1.5 / e as f64,
