@@ -16,10 +16,11 @@ test:
 example:
     CARGO_TARGET_DIR=target cargo run --manifest-path examples/custom-objective/Cargo.toml
 
-# Formatting and lints, as required before every commit
+# Formatting, lints and warning-free API docs, as required before every commit
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 # Benchmarks (release build): data pipeline, networks, evaluation, grid rendering, analysis
 bench:

@@ -3,6 +3,10 @@
 //! Every command writes our layout (a directory with `dataset.toml`, see docs/datasets.md)
 //! through `hkd_datasets::write_split`; the work itself lives in the library.
 
+// Doc comments on clap types are --help text, written for the terminal (`<OUT>`,
+// `DIR[:split]`), not rustdoc markup.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -135,7 +139,7 @@ struct ImportNpy {
     /// Add the rows to the existing split, skipping ids it already has.
     #[arg(long)]
     append: bool,
-    /// Scale of float images: auto, unit ([0,1]) or byte ([0,255]).
+    /// Scale of float images: auto, unit ([0, 1]) or byte ([0, 255]).
     #[arg(long, default_value = "auto")]
     range: ImageRange,
     /// Class names, comma-separated (default: CIFAR-10's).
@@ -150,7 +154,7 @@ struct ImportNpy {
 
 #[derive(Args, Debug)]
 struct NormArgs {
-    /// Normalisation mean R,G,B in [0,1] units (default CIFAR-10's 0.4914,0.4822,0.4465).
+    /// Normalisation mean R,G,B in [0, 1] units (default CIFAR-10's 0.4914,0.4822,0.4465).
     #[arg(long, value_delimiter = ',', num_args = 3)]
     mean: Option<Vec<f32>>,
     /// Normalisation std R,G,B (default CIFAR-10's 0.2023,0.1994,0.2010).
@@ -180,7 +184,7 @@ struct ImportOriginal {
     /// Output dataset directory.
     #[arg(long)]
     out: PathBuf,
-    /// Scale of float images: auto, unit ([0,1]) or byte ([0,255]).
+    /// Scale of float images: auto, unit ([0, 1]) or byte ([0, 255]).
     #[arg(long, default_value = "auto")]
     range: ImageRange,
 }

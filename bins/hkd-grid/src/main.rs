@@ -1,6 +1,10 @@
 //! `hkd-grid`: expand an hkd grid config into Slurm jobs (or local runs), submit them,
 //! show their status, resubmit failed tasks, and run pipelines. See `docs/grid.md`.
 
+// Doc comments on clap types are --help text, written for the terminal (`<OUT>`,
+// `DIR[:split]`), not rustdoc markup.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

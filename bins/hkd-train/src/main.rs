@@ -1,5 +1,9 @@
 //! `hkd-train`: train one hkd run (a teacher or a student). See `docs/training.md`.
 
+// Doc comments on clap types are --help text, written for the terminal (`<OUT>`,
+// `DIR[:split]`), not rustdoc markup.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
+
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 

@@ -10,13 +10,13 @@ use crate::npy::human_row_problem;
 use crate::rng::{Purpose, below, stream};
 use crate::{CHANNELS, CIFAR10_CLASSES, IMAGE_BYTES};
 
-/// Per-channel normalisation applied to pixels in [0,1]: `(x - mean[c]) / std[c]`.
+/// Per-channel normalisation applied to pixels in [0, 1]: `(x - mean[c]) / std[c]`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Normalization {
-    /// Mean of R, G, B in [0,1] units.
+    /// Mean of R, G, B in [0, 1] units.
     pub mean: [f32; 3],
-    /// Standard deviation of R, G, B in [0,1] units.
+    /// Standard deviation of R, G, B in [0, 1] units.
     pub std: [f32; 3],
 }
 
@@ -28,7 +28,7 @@ impl Normalization {
         std: [0.2023, 0.1994, 0.2010],
     };
 
-    /// Mean 0, std 1: leaves pixels in [0,1].
+    /// Mean 0, std 1: leaves pixels in [0, 1].
     pub const IDENTITY: Normalization = Normalization {
         mean: [0.0; 3],
         std: [1.0; 3],
@@ -63,7 +63,7 @@ impl Normalization {
         lut
     }
 
-    /// Normalises a tensor of pixels in [0,1] shaped N×3×H×W (e.g. images perturbed by
+    /// Normalises a tensor of pixels in [0, 1] shaped N×3×H×W (e.g. images perturbed by
     /// an attack in pixel space) the same way batches are normalised.
     pub fn apply(&self, pixels: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
         let device = pixels.device();
@@ -573,9 +573,9 @@ pub struct SplitSummary {
     pub count: usize,
     /// Images per class, in class-id order.
     pub class_counts: Vec<usize>,
-    /// Per-channel pixel mean in [0,1] units (comparable with [`Normalization::mean`]).
+    /// Per-channel pixel mean in [0, 1] units (comparable with [`Normalization::mean`]).
     pub pixel_mean: [f64; 3],
-    /// Per-channel pixel standard deviation in [0,1] units (population std).
+    /// Per-channel pixel standard deviation in [0, 1] units (population std).
     pub pixel_std: [f64; 3],
     /// Human label statistics, when the split has human labels.
     pub human: Option<HumanSummary>,

@@ -64,7 +64,7 @@ pub struct SplitEntry {
     /// Number of images; checked on load when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<usize>,
-    /// Scale of float images (`auto`, `unit` = [0,1], `byte` = [0,255]).
+    /// Scale of float images (`auto`, `unit` = [0, 1], `byte` = [0, 255]).
     #[serde(default, skip_serializing_if = "is_auto")]
     pub image_range: ImageRange,
     /// Class names of this split, when they differ from the top-level ones.

@@ -93,7 +93,7 @@ pub enum DatasetError {
     #[error("{}: {problem}", path.display())]
     PixelRange { path: PathBuf, problem: String },
 
-    /// Float pixels whose scale ([0,1] or [0,255]) cannot be told from the values.
+    /// Float pixels whose scale ([0, 1] or [0, 255]) cannot be told from the values.
     #[error(
         "{}: cannot tell whether the float pixels are in [0,1] or [0,255]: {reason}. Say which with an explicit image range (`--range unit` or `--range byte`, or `image_range` in dataset.toml)",
         path.display()

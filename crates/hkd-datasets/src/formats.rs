@@ -225,7 +225,7 @@ pub fn read_png_32(path: &Path) -> Result<Vec<u8>> {
 
 /// File names of the original Python project's `.npy` layout.
 pub mod original {
-    /// Train images: float N×3×32×32 in [0,1] (the 10,000 CIFAR-10 test images).
+    /// Train images: float N×3×32×32 in [0, 1] (the 10,000 CIFAR-10 test images).
     pub const TRAIN_IMAGES: &str = "train10k_images.npy";
     /// Train labels.
     pub const TRAIN_LABELS: &str = "train10k_labels.npy";
@@ -235,7 +235,7 @@ pub mod original {
     pub const VAL_IMAGES: &str = "test50k_images.npy";
     /// Validation labels.
     pub const VAL_LABELS: &str = "test50k_labels.npy";
-    /// ImageNet-far images: N×32×32×3 in [0,255].
+    /// ImageNet-far images: N×32×32×3 in [0, 255].
     pub const IMAGENET_FAR_IMAGES: &str = "test_imagenetfar_images.npy";
     /// ImageNet-far labels.
     pub const IMAGENET_FAR_LABELS: &str = "test_imagenetfar_labels.npy";

@@ -31,7 +31,7 @@ pub struct LoaderConfig {
     pub shuffle: bool,
     /// Random 32×32 crop of the image zero-padded by 4, then a random horizontal flip.
     pub augment: bool,
-    /// Normalise with the dataset's mean/std; when false images stay in [0,1].
+    /// Normalise with the dataset's mean/std; when false images stay in [0, 1].
     pub normalize: bool,
     /// Drop the last batch of an epoch when it is smaller than `batch_size`.
     pub drop_last: bool,
@@ -120,7 +120,7 @@ pub struct HostBatch {
     pub epoch: u64,
     /// Position of the batch in its epoch (0-based).
     pub index: usize,
-    /// n×3×32×32 f32, NCHW: normalised (or in [0,1] when the loader does not normalise).
+    /// n×3×32×32 f32, NCHW: normalised (or in [0, 1] when the loader does not normalise).
     pub images: Vec<f32>,
     /// n hard labels.
     pub labels: Vec<u32>,

@@ -283,13 +283,13 @@ impl RawNpy {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageRange {
-    /// Decide from the values: max ≤ 1 means [0,1], a max well above 1 means [0,255];
+    /// Decide from the values: max ≤ 1 means [0, 1], a max well above 1 means [0, 255];
     /// values that fit both (only 0s and 1s, or a max between 1 and 2) are refused.
     #[default]
     Auto,
-    /// Pixels are in [0,1]: byte = round(255·v).
+    /// Pixels are in [0, 1]: byte = round(255·v).
     Unit,
-    /// Pixels are in [0,255]: byte = round(v).
+    /// Pixels are in [0, 255]: byte = round(v).
     Byte,
 }
 
@@ -387,7 +387,7 @@ pub(crate) fn chw_to_hwc(src: &[u8], dst: &mut [u8]) {
     }
 }
 
-/// Decides the multiplier that turns float pixels into [0,255].
+/// Decides the multiplier that turns float pixels into [0, 255].
 fn float_scale(raw: &RawNpy, range: ImageRange) -> Result<f64> {
     let mut min = f64::INFINITY;
     let mut max = f64::NEG_INFINITY;

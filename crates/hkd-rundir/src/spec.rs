@@ -54,6 +54,8 @@ impl Default for DataSpec {
 
 /// Where the soft labels come from, as the user names it (resolved into a
 /// [`crate::TeacherSpec`] by [`crate::resolve_teacher`]).
+// Its doc comments are --help text (`best:<dir>`), not rustdoc markup.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct TeacherChoice {

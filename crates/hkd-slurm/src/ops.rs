@@ -97,7 +97,7 @@ pub struct LaunchOptions<'a> {
     pub dry_run: bool,
     /// `--dependency` value (e.g. `afterok:12:13`).
     pub dependency: Option<String>,
-    /// Local workers (default [`default_jobs`]).
+    /// Local workers (default [`default_jobs`](crate::default_jobs)).
     pub jobs: Option<usize>,
     /// The `hkd-grid` executable that Slurm jobs call to run tasks.
     pub runner: PathBuf,

@@ -1,7 +1,7 @@
 //! `hkd`: the HKD objective (the original project's, and hkd's default):
 //! `L = (1-λ)·CE(s, y) + λ·[(1-γ)·T_t²·D(s/T_t, t/T_t) + γ·T_h²·D(s/T_h, log ĥ/T_h)]`, with
-//! `D` KL or soft CE. Its settings are [`DistillationConfig`] and its computation
-//! [`DistillationLoss`](crate::DistillationLoss); this file registers them.
+//! `D` KL or soft CE. Its settings are [`DistillationConfig`](crate::DistillationConfig) and its computation
+//! [`DistillationLoss`]; this file registers them.
 
 use crate::config::{DistilFn, DistillationMode, HumanTarget};
 use crate::error::Result;

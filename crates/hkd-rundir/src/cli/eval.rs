@@ -108,7 +108,7 @@ pub struct EvalRunArgs {
     #[arg(long, value_name = "LIST")]
     pub attack: Option<String>,
 
-    /// Attack radii in pixel units [0,1], fractions allowed.
+    /// Attack radii in pixel units [0, 1], fractions allowed.
     #[arg(long, default_value = "1/255,2/255,4/255,8/255")]
     pub eps: String,
 
