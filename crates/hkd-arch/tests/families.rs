@@ -19,7 +19,18 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 /// The models with references in `tests/data`.
-const MODELS: &[&str] = &["resnet8x4", "resnet32x4", "vgg8", "vgg13", "mobilenetv2"];
+const MODELS: &[&str] = &[
+    "resnet8x4",
+    "resnet32x4",
+    "vgg8",
+    "vgg13",
+    "mobilenetv2",
+    "wrn_16_1",
+    "wrn_16_2",
+    "wrn_40_1",
+    "wrn_40_2",
+    "shufflev2",
+];
 
 struct Reference {
     classes: usize,

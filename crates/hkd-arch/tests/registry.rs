@@ -134,6 +134,11 @@ fn listing_holds_every_reference_name_and_the_aliases() {
         "vgg19",
         "mobilenetv2",
         "mobile_half",
+        "wrn_16_1",
+        "wrn_16_2",
+        "wrn_40_1",
+        "wrn_40_2",
+        "shufflev2",
     ];
     assert_eq!(list.len(), 25 + benchmark_networks.len());
     for name in benchmark_networks {

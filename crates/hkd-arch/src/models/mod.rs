@@ -11,7 +11,10 @@
 //!
 //! To add a network: write `models/<family>.rs` with a `pub(crate) const FAMILY: Family`
 //! and its model type (implementing [`Model`]), and add the file's name to `families!`
-//! below. Nothing else changes; see `docs/architecture.md`, "To add a network".
+//! below. Nothing else changes; see `docs/architecture.md`, "To add a network". A file
+//! whose network also exists under a second naming scheme (other names and parameter
+//! names, other initialisation) declares that as a second `Family` constant beside
+//! `FAMILY`, listed as `module::CONST` (`wrn::REPDISTILLER`).
 
 use candle_core::Tensor;
 
@@ -73,12 +76,23 @@ pub(crate) struct Family {
     pub build: BuildFn,
 }
 
-/// Declares the family modules and lists them in [`FAMILIES`], in listing order.
+/// Declares the family modules and lists them in [`FAMILIES`], in listing order: a
+/// module's name stands for its `FAMILY`; `module::CONST` lists a further `Family` of a
+/// module declared before it.
 macro_rules! families {
-    ($($family:ident),* $(,)?) => {
-        $(pub(crate) mod $family;)*
+    (@list [$($listed:tt)*]) => {
         /// Every family, in listing order.
-        pub(crate) const FAMILIES: &[&Family] = &[$(&$family::FAMILY),*];
+        pub(crate) const FAMILIES: &[&Family] = &[$($listed)*];
+    };
+    (@list [$($listed:tt)*] $module:ident :: $family:ident $(, $($rest:tt)*)?) => {
+        families!(@list [$($listed)* &$module::$family,] $($($rest)*)?);
+    };
+    (@list [$($listed:tt)*] $module:ident $(, $($rest:tt)*)?) => {
+        pub(crate) mod $module;
+        families!(@list [$($listed)* &$module::FAMILY,] $($($rest)*)?);
+    };
+    ($($entries:tt)*) => {
+        families!(@list [] $($entries)*);
     };
 }
 
@@ -89,6 +103,8 @@ families![
     wrn,
     resnext,
     resnet_x4,
+    wrn::REPDISTILLER,
     vgg,
     mobilenetv2,
+    shufflenetv2,
 ];

@@ -251,6 +251,180 @@ class MobileNetV2Half(nn.Module):
         return self.classifier(x.view(x.size(0), -1))
 
 
+# ---- RepDistiller's Wide ResNet (models/wrn.py: wrn_16_1, wrn_16_2, wrn_40_1, wrn_40_2) -
+
+
+class WrnBasicBlock(nn.Module):
+    """models/wrn.py's BasicBlock (drop rate 0)."""
+
+    def __init__(self, in_planes, out_planes, stride):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_planes)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
+        self.equalInOut = in_planes == out_planes
+        self.convShortcut = (not self.equalInOut) and nn.Conv2d(
+            in_planes, out_planes, 1, stride, 0, bias=False
+        ) or None
+
+    def forward(self, x):
+        if not self.equalInOut:
+            x = self.relu1(self.bn1(x))
+        else:
+            out = self.relu1(self.bn1(x))
+        out = self.relu2(self.bn2(self.conv1(out if self.equalInOut else x)))
+        out = self.conv2(out)
+        return torch.add(x if self.equalInOut else self.convShortcut(x), out)
+
+
+class NetworkBlock(nn.Module):
+    def __init__(self, nb_layers, in_planes, out_planes, stride):
+        super().__init__()
+        self.layer = nn.Sequential(
+            *[
+                WrnBasicBlock(i == 0 and in_planes or out_planes, out_planes, i == 0 and stride or 1)
+                for i in range(nb_layers)
+            ]
+        )
+
+    def forward(self, x):
+        return self.layer(x)
+
+
+class WideResNet(nn.Module):
+    def __init__(self, depth, num_classes, widen_factor=1):
+        super().__init__()
+        nChannels = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
+        assert (depth - 4) % 6 == 0
+        n = (depth - 4) // 6
+        self.conv1 = nn.Conv2d(3, nChannels[0], 3, 1, 1, bias=False)
+        self.block1 = NetworkBlock(n, nChannels[0], nChannels[1], 1)
+        self.block2 = NetworkBlock(n, nChannels[1], nChannels[2], 2)
+        self.block3 = NetworkBlock(n, nChannels[2], nChannels[3], 2)
+        self.bn1 = nn.BatchNorm2d(nChannels[3])
+        self.relu = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(nChannels[3], num_classes)
+        self.nChannels = nChannels[3]
+
+    def forward(self, x):
+        out = self.conv1(x)
+        out = self.block3(self.block2(self.block1(out)))
+        out = self.relu(self.bn1(out))
+        out = F.avg_pool2d(out, 8)
+        return self.fc(out.view(-1, self.nChannels))
+
+
+# ---- RepDistiller's ShuffleNetV2 (models/ShuffleNetv2.py: ShuffleV2 = net_size 1) -------
+
+
+class ShuffleBlock(nn.Module):
+    def __init__(self, groups=2):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x):
+        N, C, H, W = x.size()
+        g = self.groups
+        return x.view(N, g, C // g, H, W).permute(0, 2, 1, 3, 4).reshape(N, C, H, W)
+
+
+class SplitBlock(nn.Module):
+    def __init__(self, ratio):
+        super().__init__()
+        self.ratio = ratio
+
+    def forward(self, x):
+        c = int(x.size(1) * self.ratio)
+        return x[:, :c, :, :], x[:, c:, :, :]
+
+
+class ShuffleBasicBlock(nn.Module):
+    """models/ShuffleNetv2.py's BasicBlock (returning only `out`, not the pre-activation)."""
+
+    def __init__(self, in_channels, split_ratio=0.5):
+        super().__init__()
+        self.split = SplitBlock(split_ratio)
+        in_channels = int(in_channels * split_ratio)
+        self.conv1 = nn.Conv2d(in_channels, in_channels, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv2 = nn.Conv2d(
+            in_channels, in_channels, 3, stride=1, padding=1, groups=in_channels, bias=False
+        )
+        self.bn2 = nn.BatchNorm2d(in_channels)
+        self.conv3 = nn.Conv2d(in_channels, in_channels, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(in_channels)
+        self.shuffle = ShuffleBlock()
+
+    def forward(self, x):
+        x1, x2 = self.split(x)
+        out = F.relu(self.bn1(self.conv1(x2)))
+        out = self.bn2(self.conv2(out))
+        out = F.relu(self.bn3(self.conv3(out)))
+        return self.shuffle(torch.cat([x1, out], 1))
+
+
+class ShuffleDownBlock(nn.Module):
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        mid_channels = out_channels // 2
+        # left
+        self.conv1 = nn.Conv2d(
+            in_channels, in_channels, 3, stride=2, padding=1, groups=in_channels, bias=False
+        )
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv2 = nn.Conv2d(in_channels, mid_channels, kernel_size=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(mid_channels)
+        # right
+        self.conv3 = nn.Conv2d(in_channels, mid_channels, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(mid_channels)
+        self.conv4 = nn.Conv2d(
+            mid_channels, mid_channels, 3, stride=2, padding=1, groups=mid_channels, bias=False
+        )
+        self.bn4 = nn.BatchNorm2d(mid_channels)
+        self.conv5 = nn.Conv2d(mid_channels, mid_channels, kernel_size=1, bias=False)
+        self.bn5 = nn.BatchNorm2d(mid_channels)
+        self.shuffle = ShuffleBlock()
+
+    def forward(self, x):
+        out1 = self.bn1(self.conv1(x))
+        out1 = F.relu(self.bn2(self.conv2(out1)))
+        out2 = F.relu(self.bn3(self.conv3(x)))
+        out2 = self.bn4(self.conv4(out2))
+        out2 = F.relu(self.bn5(self.conv5(out2)))
+        return self.shuffle(torch.cat([out1, out2], 1))
+
+
+class ShuffleNetV2(nn.Module):
+    def __init__(self, num_classes, out_channels=(116, 232, 464, 1024), num_blocks=(3, 7, 3)):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 24, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(24)
+        self.in_channels = 24
+        self.layer1 = self._make_layer(out_channels[0], num_blocks[0])
+        self.layer2 = self._make_layer(out_channels[1], num_blocks[1])
+        self.layer3 = self._make_layer(out_channels[2], num_blocks[2])
+        self.conv2 = nn.Conv2d(out_channels[2], out_channels[3], 1, 1, 0, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels[3])
+        self.linear = nn.Linear(out_channels[3], num_classes)
+
+    def _make_layer(self, out_channels, num_blocks):
+        layers = [ShuffleDownBlock(self.in_channels, out_channels)]
+        for i in range(num_blocks):
+            layers.append(ShuffleBasicBlock(out_channels))
+            self.in_channels = out_channels
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = F.avg_pool2d(out, 4)
+        return self.linear(out.view(out.size(0), -1))
+
+
 # ---- the references ---------------------------------------------------------------------
 
 MODELS = [
@@ -260,6 +434,11 @@ MODELS = [
     ("vgg8", lambda c: VGG(8, c), 2.0),
     ("vgg13", lambda c: VGG(13, c), 2.0),
     ("mobilenetv2", lambda c: MobileNetV2Half(c), 1.25),
+    ("wrn_16_1", lambda c: WideResNet(16, c, 1), 1.0),
+    ("wrn_16_2", lambda c: WideResNet(16, c, 2), 1.0),
+    ("wrn_40_1", lambda c: WideResNet(40, c, 1), 1.0),
+    ("wrn_40_2", lambda c: WideResNet(40, c, 2), 1.0),
+    ("shufflev2", lambda c: ShuffleNetV2(c), 1.5),
 ]
 
 # Names whose parameter counts are checked too (param_counts.json), without logits.
