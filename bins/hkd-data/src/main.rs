@@ -22,7 +22,7 @@ use tracing::{info, warn};
 #[command(
     name = "hkd-data",
     version,
-    about = "Prepare, import, inspect and subset hkd datasets (CIFAR-10, CIFAR-10H, CINIC-10)."
+    about = "Prepare, import, inspect and subset hkd datasets (CIFAR-10, CIFAR-10H, CINIC-10, CIFAR-100)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -58,6 +58,21 @@ enum Prepare {
     Cifar10(PrepareCifar10),
     /// CINIC-10 style PNG folders (<root>/<class>/*.png) -> one split.
     Cinic(PrepareCinic),
+    /// The official CIFAR-100 python or binary release -> train (50,000) and test (10,000)
+    /// with the 100 fine classes, CIFAR-100's normalisation and the coarse labels kept.
+    Cifar100(PrepareCifar100),
+}
+
+#[derive(Args, Debug)]
+struct PrepareCifar100 {
+    /// Folder of the unpacked cifar-100-python.tar.gz (train, test, meta) or
+    /// cifar-100-binary.tar.gz (train.bin, test.bin, *_label_names.txt), or the folder
+    /// holding cifar-100-python/ or cifar-100-binary/.
+    #[arg(long)]
+    src: PathBuf,
+    /// Output dataset directory (must not exist yet).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -299,6 +314,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Prepare(Prepare::Cifar10(a)) => prepare_cifar10(&a),
         Command::Prepare(Prepare::Cinic(a)) => prepare_cinic(&a),
+        Command::Prepare(Prepare::Cifar100(a)) => prepare_cifar100(&a),
         Command::Import(Import::Npy(a)) => import_npy(&a),
         Command::Import(Import::Original(a)) => import_original(&a),
         Command::Inspect(a) => inspect(&a),
@@ -347,6 +363,15 @@ fn prepare_cifar10(a: &PrepareCifar10) -> Result<()> {
 fn read_human_rows(path: &Path, classes: usize) -> Result<Vec<f64>> {
     hkd_datasets::read_human_npy(path, classes)
         .with_context(|| format!("reading human labels {}", path.display()))
+}
+
+fn prepare_cifar100(a: &PrepareCifar100) -> Result<()> {
+    let prepared = hkd_datasets::prepare_cifar100(&a.src, &a.out)?;
+    for (split, images) in &prepared.splits {
+        info!(split, images, out = %a.out.display(), "wrote split");
+    }
+    info!(out = %a.out.display(), release = prepared.release, "CIFAR-100 ready");
+    Ok(())
 }
 
 fn prepare_cinic(a: &PrepareCinic) -> Result<()> {

@@ -19,7 +19,6 @@ pub mod kernels;
 pub mod layers;
 mod models;
 mod network;
-mod pickle;
 mod registry;
 pub mod runtime;
 mod weights;

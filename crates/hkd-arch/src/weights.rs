@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::error::ArchError;
 use crate::network::{StateDict, strip_module_prefix};
-use crate::pickle::{StorageDtype, StorageRef, TensorRef, Value, dict_get, dict_keys, unpickle};
+use hkd_pickle::{StorageDtype, StorageRef, TensorRef, Value, dict_get, dict_keys, unpickle};
 
 type Result<T> = std::result::Result<T, ArchError>;
 
@@ -106,7 +106,7 @@ pub fn read_weights(path: &Path, device: &Device) -> Result<StateDict> {
         .collect())
 }
 
-fn pickle_error(path: &Path, part: &str, e: crate::pickle::PickleError) -> ArchError {
+fn pickle_error(path: &Path, part: &str, e: hkd_pickle::PickleError) -> ArchError {
     ArchError::Pickle {
         path: path.to_path_buf(),
         part: part.to_string(),

@@ -28,6 +28,13 @@ impl Normalization {
         std: [0.2023, 0.1994, 0.2010],
     };
 
+    /// CIFAR-100's channel statistics as RepDistiller and mdistiller normalise with:
+    /// mean (0.5071, 0.4867, 0.4408), std (0.2675, 0.2565, 0.2761).
+    pub const CIFAR100: Normalization = Normalization {
+        mean: [0.5071, 0.4867, 0.4408],
+        std: [0.2675, 0.2565, 0.2761],
+    };
+
     /// Mean 0, std 1: leaves pixels in [0, 1].
     pub const IDENTITY: Normalization = Normalization {
         mean: [0.0; 3],

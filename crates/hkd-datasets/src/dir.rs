@@ -42,6 +42,10 @@ pub struct Manifest {
     pub classes: Vec<String>,
     /// Normalisation (default for every split).
     pub normalization: Normalization,
+    /// Names of the coarse classes (CIFAR-100's 20 super-classes) in coarse-label order,
+    /// when splits carry `coarse_labels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coarse_classes: Option<Vec<String>>,
     /// The splits, by name.
     #[serde(default)]
     pub splits: BTreeMap<String, SplitEntry>,
@@ -61,6 +65,10 @@ pub struct SplitEntry {
     /// Optional ids `.npy` (integers, one per image): where each image came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ids: Option<String>,
+    /// Optional coarse labels `.npy` (one per image, indices into the manifest's
+    /// `coarse_classes`): kept with the data, not used for training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coarse_labels: Option<String>,
     /// Number of images; checked on load when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<usize>,
@@ -121,6 +129,11 @@ impl Manifest {
             }
             if split.classes.as_ref().is_some_and(|c| c.is_empty()) {
                 return Err(bad(format!("[splits.{name}] classes is empty")));
+            }
+            if split.coarse_labels.is_some() && self.coarse_classes.is_none() {
+                return Err(bad(format!(
+                    "[splits.{name}] has coarse_labels but the manifest lists no coarse_classes; add the coarse class names at the top"
+                )));
             }
         }
         Ok(())
@@ -462,6 +475,7 @@ impl DatasetDir {
                         Some(&e.labels),
                         e.human.as_ref(),
                         e.ids.as_ref(),
+                        e.coarse_labels.as_ref(),
                     ]
                     .into_iter()
                     .flatten()
@@ -585,6 +599,7 @@ pub fn write_split(dir: &Path, split: &str, dataset: &Dataset, source: Option<&s
             description: None,
             classes: dataset.class_names().to_vec(),
             normalization: dataset.normalization(),
+            coarse_classes: None,
             splits: BTreeMap::new(),
         }
     };
@@ -610,6 +625,7 @@ pub fn write_split(dir: &Path, split: &str, dataset: &Dataset, source: Option<&s
         labels: rel("labels.npy"),
         human: None,
         ids: None,
+        coarse_labels: None,
         count: Some(dataset.len()),
         image_range: ImageRange::Auto,
         classes: (dataset.class_names() != manifest.classes.as_slice())
@@ -643,7 +659,64 @@ pub fn write_split(dir: &Path, split: &str, dataset: &Dataset, source: Option<&s
         }
         None => stale("ids.npy")?,
     }
+    stale("coarse_labels.npy")?;
     manifest.splits.insert(split.to_string(), entry);
+    write_manifest(&manifest_path, &manifest)
+}
+
+/// Adds coarse labels (one per image of `split`, e.g. CIFAR-100's super-classes) to a split
+/// written by [`write_split`]: `<split>/coarse_labels.npy` and, in the manifest, the split's
+/// `coarse_labels` and the top-level `coarse_classes` (which must agree with any already
+/// there).
+pub fn write_coarse_labels(
+    dir: &Path,
+    split: &str,
+    labels: &[u32],
+    names: &[String],
+) -> Result<()> {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let mut manifest = Manifest::read(&manifest_path)?;
+    let bad = |reason: String| DatasetError::Manifest {
+        path: manifest_path.clone(),
+        reason,
+    };
+    let Some(entry) = manifest.splits.get(split) else {
+        return Err(bad(format!(
+            "no split {split:?} to add coarse labels to; write the split first"
+        )));
+    };
+    if entry.count.is_some_and(|n| n != labels.len()) {
+        return Err(bad(format!(
+            "[splits.{split}] has {} images, but {} coarse labels were given",
+            entry.count.unwrap_or(0),
+            labels.len()
+        )));
+    }
+    if let Some(l) = labels.iter().find(|&&l| l as usize >= names.len()) {
+        return Err(bad(format!(
+            "coarse label {l} for {} coarse classes",
+            names.len()
+        )));
+    }
+    match &manifest.coarse_classes {
+        Some(existing) if existing != names => {
+            return Err(bad(format!(
+                "coarse_classes already lists {} other names; a dataset has one set of coarse classes",
+                existing.len()
+            )));
+        }
+        _ => manifest.coarse_classes = Some(names.to_vec()),
+    }
+    let file = format!("{split}/coarse_labels.npy");
+    let bytes: Vec<u8> = labels.iter().map(|&l| l as u8).collect();
+    if names.len() > 256 {
+        write_npy(&dir.join(&file), &[labels.len() as u64], labels)?;
+    } else {
+        write_npy(&dir.join(&file), &[labels.len() as u64], &bytes)?;
+    }
+    if let Some(entry) = manifest.splits.get_mut(split) {
+        entry.coarse_labels = Some(file);
+    }
     write_manifest(&manifest_path, &manifest)
 }
 

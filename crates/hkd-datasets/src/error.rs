@@ -124,6 +124,10 @@ pub enum DatasetError {
     #[error("{}: {reason}", path.display())]
     Cifar10Binary { path: PathBuf, reason: String },
 
+    /// A CIFAR-100 release file (python pickle or binary records) that cannot be used.
+    #[error("{}: {reason}", path.display())]
+    Cifar100 { path: PathBuf, reason: String },
+
     /// A CSV file used for row selection that cannot be used.
     #[error("{}: line {line}: {reason}", path.display())]
     Csv {

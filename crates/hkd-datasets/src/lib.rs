@@ -1,4 +1,4 @@
-//! CIFAR-10, CIFAR-10H and CINIC-10 datasets for knowledge distillation: every format in,
+//! CIFAR-10, CIFAR-10H, CINIC-10 and CIFAR-100 datasets for knowledge distillation: every format in,
 //! compact u8 in memory, augmented normalised batches out.
 //!
 //! - [`DatasetDir::open`] reads a dataset directory in any supported layout (our
@@ -13,6 +13,7 @@
 //!
 //! The layouts and the manifest are documented in `docs/datasets.md`.
 
+mod cifar100;
 mod dataset;
 mod dir;
 mod error;
@@ -22,13 +23,17 @@ mod loader;
 mod npy;
 mod rng;
 
+pub use cifar100::{
+    CIFAR100_COARSE_CLASSES, CIFAR100_FINE_CLASSES, CIFAR100_RECORD_BYTES, Cifar100Part,
+    Cifar100Release, Cifar100Split, PreparedCifar100, prepare_cifar100,
+};
 pub use dataset::{
     Dataset, DatasetParts, HumanSummary, Normalization, SplitSummary, SubsetSize, entropy_nats,
     human_summary,
 };
 pub use dir::{
     DatasetDir, Layout, MANIFEST_FILE, MANIFEST_VERSION, Manifest, OpenOptions, SplitEntry,
-    check_split_name, open_split, write_manifest, write_split,
+    check_split_name, open_split, write_coarse_labels, write_manifest, write_split,
 };
 pub use error::{DatasetError, Result};
 pub use formats::{

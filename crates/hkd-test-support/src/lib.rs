@@ -9,8 +9,11 @@
 //! - [`read_npy_f32`]: an f32 (or f64, converted) `.npy` with its shape;
 //!   [`write_npy_raw`]: any `.npy` header over raw bytes.
 //! - [`run_0_1`]: the text files of a finished hkd 0.1 run.
+//! - [`cifar100`]: small CIFAR-100 files in the official python and binary formats.
 //! - [`Scratch`]: a scratch directory removed when dropped; [`on_a_terminal`]: a binary
 //!   run on a pseudo-terminal (for the colour rules of the log).
+
+pub mod cifar100;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

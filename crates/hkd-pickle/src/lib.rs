@@ -1,10 +1,20 @@
-//! A small pickle virtual machine for the objects `torch.save` writes: dicts and
-//! OrderedDicts of tensors rebuilt by `torch._utils._rebuild_tensor_v2` from persistent
-//! storage ids, plus the plain Python values (numbers, strings, lists, tuples) found in
-//! training checkpoints. Unknown classes become opaque [`Value::Object`]s, so a checkpoint
-//! that also holds e.g. optimizer state or an argparse namespace still loads.
+//! A small pickle virtual machine for reading, never executing, the pickles research code
+//! hands around: `torch.save` checkpoints (dicts and OrderedDicts of tensors rebuilt by
+//! `torch._utils._rebuild_tensor_v2` from persistent storage ids, plus the plain Python
+//! values of training checkpoints) and numpy arrays (the CIFAR python releases: a dict of
+//! label lists and one `uint8` array, pickled by Python 2's cPickle). Unknown classes become
+//! opaque [`Value::Object`]s with their arguments and state, so a checkpoint that also holds
+//! e.g. optimizer state or an argparse namespace still loads, and [`numpy::ndarray`] reads
+//! an array out of one.
 //!
-//! It never executes anything: callables are only recognised by name.
+//! It never executes anything: callables are only recognised by name. Malformed input is an
+//! error ([`PickleError`], with the byte offset), never a panic; nesting deeper than
+//! [`MAX_NESTING`] is refused. Used by `hkd-arch` (PyTorch checkpoints) and `hkd-datasets`
+//! (CIFAR-100's python release).
+
+#![forbid(unsafe_code)]
+
+pub mod numpy;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,7 +22,7 @@ use std::rc::Rc;
 
 /// Element type of a PyTorch storage (from `torch.FloatStorage` etc.).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StorageDtype {
+pub enum StorageDtype {
     F64,
     F32,
     F16,
@@ -58,7 +68,7 @@ impl StorageDtype {
 
 /// A storage named by a persistent id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StorageRef {
+pub struct StorageRef {
     /// Key of the root storage (zip: file `data/<key>`; legacy: position in the key list).
     pub key: String,
     pub dtype: StorageDtype,
@@ -70,7 +80,7 @@ pub(crate) struct StorageRef {
 
 /// A tensor as described by `_rebuild_tensor_v2`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TensorRef {
+pub struct TensorRef {
     pub storage: StorageRef,
     /// Element offset into the storage.
     pub offset: usize,
@@ -80,20 +90,20 @@ pub(crate) struct TensorRef {
 
 /// An opaque object of an unrecognised class.
 #[derive(Debug)]
-pub(crate) struct Object {
+pub struct Object {
     pub module: String,
     pub name: String,
-    #[allow(dead_code)]
+    /// The arguments it was called with (REDUCE / NEWOBJ / OBJ / INST).
     pub args: Value,
-    #[allow(dead_code)]
+    /// Its BUILD state, if any.
     pub state: Option<Value>,
 }
 
-/// A Python value. Some payloads (floats, bytes) are only kept for completeness and
-/// debug output.
+/// A Python value. Python 2 `str` (BINSTRING, SHORT_BINSTRING) is [`Value::Str`] when it
+/// is valid UTF-8 and [`Value::Bytes`] otherwise (a numpy array's raw data), as Python 3
+/// reads such pickles with `encoding="bytes"`.
 #[derive(Debug, Clone)]
-#[allow(dead_code)]
-pub(crate) enum Value {
+pub enum Value {
     None,
     Bool(bool),
     Int(i64),
@@ -113,7 +123,7 @@ pub(crate) enum Value {
 
 /// How deep values may nest. PyTorch checkpoints nest a few levels (a dict of dicts of
 /// tensors); a pickle nesting deeper is refused rather than risking the stack.
-pub(crate) const MAX_NESTING: usize = 100;
+pub const MAX_NESTING: usize = 100;
 
 /// Dropping a value dismantles nested containers with an explicit stack, so that a deeply
 /// nested value (a malicious pickle builds one with a few bytes per level) cannot overflow
@@ -217,7 +227,8 @@ impl Value {
         }
     }
 
-    fn as_usize(&self) -> Option<usize> {
+    /// A non-negative integer (or bool) as `usize`.
+    pub fn as_usize(&self) -> Option<usize> {
         match self {
             Value::Int(i) if *i >= 0 => Some(*i as usize),
             Value::Bool(b) => Some(*b as usize),
@@ -225,14 +236,16 @@ impl Value {
         }
     }
 
-    fn as_str(&self) -> Option<&str> {
+    /// A string's text.
+    pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
             _ => None,
         }
     }
 
-    fn usize_list(&self) -> Option<Vec<usize>> {
+    /// A tuple or list of non-negative integers, as `usize`s.
+    pub fn usize_list(&self) -> Option<Vec<usize>> {
         match self {
             Value::Tuple(v) => v.iter().map(Value::as_usize).collect(),
             Value::List(v) => v.borrow().iter().map(Value::as_usize).collect(),
@@ -243,9 +256,36 @@ impl Value {
 
 /// Error from the VM: byte offset and message.
 #[derive(Debug)]
-pub(crate) struct PickleError {
+pub struct PickleError {
+    /// Offset of the failing opcode from the pickle's start.
     pub offset: usize,
+    /// What was wrong, in words.
     pub reason: String,
+}
+
+impl std::fmt::Display for PickleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at byte {}: {}", self.offset, self.reason)
+    }
+}
+
+impl std::error::Error for PickleError {}
+
+/// Unpickles one whole pickle that holds no PyTorch storages (a numpy or plain Python
+/// pickle): the value, or an error if anything follows its STOP opcode.
+pub fn unpickle_plain(data: &[u8]) -> PResult<Value> {
+    let mut storages = HashMap::new();
+    let (value, end) = unpickle(data, 0, &mut storages)?;
+    if end != data.len() {
+        return Err(PickleError {
+            offset: end,
+            reason: format!(
+                "{} bytes follow the pickle's end: the file is not one pickle",
+                data.len() - end
+            ),
+        });
+    }
+    Ok(value)
 }
 
 type PResult<T> = Result<T, PickleError>;
@@ -253,7 +293,7 @@ type PResult<T> = Result<T, PickleError>;
 /// Runs one pickle starting at `start` in `data`; returns the value and the position just
 /// after its STOP opcode. Storage persistent ids are recorded in `storages`
 /// (key -> dtype), so the legacy format can size its storage records.
-pub(crate) fn unpickle(
+pub fn unpickle(
     data: &[u8],
     start: usize,
     storages: &mut HashMap<String, StorageRef>,
@@ -722,14 +762,12 @@ impl Vm<'_, '_> {
                 b'T' => {
                     let n = self.u32()? as usize;
                     let b = self.take(n)?.to_vec();
-                    self.stack
-                        .push(Value::Str(String::from_utf8_lossy(&b).into_owned()));
+                    self.stack.push(py2_str(b));
                 }
                 b'U' => {
                     let n = self.u8()? as usize;
                     let b = self.take(n)?.to_vec();
-                    self.stack
-                        .push(Value::Str(String::from_utf8_lossy(&b).into_owned()));
+                    self.stack.push(py2_str(b));
                 }
                 b'B' => {
                     let n = self.u32()? as usize;
@@ -922,8 +960,16 @@ impl Vm<'_, '_> {
     }
 }
 
+/// A Python 2 `str`: text when it is UTF-8, else the raw bytes.
+fn py2_str(b: Vec<u8>) -> Value {
+    match String::from_utf8(b) {
+        Ok(s) => Value::Str(s),
+        Err(e) => Value::Bytes(e.into_bytes()),
+    }
+}
+
 /// Looks up a string key in a dict value.
-pub(crate) fn dict_get(d: &Value, key: &str) -> Option<Value> {
+pub fn dict_get(d: &Value, key: &str) -> Option<Value> {
     match d {
         Value::Dict(items) => items
             .borrow()
@@ -935,7 +981,7 @@ pub(crate) fn dict_get(d: &Value, key: &str) -> Option<Value> {
 }
 
 /// The string keys of a dict value (others shown by type).
-pub(crate) fn dict_keys(d: &Value) -> Vec<String> {
+pub fn dict_keys(d: &Value) -> Vec<String> {
     match d {
         Value::Dict(items) => items
             .borrow()
