@@ -43,6 +43,12 @@ build-for kind:
 grid kind *args: (build-for kind)
     target/release/hkd-grid {{ if kind == "pipeline" { "pipeline configs/pipeline.toml" } else { "configs/" + kind + ".toml" } }} {{args}}
 
+# The CIFAR-100 KD benchmark (docs/kd-benchmark.md): `just kd-benchmark` for RepDistiller's
+# 240-epoch protocol (needs data/cifar100; meant for a cluster), `just kd-benchmark --profile short`
+# for its few-minute CPU version
+kd-benchmark *args: (build-for "pipeline")
+    target/release/hkd-grid pipeline configs/kd-benchmark.toml {{args}}
+
 # One real training run on the embedded fixtures (resnet8, human labels, 3 epochs)
 demo: (build-for "train")
     target/release/hkd-train --data fixtures/cifar10h-mini --student resnet8 --teacher human --lambda 1.0 --epochs 3 --out runs/demo --overwrite

@@ -96,6 +96,9 @@ enum Command {
     Pipeline {
         /// Pipeline file (configs/pipeline.toml).
         file: PathBuf,
+        /// Apply the file's [profile.NAME] (e.g. `short` in configs/kd-benchmark.toml).
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
         #[command(flatten)]
         launch: LaunchArgs,
     },
@@ -123,7 +126,11 @@ fn main() -> ExitCode {
             executor,
             jobs,
         }) => cmd_resubmit(&dir, failed, unsubmitted, dry_run, executor, jobs),
-        Some(Command::Pipeline { file, launch }) => cmd_pipeline(&file, &launch),
+        Some(Command::Pipeline {
+            file,
+            profile,
+            launch,
+        }) => cmd_pipeline(&file, profile.as_deref(), &launch),
         Some(Command::Cancel { dir }) => cmd_cancel(&dir),
         Some(Command::Exec {
             requeue_on_checkpoint,
@@ -481,8 +488,8 @@ fn cmd_resubmit(
     finish_launch(&dir, &manifest, &report, dry_run)
 }
 
-fn cmd_pipeline(file: &Path, args: &LaunchArgs) -> Result<ExitCode> {
-    let pipeline = Pipeline::load(file)?;
+fn cmd_pipeline(file: &Path, profile: Option<&str>, args: &LaunchArgs) -> Result<ExitCode> {
+    let pipeline = Pipeline::load_profile(file, profile)?;
     let workdir = std::env::current_dir().context("cannot read the current directory")?;
     let on_stage = |name: &str, dir: &Path, tasks: usize| {
         eprintln!(

@@ -337,7 +337,8 @@ impl GroupSummary {
             })
             .collect::<Vec<_>>()
             .join("_");
-        raw.chars()
+        let safe: String = raw
+            .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
                     c
@@ -345,9 +346,22 @@ impl GroupSummary {
                     '_'
                 }
             })
-            .collect()
+            .collect();
+        // File systems take 255 bytes per name; figures add a suffix and an extension. A
+        // longer slug (a teacher run's slug, many objective settings) keeps its start and
+        // ends in a hash of the whole, so that it stays unique.
+        if safe.len() <= MAX_SLUG {
+            return safe;
+        }
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(safe.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}-h{hex}", &safe[..MAX_SLUG - 18])
     }
 }
+
+/// The longest [`GroupSummary::slug`], in bytes (ASCII).
+pub const MAX_SLUG: usize = 160;
 
 /// Short names of keys in labels and file names.
 pub fn short_key(k: &str) -> &str {

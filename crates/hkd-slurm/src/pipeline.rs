@@ -65,6 +65,43 @@ pub struct PipelineConfig {
     pub executor: Option<ExecutorChoice>,
     #[serde(rename = "stage")]
     pub stages: Vec<StageConfig>,
+    /// Named variants of the pipeline (`hkd-grid pipeline FILE --profile NAME`), e.g. a
+    /// short version of a long protocol.
+    #[serde(default, rename = "profile")]
+    pub profiles: std::collections::BTreeMap<String, ProfileConfig>,
+}
+
+/// A profile of a pipeline file: `[profile.NAME]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// What the profile is for (shown nowhere but the file).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The stages `grid` applies to.
+    #[serde(default)]
+    pub stages: Vec<String>,
+    /// Keys replacing or adding to the `[grid]` of every stage in `stages`.
+    #[serde(default)]
+    pub grid: toml::Table,
+    /// Per stage (`[profile.NAME.stage.STAGE]`), after `grid`.
+    #[serde(default)]
+    pub stage: std::collections::BTreeMap<String, ProfileStage>,
+}
+
+/// What a profile changes in one stage: `[profile.NAME.stage.STAGE]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileStage {
+    /// Keys replacing or adding to the stage's `[grid]`.
+    #[serde(default)]
+    pub grid: toml::Table,
+    /// Keys replacing or adding to the stage's `[slurm]`.
+    #[serde(default)]
+    pub slurm: toml::Table,
+    /// Replaces the stage's positional `args`.
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
 }
 
 /// A stage, resolved: its config with the overrides applied.
@@ -88,6 +125,12 @@ pub struct Pipeline {
 impl Pipeline {
     /// Reads the pipeline and every stage config; checks names and `after` references.
     pub fn load(path: &Path) -> Result<Pipeline> {
+        Pipeline::load_profile(path, None)
+    }
+
+    /// As [`Pipeline::load`], with the overrides of profile `profile` (`[profile.NAME]`)
+    /// applied; the pipeline is then named `<name>-<profile>`.
+    pub fn load_profile(path: &Path, profile: Option<&str>) -> Result<Pipeline> {
         let err = |message: String| GridError::Pipeline {
             path: path.to_path_buf(),
             message,
@@ -103,6 +146,36 @@ impl Pipeline {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "pipeline".into())
         });
+        let chosen = match profile {
+            None => None,
+            Some(p) => Some(file.profiles.get(p).ok_or_else(|| {
+                err(format!(
+                    "no [profile.{p}]; the file has {}",
+                    if file.profiles.is_empty() {
+                        "no profiles".to_string()
+                    } else {
+                        file.profiles
+                            .keys()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ))
+            })?),
+        };
+        for (pname, pconf) in &file.profiles {
+            for s in pconf.stages.iter().chain(pconf.stage.keys()) {
+                if !file.stages.iter().any(|st| &st.name == s) {
+                    return Err(err(format!(
+                        "[profile.{pname}] names stage `{s}`, which the pipeline does not have"
+                    )));
+                }
+            }
+        }
+        let name = match profile {
+            Some(p) => format!("{name}-{p}"),
+            None => name,
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         let mut stages: Vec<Stage> = Vec::new();
         for stage in &file.stages {
@@ -124,7 +197,17 @@ impl Pipeline {
                 .map_err(|e| GridError::config(&config_path, e.to_string()))?;
             merge_section(&mut table, "grid", &stage.grid);
             merge_section(&mut table, "slurm", &stage.slurm);
-            if let Some(args) = &stage.args {
+            if let Some(p) = chosen
+                && p.stages.contains(&stage.name)
+            {
+                merge_section(&mut table, "grid", &p.grid);
+            }
+            let own = chosen.and_then(|p| p.stage.get(&stage.name));
+            if let Some(own) = own {
+                merge_section(&mut table, "grid", &own.grid);
+                merge_section(&mut table, "slurm", &own.slurm);
+            }
+            if let Some(args) = own.and_then(|o| o.args.as_ref()).or(stage.args.as_ref()) {
                 table.insert(
                     "args".into(),
                     toml::Value::Array(args.iter().cloned().map(toml::Value::String).collect()),
