@@ -79,6 +79,16 @@ study2 *args: (build-for "pipeline")
     scripts/study-data.sh 0.02=0.21
     target/release/hkd-grid pipeline configs/study2.toml {{args}}
 
+# The third HKD study (issue 29; configs/study3.toml, then configs/study3-objectives.toml):
+# ε = 0.001 human targets against matched label smoothing (α = 0.0623) and shuffled human
+# labels with 8 paired repeats, then DKD (non-target term, both terms) and DIST from the
+# human distributions, each with its shuffled control. ~2.5 h + ~3.5 h on 2 cores,
+# resumable (run it again). Needs `just data-real`.
+study3 *args: (build-for "pipeline")
+    scripts/study-data.sh 0.001=0.0623
+    target/release/hkd-grid pipeline configs/study3.toml {{args}}
+    target/release/hkd-grid pipeline configs/study3-objectives.toml {{args}}
+
 # The second study's tables in docs/results.md (and docs/results/study2/), and the check
 # that every number the prose cites is in a generated table
 study2-report:
