@@ -57,6 +57,20 @@ pub enum ArchError {
         mis_shaped: Vec<ShapeMismatch>,
     },
 
+    /// A tensor of a state dict holds values no trained network has: NaN or infinite
+    /// values, or a negative BatchNorm running variance.
+    #[error(
+        "{source_desc}: tensor `{name}` {reason}; these weights are damaged (or come from a diverged run): use another checkpoint, or retrain"
+    )]
+    UnsoundWeights {
+        /// Where the tensors came from (a file path or "state dict").
+        source_desc: String,
+        /// The tensor's name.
+        name: String,
+        /// What is wrong with it, with the first offending index.
+        reason: String,
+    },
+
     /// Reading or writing a file failed.
     #[error("{action} `{}` failed: {source}", path.display())]
     Io {

@@ -291,6 +291,13 @@ impl Network {
                 mis_shaped,
             });
         }
+        // Every value finite, every BatchNorm running variance ≥ 0 (var + eps > 0), before
+        // anything is assigned: damaged weights are refused by name, not run.
+        for e in &self.entries {
+            if let (Slot::Param(_) | Slot::Buffer(_), Some(t)) = (&e.slot, given.get(&e.name)) {
+                check_sound(t, &e.name, source_desc)?;
+            }
+        }
         // Convert everything first, then assign: no partial loads on conversion errors.
         let mut converted: Vec<(&Entry, Option<Tensor>, i64)> = Vec::new();
         for e in &self.entries {
@@ -367,6 +374,35 @@ impl Network {
         let sd = read_weights(path, &Device::Cpu)?;
         self.load_state_dict_from(sd, &format!("`{}`", path.display()))
     }
+}
+
+/// Refuses a tensor with a NaN or infinite value, or a BatchNorm `running_var` below 0.
+fn check_sound(t: &Tensor, name: &str, source_desc: &str) -> Result<()> {
+    let values = t
+        .flatten_all()?
+        .to_dtype(DType::F64)?
+        .to_device(&Device::Cpu)?
+        .to_vec1::<f64>()?;
+    let bad = |reason: String| ArchError::UnsoundWeights {
+        source_desc: source_desc.to_string(),
+        name: name.to_string(),
+        reason,
+    };
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        let count = values.iter().filter(|v| !v.is_finite()).count();
+        return Err(bad(format!(
+            "holds {count} NaN or infinite value(s) (the first, {v}, at flat index {i} of {})",
+            values.len()
+        )));
+    }
+    if name.ends_with("running_var")
+        && let Some((i, v)) = values.iter().enumerate().find(|(_, v)| **v < 0.0)
+    {
+        return Err(bad(format!(
+            "is a BatchNorm running variance with a negative value ({v} at index {i})"
+        )));
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
