@@ -1,5 +1,6 @@
 //! Weight files: safetensors round trip, state-dict errors, checkpoint variants
-//! (nested keys, `module.` prefixes) and clear errors for files that are not weights.
+//! (nested keys, `module.` prefixes, RepDistiller's checkpoints in both torch formats) and
+//! clear errors for files that are not weights.
 
 mod common;
 
@@ -12,6 +13,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use common::reference_dir;
+use hkd_test_support::torch_checkpoint::{
+    PyValue, TorchFormat, TorchTensor, write_torch_checkpoint,
+};
 
 fn values(t: &Tensor) -> Vec<f64> {
     t.to_dtype(DType::F64)
@@ -408,4 +412,146 @@ fn truncated_legacy_checkpoint_is_an_error() {
         msg.contains("truncated") && msg.contains("beyond the end"),
         "{msg}"
     );
+}
+
+/// A network's state as the tensors of a torch state dict (F32, and I64 for the counters).
+fn torch_tensors(net: &Network) -> Vec<TorchTensor> {
+    net.state_dict()
+        .unwrap()
+        .into_iter()
+        .map(|(name, t)| {
+            let shape = t.dims().to_vec();
+            let flat = t.flatten_all().unwrap();
+            match t.dtype() {
+                DType::F32 => TorchTensor::f32(name, shape, flat.to_vec1::<f32>().unwrap()),
+                DType::I64 => TorchTensor::i64(name, shape, flat.to_vec1::<i64>().unwrap()),
+                other => panic!("{name}: unexpected dtype {other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// RepDistiller's `ckpt_epoch_240.pth`: `{"epoch", "model", "accuracy", "optimizer"}`.
+fn write_repdistiller_checkpoint(path: &Path, model: &[TorchTensor], format: TorchFormat) {
+    write_torch_checkpoint(
+        path,
+        &[
+            ("epoch", PyValue::Int(240)),
+            ("model", PyValue::StateDict(model)),
+            ("accuracy", PyValue::Float(73.33)),
+            ("optimizer", PyValue::None),
+        ],
+        format,
+    );
+}
+
+fn logit_bits(net: &Network, x: &Tensor) -> Vec<u32> {
+    net.forward_eval(x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f32::to_bits)
+        .collect()
+}
+
+#[test]
+fn repdistiller_checkpoints_load_in_both_torch_formats_and_predict_as_their_safetensors() {
+    // everything made here from our own weights: no ../shared needed
+    let dir = tempfile::tempdir().unwrap();
+    let x = input(2);
+    for (i, arch) in ["resnet8x4", "wrn_16_2", "shufflev2"]
+        .into_iter()
+        .enumerate()
+    {
+        let seed = 10 + i as u64;
+        let src = Network::new(arch, 100, &Device::Cpu, DType::F32, seed).unwrap();
+        // one training step's worth of running statistics and counters
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        src.forward(&x, Phase::Train { rng: &mut rng }).unwrap();
+        let safetensors = dir.path().join(format!("{arch}.safetensors"));
+        src.save_safetensors(&safetensors).unwrap();
+        let from_safetensors = Network::new(arch, 100, &Device::Cpu, DType::F32, 99).unwrap();
+        from_safetensors.load_weights(&safetensors).unwrap();
+        let expected = logit_bits(&from_safetensors, &x);
+        assert_eq!(
+            expected,
+            logit_bits(&src, &x),
+            "{arch}: safetensors round trip"
+        );
+        let model = torch_tensors(&src);
+        for format in [TorchFormat::Zip, TorchFormat::Legacy] {
+            let sub = dir.path().join(format!("{arch}-{format:?}"));
+            std::fs::create_dir_all(&sub).unwrap();
+            let pth = sub.join("ckpt_epoch_240.pth");
+            write_repdistiller_checkpoint(&pth, &model, format);
+            let bytes = std::fs::read(&pth).unwrap();
+            let want = match format {
+                TorchFormat::Zip => WeightsFormat::TorchZip,
+                TorchFormat::Legacy => WeightsFormat::TorchLegacy,
+            };
+            assert_eq!(detect_format(&pth, &bytes).unwrap(), want, "{arch}");
+            // read_weights keeps the checkpoint's order: the state dict's
+            let read: Vec<String> = read_weights(&pth, &Device::Cpu)
+                .unwrap()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            let names: Vec<String> = model.iter().map(|t| t.name.clone()).collect();
+            assert_eq!(read, names, "{arch} {format:?}");
+            let fresh = Network::new(arch, 100, &Device::Cpu, DType::F32, 1000 + seed).unwrap();
+            assert_ne!(
+                logit_bits(&fresh, &x),
+                expected,
+                "{arch}: a fresh network already predicts as the checkpoint"
+            );
+            fresh.load_weights(&pth).unwrap();
+            assert_eq!(logit_bits(&fresh, &x), expected, "{arch} {format:?}");
+            for ((n, a), (_, b)) in src
+                .state_dict()
+                .unwrap()
+                .iter()
+                .zip(fresh.state_dict().unwrap().iter())
+            {
+                assert_eq!(a.dtype(), b.dtype(), "{arch} {format:?} {n}");
+                assert_eq!(values(a), values(b), "{arch} {format:?} {n}");
+            }
+        }
+    }
+    // a checkpoint of a 10-class classifier is refused, naming the tensors
+    let net = Network::new("resnet8x4", 100, &Device::Cpu, DType::F32, 3).unwrap();
+    let mut model = torch_tensors(&net);
+    let mut changed = Vec::new();
+    for t in model
+        .iter_mut()
+        .filter(|t| t.shape[..] == [100] || t.shape.first() == Some(&100))
+    {
+        let per_class: usize = t.shape[1..].iter().product();
+        t.shape[0] = 10;
+        t.values = hkd_test_support::torch_checkpoint::TensorValues::F32(vec![0.0; 10 * per_class]);
+        changed.push(t.clone());
+    }
+    assert_eq!(changed.len(), 2, "the classifier's weight and bias");
+    for format in [TorchFormat::Zip, TorchFormat::Legacy] {
+        let pth = dir.path().join(format!("ten-classes-{format:?}.pth"));
+        write_repdistiller_checkpoint(&pth, &model, format);
+        let before = logit_bits(&net, &x);
+        let err = net.load_weights(&pth).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ArchError::StateDictMismatch { .. }), "{msg}");
+        for t in &changed {
+            let mut network_shape = t.shape.clone();
+            network_shape[0] = 100;
+            let needle = format!("{} (network {network_shape:?}, file {:?})", t.name, t.shape);
+            assert!(msg.contains(&needle), "`{needle}` not in: {msg}");
+        }
+        assert!(msg.contains(&pth.display().to_string()), "{msg}");
+        assert_eq!(
+            logit_bits(&net, &x),
+            before,
+            "a refused checkpoint changed the network"
+        );
+    }
 }

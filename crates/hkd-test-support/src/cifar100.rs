@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::pickler::{self, Pickler};
+
 /// One part (train or test) of a synthetic CIFAR-100: images as the releases store them
 /// (per image 1024 red, 1024 green, 1024 blue bytes, row-major), fine labels (0..100) and
 /// coarse labels (0..20).
@@ -54,121 +56,76 @@ pub fn class_names() -> (Vec<String>, Vec<String>) {
     )
 }
 
-/// A protocol-2 pickle as Python 2's cPickle writes one (BINPUT after every object).
-struct Pickler {
-    out: Vec<u8>,
-    memo: u8,
+/// A list, appended in batches of 1000 as cPickle does (MARK … APPENDS even for one).
+fn list<T>(p: &mut Pickler, items: &[T], mut item: impl FnMut(&mut Pickler, &T)) {
+    p.op(pickler::EMPTY_LIST);
+    p.put();
+    for chunk in items.chunks(pickler::BATCHSIZE) {
+        p.op(pickler::MARK);
+        for x in chunk {
+            item(p, x);
+        }
+        p.op(pickler::APPENDS);
+    }
 }
 
-impl Pickler {
-    fn new() -> Self {
-        Pickler {
-            out: b"\x80\x02".to_vec(),
-            memo: 0,
-        }
-    }
-    fn put(&mut self) {
-        self.memo = self.memo.wrapping_add(1);
-        self.out.extend([b'q', self.memo]);
-    }
-    /// A Python 2 `str` of text (SHORT_BINSTRING or BINSTRING).
-    fn str(&mut self, s: &[u8]) {
-        if s.len() < 256 {
-            self.out.extend([b'U', s.len() as u8]);
-        } else {
-            self.out.push(b'T');
-            self.out.extend((s.len() as u32).to_le_bytes());
-        }
-        self.out.extend(s);
-        self.put();
-    }
-    fn int(&mut self, v: u32) {
-        if v < 256 {
-            self.out.extend([b'K', v as u8]);
-        } else if v < 65536 {
-            self.out.push(b'M');
-            self.out.extend((v as u16).to_le_bytes());
-        } else {
-            self.out.push(b'J');
-            self.out.extend(v.to_le_bytes());
-        }
-    }
-    /// A list, appended in batches of 1000 as cPickle does.
-    fn list<T>(&mut self, items: &[T], mut item: impl FnMut(&mut Self, &T)) {
-        self.out.push(b']');
-        self.put();
-        for chunk in items.chunks(1000) {
-            self.out.push(b'(');
-            for x in chunk {
-                item(self, x);
-            }
-            self.out.push(b'e');
-        }
-    }
-    /// A 2-D `uint8` numpy array, as `numpy.ndarray.__reduce__` pickles it.
-    fn ndarray_u8(&mut self, rows: usize, cols: usize, data: &[u8]) {
-        self.out.extend(b"cnumpy.core.multiarray\n_reconstruct\n");
-        self.put();
-        self.out.extend(b"cnumpy\nndarray\n");
-        self.put();
-        self.out.extend(b"K\x00\x85U\x01b\x87R");
-        self.put();
-        self.out.extend(b"(K\x01");
-        self.int(rows as u32);
-        self.int(cols as u32);
-        self.out.extend(b"\x86cnumpy\ndtype\n");
-        self.put();
-        self.out.extend(b"U\x02u1K\x00K\x01\x87R");
-        self.put();
-        self.out
-            .extend(b"(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tbI00\n");
-        self.out.push(b'T');
-        self.out.extend((data.len() as u32).to_le_bytes());
-        self.out.extend(data);
-        self.put();
-        self.out.extend(b"tb");
-    }
-    /// `{key: value, …}` with the values written by `entries`.
-    fn dict(&mut self, entries: impl FnOnce(&mut Self)) {
-        self.out.push(b'}');
-        self.put();
-        self.out.push(b'(');
-        entries(self);
-        self.out.push(b'u');
-    }
-    fn finish(mut self) -> Vec<u8> {
-        self.out.push(b'.');
-        self.out
-    }
+/// A 2-D `uint8` numpy array, as `numpy.ndarray.__reduce__` pickles it.
+fn ndarray_u8(p: &mut Pickler, rows: usize, cols: usize, data: &[u8]) {
+    p.global("numpy.core.multiarray", "_reconstruct");
+    p.global("numpy", "ndarray");
+    p.raw(b"K\x00\x85U\x01b\x87R");
+    p.put();
+    p.raw(b"(K\x01");
+    p.int(rows as i64);
+    p.int(cols as i64);
+    p.op(pickler::TUPLE2);
+    p.global("numpy", "dtype");
+    p.raw(b"U\x02u1K\x00K\x01\x87R");
+    p.put();
+    p.raw(b"(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tbI00\n");
+    p.raw(b"T");
+    p.raw(&(data.len() as u32).to_le_bytes());
+    p.raw(data);
+    p.put();
+    p.raw(b"tb");
+}
+
+/// `{key: value, …}` with the values written by `entries` (MARK … SETITEMS, as cPickle).
+fn dict(p: &mut Pickler, entries: impl FnOnce(&mut Pickler)) {
+    p.op(pickler::EMPTY_DICT);
+    p.put();
+    p.op(pickler::MARK);
+    entries(p);
+    p.op(pickler::SETITEMS);
 }
 
 fn part_pickle(part: &Part, label: &str) -> Vec<u8> {
     let n = part.fine.len();
     let names: Vec<String> = (0..n).map(|i| format!("synthetic_{i}.png")).collect();
-    let mut p = Pickler::new();
-    p.dict(|p| {
-        p.str(b"data");
-        p.ndarray_u8(n, 3072, &part.planes);
-        p.str(b"fine_labels");
-        p.list(&part.fine, |p, &v| p.int(u32::from(v)));
-        p.str(b"batch_label");
-        p.str(label.as_bytes());
-        p.str(b"coarse_labels");
-        p.list(&part.coarse, |p, &v| p.int(u32::from(v)));
-        p.str(b"filenames");
-        p.list(&names, |p, s| p.str(s.as_bytes()));
+    let mut p = Pickler::cpickle();
+    dict(&mut p, |p| {
+        p.py2_str(b"data");
+        ndarray_u8(p, n, 3072, &part.planes);
+        p.py2_str(b"fine_labels");
+        list(p, &part.fine, |p, &v| p.int(i64::from(v)));
+        p.py2_str(b"batch_label");
+        p.py2_str(label.as_bytes());
+        p.py2_str(b"coarse_labels");
+        list(p, &part.coarse, |p, &v| p.int(i64::from(v)));
+        p.py2_str(b"filenames");
+        list(p, &names, |p, s| p.py2_str(s.as_bytes()));
     });
     p.finish()
 }
 
 fn meta_pickle() -> Vec<u8> {
     let (fine, coarse) = class_names();
-    let mut p = Pickler::new();
-    p.dict(|p| {
-        p.str(b"fine_label_names");
-        p.list(&fine, |p, s| p.str(s.as_bytes()));
-        p.str(b"coarse_label_names");
-        p.list(&coarse, |p, s| p.str(s.as_bytes()));
+    let mut p = Pickler::cpickle();
+    dict(&mut p, |p| {
+        p.py2_str(b"fine_label_names");
+        list(p, &fine, |p, s| p.py2_str(s.as_bytes()));
+        p.py2_str(b"coarse_label_names");
+        list(p, &coarse, |p, s| p.py2_str(s.as_bytes()));
     });
     p.finish()
 }

@@ -10,10 +10,15 @@
 //!   [`write_npy_raw`]: any `.npy` header over raw bytes.
 //! - [`run_0_1`]: the text files of a finished hkd 0.1 run.
 //! - [`cifar100`]: small CIFAR-100 files in the official python and binary formats.
+//! - [`torch_checkpoint`]: PyTorch checkpoints (a state dict plus e.g. `epoch`, as
+//!   RepDistiller's `ckpt_epoch_240.pth`) pickled as `torch.save` does, in its zip and
+//!   legacy formats.
 //! - [`Scratch`]: a scratch directory removed when dropped; [`on_a_terminal`]: a binary
 //!   run on a pseudo-terminal (for the colour rules of the log).
 
 pub mod cifar100;
+mod pickler;
+pub mod torch_checkpoint;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
