@@ -56,6 +56,26 @@ fn main() -> ExitCode {
                     best.runs
                 );
             }
+            if let Some(g) = &report.best_group {
+                // KD papers report the best epoch (selected on the test set when the
+                // validation set is the test set); the last epoch is the honest number
+                let ci = |c: Option<(f64, f64)>| {
+                    c.map_or("no interval".to_string(), |(lo, hi)| {
+                        format!("95 % CI [{lo:.4}, {hi:.4}]")
+                    })
+                };
+                let last = g
+                    .val_acc_last_mean
+                    .map_or("–".to_string(), |m| format!("{m:.4}"));
+                info!(
+                    "best configuration: val acc {:.4} at the best epoch ({}), {last} at the last \
+                     epoch ({}), over {} runs",
+                    g.val_acc_mean,
+                    ci(g.val_acc_ci95),
+                    ci(g.val_acc_last_ci95),
+                    g.runs
+                );
+            }
             if !report.figures.is_empty() {
                 info!(
                     "wrote {} figures (SVG + PNG) under {}",

@@ -6,6 +6,7 @@ use hkd_rundir::GridBest;
 use polars::prelude::*;
 
 use crate::error::{AnalysisError, Result};
+use crate::paired::t_interval_95;
 use crate::table::{
     DEFAULT_GROUP_KEYS, RunsTable, any_value_string, groupable_columns, other_hyperparameters,
     varying_columns,
@@ -159,6 +160,13 @@ pub fn average_results(table: &RunsTable, keys: &[String]) -> Result<DataFrame> 
         len().cast(DataType::UInt32).alias("runs"),
         col("val_acc").mean().alias("val_acc_mean"),
         col("val_acc").std(1).alias("val_acc_std"),
+        // the last epoch's accuracy (`final_val_acc`), beside the best epoch's (`val_acc`)
+        col("final_val_acc").mean().alias("val_acc_last_mean"),
+        col("final_val_acc").std(1).alias("val_acc_last_std"),
+        col("final_val_acc")
+            .count()
+            .cast(DataType::UInt32)
+            .alias("__val_acc_last_n"),
         col("val_loss").mean().alias("val_loss_mean"),
         col("val_loss").std(1).alias("val_loss_std"),
         col("val_acc").max().alias("val_acc_max"),
@@ -255,6 +263,8 @@ pub fn average_results(table: &RunsTable, keys: &[String]) -> Result<DataFrame> 
         .with_columns(legacy)
         .collect()
         .map_err(AnalysisError::table("group runs over repeats"))?;
+    insert_ci95(&mut out, "val_acc", "runs")?;
+    insert_ci95(&mut out, "val_acc_last", "__val_acc_last_n")?;
     let scratch: Vec<PlSmallStr> = out
         .get_column_names()
         .into_iter()
@@ -267,6 +277,34 @@ pub fn average_results(table: &RunsTable, keys: &[String]) -> Result<DataFrame> 
             .map_err(AnalysisError::table("drop scratch column"))?;
     }
     Ok(out)
+}
+
+/// Inserts `<metric>_ci95_low` and `<metric>_ci95_high` right after `<metric>_std`: the 95 %
+/// Student-t interval of `<metric>_mean` over the `n_col` values of each group
+/// ([`t_interval_95`]), null for fewer than two values.
+fn insert_ci95(out: &mut DataFrame, metric: &str, n_col: &str) -> Result<()> {
+    let mean = f64_at(out, &format!("{metric}_mean"))?;
+    let sd = f64_at(out, &format!("{metric}_std"))?;
+    let n = u32_at(out, n_col)?;
+    let (low, high): (Vec<Option<f64>>, Vec<Option<f64>>) = (0..out.height())
+        .map(|i| match (mean[i], sd[i], n[i]) {
+            (Some(m), Some(s), Some(n)) => t_interval_95(m, s, n as usize).unzip(),
+            _ => (None, None),
+        })
+        .unzip();
+    let at = out
+        .try_get_column_index(&format!("{metric}_std"))
+        .map_err(AnalysisError::table("place the interval columns"))?
+        + 1;
+    out.insert_column(at, Column::new(format!("{metric}_ci95_low").into(), low))
+        .and_then(|df| {
+            df.insert_column(
+                at + 1,
+                Column::new(format!("{metric}_ci95_high").into(), high),
+            )
+        })
+        .map_err(AnalysisError::table("add the interval columns"))?;
+    Ok(())
 }
 
 /// Evaluation results of one group on one set.
@@ -290,8 +328,17 @@ pub struct GroupSummary {
     /// λ of the group, when `lambda` is a key.
     pub lambda: Option<f64>,
     pub runs: u32,
+    /// Best-epoch validation accuracy (`best.json`: the highest over the run's epochs),
+    /// mean and sample sd over the runs.
     pub val_acc_mean: f64,
     pub val_acc_std: Option<f64>,
+    /// Its 95 % Student-t interval over the runs (`None` for one run).
+    pub val_acc_ci95: Option<(f64, f64)>,
+    /// Last-epoch validation accuracy (the final line of `metrics.jsonl`), mean, sample sd
+    /// and 95 % Student-t interval over the runs (`None` where undefined).
+    pub val_acc_last_mean: Option<f64>,
+    pub val_acc_last_std: Option<f64>,
+    pub val_acc_last_ci95: Option<(f64, f64)>,
     pub val_loss_mean: f64,
     pub val_loss_std: Option<f64>,
     pub val_acc_max: f64,
@@ -418,6 +465,15 @@ pub fn group_summaries(
     let runs = u32_at(averages, "runs")?;
     let acc_mean = f64_at(averages, "val_acc_mean")?;
     let acc_std = f64_at(averages, "val_acc_std")?;
+    let interval = |metric: &str| -> Result<Vec<Option<(f64, f64)>>> {
+        let low = f64_at(averages, &format!("{metric}_ci95_low"))?;
+        let high = f64_at(averages, &format!("{metric}_ci95_high"))?;
+        Ok(low.into_iter().zip(high).map(|(l, h)| l.zip(h)).collect())
+    };
+    let acc_ci = interval("val_acc")?;
+    let last_mean = f64_at(averages, "val_acc_last_mean")?;
+    let last_std = f64_at(averages, "val_acc_last_std")?;
+    let last_ci = interval("val_acc_last")?;
     let loss_mean = f64_at(averages, "val_loss_mean")?;
     let loss_std = f64_at(averages, "val_loss_std")?;
     let acc_max = f64_at(averages, "val_acc_max")?;
@@ -499,6 +555,10 @@ pub fn group_summaries(
             runs: runs[i].unwrap_or(0),
             val_acc_mean: acc_mean[i].unwrap_or(f64::NAN),
             val_acc_std: acc_std[i],
+            val_acc_ci95: acc_ci[i],
+            val_acc_last_mean: last_mean[i],
+            val_acc_last_std: last_std[i],
+            val_acc_last_ci95: last_ci[i],
             val_loss_mean: loss_mean[i].unwrap_or(f64::NAN),
             val_loss_std: loss_std[i],
             val_acc_max: acc_max[i].unwrap_or(f64::NAN),

@@ -32,7 +32,7 @@ pub use figures::{FigureFiles, draw_figures, ensure_font, figure_legend};
 pub use load::{LoadedGrid, RunRecord, SkippedRun, load_grid};
 pub use paired::{
     PairedDelta, ReferenceSelector, main_endpoints, paired_deltas, paired_frame, paired_metrics,
-    run_groups, select_reference, t_quantile_975,
+    run_groups, select_reference, t_interval_95, t_quantile_975,
 };
 pub use summary::{PairedInput, SummaryInput, render_summary};
 pub use table::{
@@ -137,6 +137,9 @@ pub struct AnalysisReport {
     pub tables: Vec<PathBuf>,
     /// The grid root's `best.json`, when written, and its content.
     pub grid_best: Option<(PathBuf, GridBest)>,
+    /// The group of the grid's best configuration (`Analysis::best`), with its best- and
+    /// last-epoch accuracies; `None` without groups.
+    pub best_group: Option<GroupSummary>,
     pub figures: Vec<FigureFiles>,
     pub summary: PathBuf,
     pub runs: usize,
@@ -306,11 +309,19 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         }),
     });
     write_file(&summary, md.as_bytes())?;
+    let best_group = analysis.best.as_ref().and_then(|b| {
+        analysis
+            .groups
+            .iter()
+            .find(|g| Path::new(&g.best_run_dir) == b.run_dir)
+            .cloned()
+    });
 
     Ok(AnalysisReport {
         out_dir,
         tables,
         grid_best: written_best,
+        best_group,
         figures,
         summary,
         runs: grid.runs.len(),

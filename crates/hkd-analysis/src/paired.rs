@@ -77,6 +77,15 @@ pub fn t_quantile_975(df: usize) -> Option<f64> {
     }
 }
 
+/// The two-sided 95 % Student-t interval of the mean of `n` values with sample sd `sd`
+/// (ddof = 1): `mean ∓ t_{0.975, n−1} · sd / √n`. `None` for fewer than two values. The one
+/// interval of this crate: paired deltas and the group means of `average_results.csv`.
+pub fn t_interval_95(mean: f64, sd: f64, n: usize) -> Option<(f64, f64)> {
+    let t = t_quantile_975(n.saturating_sub(1))?;
+    let h = t * sd / (n as f64).sqrt();
+    Some((mean - h, mean + h))
+}
+
 /// `--paired-against KEY=VALUE[,KEY=VALUE…]`, parsed: the key values that select the
 /// reference configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -432,11 +441,8 @@ fn compare(group: usize, metric: &str, reference: &ByIter, config: &ByIter) -> P
         }
         _ => None,
     };
-    let ci95 = match (delta_mean, delta_sd, t_quantile_975(n.saturating_sub(1))) {
-        (Some(m), Some(s), Some(t)) => {
-            let h = t * s / (n as f64).sqrt();
-            Some((m - h, m + h))
-        }
+    let ci95 = match (delta_mean, delta_sd) {
+        (Some(m), Some(s)) => t_interval_95(m, s, n),
         _ => None,
     };
     PairedDelta {
@@ -564,6 +570,20 @@ mod tests {
         assert!((t_quantile_975(50).unwrap() - 2.008559112).abs() < 1e-4);
         assert!((t_quantile_975(1000).unwrap() - 1.962339081).abs() < 1e-4);
         assert!(t_quantile_975(1_000_000).unwrap() > 1.959963985);
+    }
+
+    #[test]
+    fn t_intervals_of_a_mean() {
+        // n = 3, mean 0.625, sd 0.125: 0.625 ∓ 4.302652730 · 0.125 / √3
+        let h = 4.302652730 * 0.125 / 3f64.sqrt();
+        assert_eq!(t_interval_95(0.625, 0.125, 3), Some((0.625 - h, 0.625 + h)));
+        // n = 4: √4 = 2, half-width 3.182446305 · 0.5 / 2
+        assert_eq!(
+            t_interval_95(1.0, 0.5, 4),
+            Some((1.0 - 0.79561157625, 1.0 + 0.79561157625))
+        );
+        assert_eq!(t_interval_95(0.5, 0.0, 1), None);
+        assert_eq!(t_interval_95(0.5, 0.0, 0), None);
     }
 
     #[test]

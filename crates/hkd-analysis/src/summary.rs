@@ -48,6 +48,13 @@ fn pm(mean: Option<f64>, std: Option<f64>, digits: usize) -> String {
     }
 }
 
+/// A 95 % interval as `[low, high]`, or `–` where there is none (one run).
+fn interval(ci: Option<(f64, f64)>, digits: usize) -> String {
+    ci.map_or("–".to_string(), |(lo, hi)| {
+        format!("[{lo:.digits$}, {hi:.digits$}]")
+    })
+}
+
 fn rel(out_dir: &Path, p: &Path) -> String {
     crate::load::relative_dir(out_dir, p)
 }
@@ -172,7 +179,17 @@ pub fn render_summary(s: &SummaryInput<'_>) -> String {
     let _ = writeln!(
         md,
         "Standard deviations are sample standard deviations over repeats (ddof = 1, as pandas); \
-         a configuration with one run has none.\n"
+         a configuration with one run has none. 95 % intervals are Student's t over the \
+         repeats (mean ± t_{{0.975, n−1}} · sd / √n); none for one run.\n"
+    );
+    let _ = writeln!(
+        md,
+        "Validation accuracy is given twice: at each run's **best epoch** (its `best.json`, \
+         the highest validation accuracy over its epochs) and at its **last epoch** (the \
+         final line of `metrics.jsonl`). Where the validation set is the test set (the \
+         CIFAR-100 KD benchmark), the best epoch is the number KD papers report \
+         (RepDistiller's and mdistiller's \"best accuracy\"): it is selected on the test \
+         set and therefore optimistic; the last epoch is the honest one.\n"
     );
     if !s.skipped.is_empty() {
         let _ = writeln!(
@@ -200,10 +217,19 @@ pub fn render_summary(s: &SummaryInput<'_>) -> String {
             .join(", ");
         let _ = writeln!(
             md,
-            "{cfg}: mean validation accuracy {:.4} ± {:.4} over {} run(s); best run `{}`.",
+            "{cfg}: mean validation accuracy {:.4} ± {:.4} over {} run(s) at the best epoch{}; \
+             best run `{}`.",
             b.mean_val_acc,
             b.std_val_acc,
             b.runs,
+            s.groups
+                .iter()
+                .find(|g| Path::new(&g.best_run_dir) == b.run_dir)
+                .and_then(|g| g.val_acc_last_mean.map(|m| (m, g.val_acc_last_std)))
+                .map_or(String::new(), |(m, sd)| format!(
+                    ", {} at the last epoch",
+                    pm(Some(m), sd, 4)
+                )),
             b.run_dir.display()
         );
         if let Some(p) = s.best_json {
@@ -228,7 +254,18 @@ pub fn render_summary(s: &SummaryInput<'_>) -> String {
             .then(a.val_loss_mean.total_cmp(&b.val_loss_mean))
     });
     let mut header: Vec<String> = s.grouping.keys.clone();
-    header.extend(["runs", "val acc", "val CE", "best iter"].map(String::from));
+    header.extend(
+        [
+            "runs",
+            "val acc, best epoch",
+            "95 % CI",
+            "val acc, last epoch",
+            "95 % CI",
+            "val CE",
+            "best iter",
+        ]
+        .map(String::from),
+    );
     for set in &s.eval_sets {
         header.push(format!("{set} acc"));
         header.push(format!("{set} CE"));
@@ -239,6 +276,9 @@ pub fn render_summary(s: &SummaryInput<'_>) -> String {
         let mut row: Vec<String> = g.keys.iter().map(|(_, v)| v.clone()).collect();
         row.push(g.runs.to_string());
         row.push(pm(Some(g.val_acc_mean), g.val_acc_std, 4));
+        row.push(interval(g.val_acc_ci95, 4));
+        row.push(pm(g.val_acc_last_mean, g.val_acc_last_std, 4));
+        row.push(interval(g.val_acc_last_ci95, 4));
         row.push(pm(Some(g.val_loss_mean), g.val_loss_std, 4));
         row.push(g.best_iter.to_string());
         for set in &s.eval_sets {

@@ -788,3 +788,158 @@ fn objectives_are_grouped_and_labelled_apart() {
         assert!(summary.contains(label), "{label}: {summary}");
     }
 }
+
+/// KD papers report the best epoch's test accuracy (RepDistiller's and mdistiller's "best
+/// accuracy", the maximum over epochs); the honest number is the last epoch's. Both are
+/// reported per run and per group, each with mean, sd and a 95 % t-interval over repeats.
+#[test]
+fn best_and_last_epoch_accuracy_each_with_mean_sd_and_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    // human KL λ=0.5, three repeats, (best epoch, last epoch) accuracy:
+    //   iter 0: (0.5, 0.125), iter 1: (0.75, 0.625), iter 2: (0.625, 0.375)
+    // the baseline, one run: (0.5, 0.375)
+    let human = [(0, 0.5, 0.125), (1, 0.75, 0.625), (2, 0.625, 0.375)];
+    for (iter, best, last) in human {
+        write_run(
+            dir.path(),
+            &Spec::new(TeacherSpec::Human, 0.5, iter, best, 1.0).last_acc(last),
+        );
+    }
+    write_run(
+        dir.path(),
+        &Spec::new(TeacherSpec::Baseline, 0.0, 0, 0.5, 1.0).last_acc(0.375),
+    );
+    let report = analyze(&tables_only(dir.path())).unwrap();
+    assert_eq!((report.runs, report.groups), (4, 2));
+
+    // per run: `val_acc` is best.json's, the maximum over the epochs of metrics.jsonl;
+    // `final_val_acc` the last epoch's
+    let runs = Csv::read(&report.out_dir.join("runs.csv"));
+    for (iter, best, last) in human {
+        let it = iter.to_string();
+        let r = runs.row(&[("teacher", "human"), ("iter", it.as_str())]);
+        assert_eq!(runs.f(r, "val_acc"), best);
+        assert_eq!(runs.f(r, "final_val_acc"), last);
+        let spec = Spec::new(TeacherSpec::Human, 0.5, iter, best, 1.0).last_acc(last);
+        let epochs = spec.metrics();
+        let max = epochs.iter().map(|m| m.val_acc).fold(f64::MIN, f64::max);
+        assert_eq!(max, best, "best.json holds the maximum over epochs");
+        assert_eq!(epochs.last().unwrap().val_acc, last);
+    }
+
+    let avg = Csv::read(&report.out_dir.join("average_results.csv"));
+    let at = |name: &str| avg.col(name);
+    let std = at("val_acc_std");
+    assert_eq!(
+        avg.header[std + 1..std + 8],
+        [
+            "val_acc_ci95_low",
+            "val_acc_ci95_high",
+            "val_acc_last_mean",
+            "val_acc_last_std",
+            "val_acc_last_ci95_low",
+            "val_acc_last_ci95_high",
+            "val_loss_mean",
+        ]
+        .map(String::from),
+        "each accuracy's interval beside its mean and sd"
+    );
+    assert!(!avg.header.iter().any(|h| h.starts_with("__")));
+
+    // t_{0.975, 2} = 4.302652730 (n = 3 repeats)
+    let t2 = 4.302652730;
+    // best epoch: mean (0.5 + 0.75 + 0.625) / 3 = 0.625; deviations −0.125, 0.125, 0, so
+    // sd = √(0.03125 / 2) = 0.125; half-width 4.302652730 · 0.125 / √3 = 0.3105172139868…;
+    // interval [0.3144827860131…, 0.9355172139868…]
+    let r = avg.row(&[("teacher", "human")]);
+    assert_eq!(avg.f(r, "runs"), 3.0);
+    assert_eq!(avg.f(r, "val_acc_mean"), 0.625);
+    assert_eq!(avg.f(r, "val_acc_std"), 0.125);
+    let h = t2 * 0.125 / 3f64.sqrt();
+    assert_eq!(avg.f(r, "val_acc_ci95_low"), 0.625 - h);
+    assert_eq!(avg.f(r, "val_acc_ci95_high"), 0.625 + h);
+    assert!((avg.f(r, "val_acc_ci95_low") - 0.3144827860131277).abs() < 1e-12);
+    assert!((avg.f(r, "val_acc_ci95_high") - 0.9355172139868724).abs() < 1e-12);
+    // last epoch: mean (0.125 + 0.625 + 0.375) / 3 = 0.375; deviations −0.25, 0.25, 0, so
+    // sd = √(0.125 / 2) = 0.25; half-width 4.302652730 · 0.25 / √3 = 0.6210344279737…;
+    // interval [−0.2460344279737…, 0.9960344279737…]
+    assert_eq!(avg.f(r, "val_acc_last_mean"), 0.375);
+    assert_eq!(avg.f(r, "val_acc_last_std"), 0.25);
+    let h = t2 * 0.25 / 3f64.sqrt();
+    assert_eq!(avg.f(r, "val_acc_last_ci95_low"), 0.375 - h);
+    assert_eq!(avg.f(r, "val_acc_last_ci95_high"), 0.375 + h);
+    assert!((avg.f(r, "val_acc_last_ci95_low") + 0.24603442797374464).abs() < 1e-12);
+    assert!((avg.f(r, "val_acc_last_ci95_high") - 0.9960344279737446).abs() < 1e-12);
+    // the existing columns are unchanged: best epoch, the original's percent
+    assert_eq!(avg.f(r, "val_acc_max"), 0.75);
+    assert_eq!(avg.f(r, "val_acc"), 62.5);
+
+    // one run: means, but no sd and no interval (empty cells)
+    let r = avg.row(&BASE);
+    assert_eq!(avg.f(r, "val_acc_mean"), 0.5);
+    assert_eq!(avg.f(r, "val_acc_last_mean"), 0.375);
+    for c in [
+        "val_acc_std",
+        "val_acc_ci95_low",
+        "val_acc_ci95_high",
+        "val_acc_last_std",
+        "val_acc_last_ci95_low",
+        "val_acc_last_ci95_high",
+    ] {
+        assert_eq!(avg.s(r, c), "", "{c}");
+    }
+
+    // the typed rows carry the same numbers
+    let analysis = analyze_loaded(&load_grid(dir.path()).unwrap(), None).unwrap();
+    let g = analysis
+        .groups
+        .iter()
+        .find(|g| g.key("teacher") == Some("human"))
+        .unwrap();
+    assert_eq!((g.val_acc_mean, g.val_acc_std), (0.625, Some(0.125)));
+    let h = t2 * 0.125 / 3f64.sqrt();
+    assert_eq!(g.val_acc_ci95, Some((0.625 - h, 0.625 + h)));
+    assert_eq!(
+        (g.val_acc_last_mean, g.val_acc_last_std),
+        (Some(0.375), Some(0.25))
+    );
+    let h = t2 * 0.25 / 3f64.sqrt();
+    assert_eq!(g.val_acc_last_ci95, Some((0.375 - h, 0.375 + h)));
+    let b = analysis
+        .groups
+        .iter()
+        .find(|g| g.key("teacher") == Some("baseline"))
+        .unwrap();
+    assert_eq!(
+        (b.val_acc_ci95, b.val_acc_last_mean, b.val_acc_last_ci95),
+        (None, Some(0.375), None)
+    );
+    assert_eq!(
+        report.best_group.as_ref().map(|g| g.key("teacher")),
+        Some(Some("human"))
+    );
+
+    // summary.md: both numbers, each with its interval, and what they mean
+    let md = std::fs::read_to_string(&report.summary).unwrap();
+    assert!(
+        md.contains(
+            "| runs | val acc, best epoch | 95 % CI | val acc, last epoch | 95 % CI | val CE |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "| 3 | 0.6250 ± 0.1250 | [0.3145, 0.9355] | 0.3750 ± 0.2500 | [-0.2460, 0.9960] |"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("| 1 | 0.5000 | – | 0.3750 | – |"), "{md}");
+    assert!(
+        md.contains(
+            "mean validation accuracy 0.6250 ± 0.1250 over 3 run(s) at the best epoch, \
+             0.3750 ± 0.2500 at the last epoch"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("selected on the test set"), "{md}");
+}

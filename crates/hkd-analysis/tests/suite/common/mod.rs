@@ -46,6 +46,9 @@ pub struct Spec {
     /// Best validation accuracy / loss (best.json).
     pub best_acc: f64,
     pub best_loss: f64,
+    /// Validation accuracy of the epochs after the best one (the last epoch's);
+    /// `None`: `best_acc − 0.01`.
+    pub last_acc: Option<f64>,
     /// Per evaluation set.
     pub eval: Option<BTreeMap<String, SetNumbers>>,
     /// Calibration detail per evaluation set (sets of `eval` without it have none, as
@@ -110,10 +113,21 @@ impl Spec {
             run,
             best_acc,
             best_loss,
+            last_acc: None,
             eval: None,
             calibration: BTreeMap::new(),
             temperature: None,
         }
+    }
+
+    /// The accuracy of the epochs after the best one, so of the last epoch (below `best_acc`).
+    pub fn last_acc(mut self, acc: f64) -> Self {
+        assert!(
+            acc < self.best_acc,
+            "the best epoch has the highest accuracy"
+        );
+        self.last_acc = Some(acc);
+        self
     }
 
     pub fn distil(mut self, d: DistilFn) -> Self {
@@ -185,7 +199,7 @@ impl Spec {
     }
 
     /// The epochs of `metrics.jsonl`: accuracy rising to `best_acc` at the second-to-last
-    /// epoch (the best epoch), then slightly lower.
+    /// epoch (the best epoch), then slightly lower (`last_acc`, else `best_acc − 0.01`).
     pub fn metrics(&self) -> Vec<EpochMetrics> {
         let epochs = self.run.training.epochs;
         let lr = self.run.optimizer.lr;
@@ -197,7 +211,7 @@ impl Spec {
                 } else if e < best_epoch {
                     self.best_acc * e as f64 / best_epoch as f64
                 } else {
-                    self.best_acc - 0.01
+                    self.last_acc.unwrap_or(self.best_acc - 0.01)
                 };
                 let val_loss = if e == best_epoch {
                     self.best_loss
