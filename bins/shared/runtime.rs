@@ -53,6 +53,27 @@ pub fn error_lines(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
     lines
 }
 
+/// Parses the command line as clap's `C`, every value option taking negative numbers
+/// (`hkd_rundir::cli::with_negative_numbers`, so that `--lr -0.1` reaches the validator):
+/// `--help` and `--version` print and exit 0; a usage error prints clap's message as
+/// `<program>: error: …` with the usage and exits 2.
+pub fn parse_cli<C: clap::Parser>(program: &str) -> Result<C, ExitCode> {
+    let cmd = hkd_rundir::cli::with_negative_numbers(C::command());
+    match cmd.try_get_matches().and_then(|m| C::from_arg_matches(&m)) {
+        Ok(cli) => Ok(cli),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            eprint!("{program}: error: {text}");
+            Err(ExitCode::from(EXIT_USAGE))
+        }
+    }
+}
+
 /// Prints `<program>: error: <message>` and its causes to stderr and returns `code`.
 pub fn fail(program: &str, e: &(dyn std::error::Error + 'static), code: u8) -> ExitCode {
     let mut lines = error_lines(e).into_iter();

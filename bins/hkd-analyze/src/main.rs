@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use hkd_analysis::{AnalyzeOptions, analyze, groupable_columns};
 use hkd_rundir::cli::analyze::AnalyzeCli;
 use tracing::{info, warn};
@@ -12,7 +11,10 @@ mod runtime;
 
 fn main() -> ExitCode {
     runtime::init_logging("info", false);
-    let cli = AnalyzeCli::parse();
+    let cli = match runtime::parse_cli::<AnalyzeCli>("hkd-analyze") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     if cli.list_keys {
         for k in groupable_columns() {
             println!("{k}");

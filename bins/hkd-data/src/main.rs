@@ -287,7 +287,10 @@ struct ShuffleHumanArgs {
 
 fn main() -> std::process::ExitCode {
     runtime::init_logging("info", true);
-    let cli = Cli::parse();
+    let cli = match runtime::parse_cli::<Cli>("hkd-data") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use clap::Parser;
 use hkd_evaluator::{
     AttackSettings, EvalOptions, Evaluator, Progress, RunResult, SetSpec, Shard,
     check_calibration_set, find_targets, parse_attacks, parse_device, parse_eps_list,
@@ -24,7 +23,10 @@ mod runtime;
 
 fn main() -> ExitCode {
     allocator::keep_freed_memory();
-    let cli = Cli::parse();
+    let cli = match runtime::parse_cli::<Cli>("hkd-eval") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     if let Some(n) = cli.threads {
         hkd_arch::configure_threads(Some(n as usize));
     }
@@ -158,8 +160,13 @@ fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
         skipped,
         failed.len()
     );
+    // refused inputs (weights that are not sound) are exit 2 when nothing else failed
+    let refused =
+        |o: &&hkd_evaluator::RunOutcome| matches!(&o.result, RunResult::Failed(e) if e.is_usage());
     Ok(if failed.is_empty() {
         ExitCode::SUCCESS
+    } else if failed.iter().all(refused) {
+        ExitCode::from(runtime::EXIT_USAGE)
     } else {
         ExitCode::from(runtime::EXIT_FAILED)
     })

@@ -679,3 +679,27 @@ fn a_run_directory_of_hkd_0_1_is_evaluated() {
         stdout(&o)
     );
 }
+
+#[test]
+fn nan_weights_are_refused_by_file_and_tensor_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
+    let grid = tmp.path().join("grid");
+    let run = make_run(&grid, "human", "resnet8", 3, &data);
+    // the last float of the file (a tensor's last value) becomes NaN
+    let weights = run.file(RunDir::BEST_WEIGHTS);
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let n = bytes.len();
+    bytes[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&weights, bytes).unwrap();
+    let o = hkd_eval(&["run", run.path().to_str().unwrap(), "--batch-size", "64"]);
+    assert_eq!(o.status.code(), Some(2), "refused input, not accuracy 0.1");
+    let text = stdout(&o);
+    assert!(
+        text.contains(&format!("FAILED     {}", run.path().display()))
+            && text.contains("best.safetensors")
+            && text.contains("NaN"),
+        "{text}"
+    );
+    assert!(!run.file(RunDir::EVAL).exists());
+}

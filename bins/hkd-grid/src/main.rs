@@ -115,7 +115,10 @@ enum Command {
 
 fn main() -> ExitCode {
     runtime::init_logging("warn", true);
-    let cli = Cli::parse();
+    let cli = match runtime::parse_cli::<Cli>("hkd-grid") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match cli.command {
         Some(Command::Status { dir, json }) => cmd_status(&dir, json),
         Some(Command::Resubmit {

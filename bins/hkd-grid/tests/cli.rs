@@ -161,7 +161,7 @@ fn local_runs_status_and_resubmit() {
     let work = tmp.path().join("work");
     write(
         &work.join("t.toml"),
-        "binary = \"hkd-train\"\nexecutor = \"local\"\n[grid]\nteacher = \"x.safetensors\"\niter = [0, 1, 2]\n",
+        "binary = \"hkd-train\"\nexecutor = \"local\"\n[grid]\nteacher = \"human\"\niter = [0, 1, 2]\n",
     );
     let (code, _, stderr) = run(grid_cmd(&work, &fake).args(["t.toml", "--jobs", "2"]));
     assert_eq!(code, 1, "a failed task fails the command: {stderr}");
@@ -217,7 +217,7 @@ fn scripts_run_under_bash(mode: &str) {
     write(
         &work.join("g.toml"),
         &format!(
-            "binary = \"hkd-train\"\n[grid]\nteacher = \"x.safetensors\"\nout = {hostile_value:?}\niter = [0, 1]\n[slurm]\nmode = \"{mode}\"\ntasks_per_job = 2\nsetup = [\"export HKD_TEST_SETUP=ran\"]\n"
+            "binary = \"hkd-train\"\n[grid]\nteacher = \"human\"\nout = {hostile_value:?}\niter = [0, 1]\n[slurm]\nmode = \"{mode}\"\ntasks_per_job = 2\nsetup = [\"export HKD_TEST_SETUP=ran\"]\n"
         ),
     );
     let grids = work.join("grids");
@@ -451,4 +451,68 @@ fn evaluation_and_analysis_grids_are_checked_in_process() {
         ]
     );
     assert!(analyze.calls().is_empty());
+}
+
+#[test]
+fn a_teacher_that_is_not_there_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = Fake::new(tmp.path(), "hkd-train", "exit 0");
+    let work = tmp.path().join("work");
+    let grids = tmp.path().join("grids");
+    write(
+        &work.join("students.toml"),
+        "name = \"students\"\nbinary = \"hkd-train\"\nexecutor = \"local\"\n[grid]\nteacher = \"runs/teachers/no-such-run\"\niter = [0, 1]\n",
+    );
+    let (code, _, stderr) =
+        run(grid_cmd(&work, &fake).args(["students.toml", "--grids-dir", grids.to_str().unwrap()]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("2 of 2 tasks would be refused")
+            && stderr.contains("task 0")
+            && stderr.contains("key `teacher`")
+            && stderr.contains("no-such-run does not exist")
+            && stderr.contains("train the teacher first"),
+        "{stderr}"
+    );
+    assert!(!grids.exists(), "nothing written: {stderr}");
+
+    // in a pipeline whose earlier stage writes there, the same teacher is expected
+    write(
+        &work.join("teachers.toml"),
+        "binary = \"hkd-train\"\n[grid]\nout = \"runs/teachers\"\nteacher = \"baseline\"\n",
+    );
+    write(
+        &work.join("pipe.toml"),
+        "name = \"pipe\"\nexecutor = \"local\"\n[[stage]]\nname = \"teachers\"\nconfig = \"teachers.toml\"\n[[stage]]\nname = \"students\"\nconfig = \"students.toml\"\n[stage.grid]\nteacher = \"best:runs/teachers\"\n",
+    );
+    let (code, _, stderr) = run(grid_cmd(&work, &fake).args([
+        "pipeline",
+        "pipe.toml",
+        "--dry-run",
+        "--grids-dir",
+        grids.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    // a stage whose teacher no earlier stage writes is refused, naming the stage
+    write(
+        &work.join("pipe.toml"),
+        "name = \"pipe\"\nexecutor = \"local\"\n[[stage]]\nname = \"teachers\"\nconfig = \"teachers.toml\"\n[[stage]]\nname = \"students\"\nconfig = \"students.toml\"\n[stage.grid]\nteacher = \"best:runs/elsewhere\"\n",
+    );
+    let listed = std::fs::read_dir(&grids).map(|d| d.count()).unwrap_or(0);
+    let (code, _, stderr) = run(grid_cmd(&work, &fake).args([
+        "pipeline",
+        "pipe.toml",
+        "--grids-dir",
+        grids.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("stage `students`") && stderr.contains("elsewhere"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&grids).map(|d| d.count()).unwrap_or(0),
+        listed,
+        "nothing written: {stderr}"
+    );
 }

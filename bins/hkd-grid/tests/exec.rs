@@ -44,7 +44,7 @@ fn setup() -> Setup {
     std::fs::set_permissions(&scontrol, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(
         tmp.path().join("g.toml"),
-        "binary = \"hkd-train\"\n[grid]\nteacher = \"x.safetensors\"\n[slurm]\nsignal_before_timeout = 60\nrequeue = true\n",
+        "binary = \"hkd-train\"\n[grid]\nteacher = \"human\"\n[slurm]\nsignal_before_timeout = 60\nrequeue = true\n",
     )
     .unwrap();
     let (code, _, stderr) = run(hkd_grid()

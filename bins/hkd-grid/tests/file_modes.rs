@@ -100,14 +100,14 @@ fn grid_files_honour_the_umask() {
         std::fs::write(
             work.join(format!("{name}.toml")),
             format!(
-                "binary = \"hkd-train\"\n[grid]\nteacher = \"x.safetensors\"\niter = [0, 1, 2]\n[slurm]\n{slurm}"
+                "binary = \"hkd-train\"\n[grid]\nteacher = \"human\"\niter = [0, 1, 2]\n[slurm]\n{slurm}"
             ),
         )
         .unwrap();
     }
     std::fs::write(
         work.join("local.toml"),
-        "binary = \"hkd-train\"\nexecutor = \"local\"\n[grid]\nteacher = \"x.safetensors\"\niter = [0, 1]\n",
+        "binary = \"hkd-train\"\nexecutor = \"local\"\n[grid]\nteacher = \"human\"\niter = [0, 1]\n",
     )
     .unwrap();
 

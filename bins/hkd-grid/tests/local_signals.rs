@@ -285,19 +285,20 @@ fn interrupt(
     grid
 }
 
-#[test]
-fn sigterm_and_ctrl_c_checkpoint_a_local_grid_and_the_same_command_resumes_it() {
-    const TEST: &str = "sigterm_and_ctrl_c_checkpoint_a_local_grid_and_the_same_command_resumes_it";
+/// The grid every test here runs (3 tasks of plane2, 2 at a time, `EPOCHS` epochs) in a
+/// fresh directory; `None` (after saying SKIPPED) without hkd-train or the fixtures.
+fn new_work(test: &str) -> Option<Work> {
     let Some(train) = find_hkd_train() else {
-        return skip_or_fail(TEST, "hkd-train is not built (cargo build -p hkd-train)");
+        skip_or_fail(test, "hkd-train is not built (cargo build -p hkd-train)");
+        return None;
     };
     let fixture = common::workspace_root().join("fixtures/cifar10h-mini");
     if !fixture.join("dataset.toml").is_file() {
         let why = format!("the fixture dataset is missing at {}", fixture.display());
-        return skip_or_fail(TEST, &why);
+        skip_or_fail(test, &why);
+        return None;
     }
     assert_current(&train);
-    let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("sig.toml");
     std::fs::write(
@@ -309,12 +310,21 @@ fn sigterm_and_ctrl_c_checkpoint_a_local_grid_and_the_same_command_resumes_it() 
         ),
     )
     .unwrap();
-    let mut work = Work {
+    Some(Work {
         bin_dir: train.parent().unwrap().to_path_buf(),
         config,
         tmp,
         launches: 0,
+    })
+}
+
+#[test]
+fn sigterm_and_ctrl_c_checkpoint_a_local_grid_and_the_same_command_resumes_it() {
+    const TEST: &str = "sigterm_and_ctrl_c_checkpoint_a_local_grid_and_the_same_command_resumes_it";
+    let Some(mut work) = new_work(TEST) else {
+        return;
     };
+    let started = Instant::now();
     let mut reaper = Reaper::default();
 
     // 1. SIGTERM to hkd-grid alone
@@ -399,4 +409,78 @@ fn sigterm_and_ctrl_c_checkpoint_a_local_grid_and_the_same_command_resumes_it() 
         );
     }
     eprintln!("{TEST}: took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn kill_9_of_a_local_grid_takes_its_trainers_along_and_a_later_finish_makes_checkpointed_tasks_done()
+ {
+    const TEST: &str = "kill_9_of_a_local_grid_takes_its_trainers_along_and_a_later_finish_makes_checkpointed_tasks_done";
+    let Some(mut work) = new_work(TEST) else {
+        return;
+    };
+    let mut reaper = Reaper::default();
+    // 1. SIGTERM: tasks 0 and 1 checkpoint (exit 75)
+    let (child, grids) = work.start();
+    let pid = child.id() as i32;
+    reaper.pids.push(pid);
+    let first = interrupt(
+        &work,
+        0,
+        child,
+        &grids,
+        pid,
+        libc::SIGTERM,
+        "TERM",
+        "fresh",
+        &mut reaper,
+    );
+
+    // 2. the same command, killed with SIGKILL while both runs train: its trainers get
+    // the parent-death signal, checkpoint and exit; none is left under PID 1
+    let (mut child, grids) = work.start();
+    let pid = child.id() as i32;
+    reaper.pids.push(pid);
+    let trainers = wait_until_both_train(pid, &grids, &mut reaper);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !trainers_of(&work.marker()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "hkd-train {trainers:?} still run 60 s after kill -9 of their grid:\n{}",
+            logs(&grids)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = only_grid(&grids);
+    for s in states(&killed).iter().take(2) {
+        let run = RunDir::new(s.as_ref().unwrap().run_dir.as_ref().unwrap());
+        let log = std::fs::read_to_string(GridDir::open(&killed).unwrap().log_path(0))
+            .unwrap_or_default();
+        assert!(
+            run.read_state().is_ok_and(|l| !l.finished),
+            "a checkpoint to resume: {log}"
+        );
+    }
+
+    // 3. the same command finishes every run, resuming the two
+    let (mut child, grids) = work.start();
+    reaper.pids.push(child.id() as i32);
+    let code = wait_exit(&mut child, Duration::from_secs(300));
+    let stderr = work.stderr_of(2);
+    assert_eq!(code, 0, "{stderr}\n{}", logs(&grids));
+    let actions: Vec<String> = states(&only_grid(&grids))
+        .iter()
+        .map(|s| s.as_ref().unwrap().action.clone())
+        .collect();
+    assert_eq!(actions[..2], ["resume", "resume"], "{stderr}");
+
+    // the first grid's checkpointed tasks (exit 75) are done now that their runs finished
+    let (code, stdout, stderr) = run(hkd_grid().args(["status", "--json"]).arg(&first));
+    assert_eq!(code, 0, "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for i in 0..2 {
+        assert_eq!(status[i]["kind"], "done", "task {i}: {status}");
+        assert_eq!(status[i]["detail"], "run finished", "task {i}: {status}");
+    }
 }

@@ -68,7 +68,7 @@ fn hkd_grid_errors_are_plain_and_coded() {
     // a local grid whose task fails: 1, and its progress lines are plain
     std::fs::write(
         work.join("local.toml"),
-        "binary = \"hkd-train\"\nexecutor = \"local\"\n[grid]\nteacher = \"x.safetensors\"\niter = [0, 1]\n",
+        "binary = \"hkd-train\"\nexecutor = \"local\"\n[grid]\nteacher = \"human\"\niter = [0, 1]\n",
     )
     .unwrap();
     let (code, _, stderr) = grid(&["local.toml"]);

@@ -180,7 +180,7 @@ fn an_array_grid_refused_half_way_is_completed_by_resubmit_unsubmitted() {
     let cluster = Cluster::new();
     // 7 tasks, 2 per array job: jobs of tasks 0-1, 2-3, 4-5 and 6
     let config = cluster.config(
-        "name = \"big\"\nbinary = \"hkd-train\"\n[grid]\nteacher = \"x.safetensors\"\niter = [0, 1, 2, 3, 4, 5, 6]\n[slurm]\nmax_array_size = 2\n",
+        "name = \"big\"\nbinary = \"hkd-train\"\n[grid]\nteacher = \"human\"\niter = [0, 1, 2, 3, 4, 5, 6]\n[slurm]\nmax_array_size = 2\n",
     );
     cluster.refuse_call(3);
     let grids = cluster.grids();
@@ -346,7 +346,7 @@ fn an_array_grid_refused_half_way_is_completed_by_resubmit_unsubmitted() {
 fn a_wrap_grid_refused_at_its_first_job_is_submitted_whole_by_resubmit_unsubmitted() {
     let cluster = Cluster::new();
     let config = cluster.config(
-        "name = \"wrapped\"\nbinary = \"hkd-train\"\n[grid]\nteacher = \"x.safetensors\"\niter = [0, 1, 2]\n[slurm]\nmode = \"wrap\"\n",
+        "name = \"wrapped\"\nbinary = \"hkd-train\"\n[grid]\nteacher = \"human\"\niter = [0, 1, 2]\n[slurm]\nmode = \"wrap\"\n",
     );
     cluster.refuse_call(1);
     let grids = cluster.grids();
@@ -409,7 +409,7 @@ fn a_wrap_grid_refused_at_its_first_job_is_submitted_whole_by_resubmit_unsubmitt
 fn cancel_scancels_every_job_of_a_grid_and_refuses_a_local_one() {
     let cluster = Cluster::new();
     let config = cluster.config(
-        "name = \"c\"\nbinary = \"hkd-train\"\n[grid]\nteacher = \"x.safetensors\"\niter = [0, 1, 2]\n[slurm]\nmode = \"wrap\"\n",
+        "name = \"c\"\nbinary = \"hkd-train\"\n[grid]\nteacher = \"human\"\niter = [0, 1, 2]\n[slurm]\nmode = \"wrap\"\n",
     );
     let grids = cluster.grids();
     let (code, stdout, stderr) = cluster.grid(&[
@@ -433,7 +433,7 @@ fn cancel_scancels_every_job_of_a_grid_and_refuses_a_local_one() {
 
     // a local grid runs in the foreground of its hkd-grid: nothing to cancel from outside
     let local = cluster.config(
-        "name = \"l\"\nbinary = \"hkd-train\"\nexecutor = \"local\"\n[grid]\nteacher = \"x.safetensors\"\niter = 0\n",
+        "name = \"l\"\nbinary = \"hkd-train\"\nexecutor = \"local\"\n[grid]\nteacher = \"human\"\niter = 0\n",
     );
     let local_grids = cluster.path().join("local-grids");
     let (code, _, stderr) = cluster.grid(&[

@@ -326,3 +326,110 @@ fn a_finished_run_of_another_specification_fails_its_task() {
         metrics_before
     );
 }
+
+/// Copies a directory tree (files only).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Flips the lowest bit of the fourth-last byte of a file: one pixel of an images `.npy`,
+/// the lowest mantissa bit of a safetensors file's last float.
+fn flip_a_low_bit(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes.len() - 4;
+    bytes[at] ^= 1;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_finished_run_whose_dataset_or_teacher_changed_is_not_skipped() {
+    const TEST: &str = "a_finished_run_whose_dataset_or_teacher_changed_is_not_skipped";
+    let Some(train) = real_train(TEST) else {
+        return;
+    };
+    let work = Work::new(&train);
+    let data = work.path().join("data");
+    copy_tree(&fixture(), &data);
+    let on_copy = |config: PathBuf| {
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            &format!("{:?}", fixture().to_string_lossy()),
+            &format!("{:?}", data.to_string_lossy()),
+        );
+        std::fs::write(&config, text).unwrap();
+        config
+    };
+    let config = on_copy(work.config(TEST, "lr = [0.01]"));
+    let (code, stderr, dir) = work.grid(&config);
+    assert_eq!(code, 0, "{stderr}\n{}", logs(&dir, 1));
+    let (code, stderr, _) = work.grid(&config);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("1 tasks: 1 ok (1 already finished), 0 failed"),
+        "{stderr}"
+    );
+
+    // one pixel of the training images changes
+    let images = data.join("train/images.npy");
+    let was = hkd_rundir::sha256_file(&images).unwrap();
+    flip_a_low_bit(&images);
+    let now = hkd_rundir::sha256_file(&images).unwrap();
+    let (code, stderr, again) = work.grid(&config);
+    assert_eq!(code, 1, "refused, not skipped: {stderr}");
+    assert!(
+        stderr.contains("1 tasks: 0 ok (0 already finished), 1 failed"),
+        "{stderr}"
+    );
+    let state = again.read_state(0).unwrap().unwrap();
+    assert_eq!(state.action, "run", "{state:?}");
+    let log = std::fs::read_to_string(again.log_path(0)).unwrap();
+    let both = format!("train/images.npy sha256 {} -> {}", &was[..12], &now[..12]);
+    assert!(log.contains(&both) && log.contains("--overwrite"), "{log}");
+    // hkd-grid status, on this grid and on the first (whose task ended 0), says so
+    for grid in [again.path(), dir.path()] {
+        let (_, stdout, _) = run(hkd_grid().args(["status"]).arg(grid));
+        assert!(stdout.contains("1 tasks: 1 failed"), "{stdout}");
+        assert!(
+            stdout.contains("finished from other inputs") && stdout.contains(&both),
+            "{stdout}"
+        );
+    }
+    flip_a_low_bit(&images);
+    let (code, stderr, _) = work.grid(&config);
+    assert_eq!(code, 0, "the same bytes again: finished again: {stderr}");
+
+    // a student of that run; then the teacher's best weights change
+    let teacher = RunDir::new(dir.read_state(0).unwrap().unwrap().run_dir.unwrap());
+    let students = work.path().join("students.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("name = \"", "name = \"students-")
+        .replace(
+            "teacher = \"human\"",
+            &format!("teacher = {:?}", teacher.path().to_string_lossy()),
+        )
+        .replace("out = \"runs\"", "out = \"students\"");
+    std::fs::write(&students, text).unwrap();
+    let (code, stderr, first) = work.grid(&students);
+    assert_eq!(code, 0, "{stderr}\n{}", logs(&first, 1));
+    let weights = teacher.file(RunDir::BEST_WEIGHTS);
+    let was = hkd_rundir::sha256_file(&weights).unwrap();
+    flip_a_low_bit(&weights);
+    let now = hkd_rundir::sha256_file(&weights).unwrap();
+    let (code, stderr, again) = work.grid(&students);
+    assert_eq!(code, 1, "refused, not skipped: {stderr}");
+    let log = std::fs::read_to_string(again.log_path(0)).unwrap();
+    assert!(
+        log.contains(&format!("sha256 {} -> {}", &was[..12], &now[..12]))
+            && log.contains("the teacher was retrained or replaced"),
+        "{log}"
+    );
+}

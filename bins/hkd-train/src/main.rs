@@ -130,8 +130,19 @@ fn print_models(json: bool) {
 
 fn main() -> ExitCode {
     allocator::keep_freed_memory();
+    // The stop signals before anything else: a signal at any moment checkpoints (or, before
+    // the run directory is touched, exits 75 with nothing written), never kills with 143.
+    let stop = StopFlag::new();
+    if let Err(e) = stop.install_signal_handlers() {
+        eprintln!(
+            "hkd-train: warning: cannot install the SIGTERM/SIGUSR1/SIGHUP handlers ({e}); a signal will kill the run without a checkpoint"
+        );
+    }
     // clap first: --help, --version, subcommands and usage errors (exit 2).
-    let cli = Cli::parse();
+    let cli = match runtime::parse_cli::<Cli>("hkd-train") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match cli.command {
         Some(Command::Models { json }) => {
             print_models(json);
@@ -181,12 +192,6 @@ fn main() -> ExitCode {
         };
     }
 
-    let stop = StopFlag::new();
-    if let Err(e) = stop.install_signal_handlers() {
-        tracing::warn!(
-            "cannot install the SIGTERM/SIGUSR1 handlers ({e}); a signal will kill the run without a checkpoint"
-        );
-    }
     let mut observer = CliObserver {
         terminal: std::io::stderr().is_terminal(),
         bar: None,
@@ -197,6 +202,12 @@ fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return runtime::fail("hkd-train", &e, runtime::EXIT_USAGE),
     };
+    if stop.is_requested() {
+        tracing::info!(
+            "stopped by a signal before the run started; nothing written; exit {EXIT_CHECKPOINTED} (rerun to start it)"
+        );
+        return ExitCode::from(runtime::EXIT_INTERRUPTED);
+    }
     match hkd_trainer::run(plan, &mut observer, &stop) {
         Ok(Outcome::Finished { .. }) | Ok(Outcome::AlreadyFinished { .. }) => ExitCode::SUCCESS,
         Ok(Outcome::Stopped {

@@ -1032,3 +1032,290 @@ fn a_dkd_run_resumes_exactly_through_its_warm_up() {
     let nckd = |e: usize| m[e]["train_parts"]["nckd"].as_f64().unwrap();
     assert!(nckd(1) > nckd(0), "{m:?}");
 }
+
+// ---- provenance, signals and messages (issue 33) ----
+
+/// Copies a directory tree (files only).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Flips the lowest bit of the last byte but three of a file: in a `.npy` of pixels, one
+/// pixel; in a safetensors file, the lowest mantissa bit of its last float (never NaN).
+fn flip_a_low_bit(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes.len() - 4;
+    bytes[at] ^= 1;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// [`args`] on the dataset at `data`.
+fn args_on(data: &Path, out: &Path) -> Vec<String> {
+    let mut a = args(out);
+    let at = a.iter().position(|x| x == "--data").unwrap();
+    a[at + 1] = data.to_str().unwrap().to_string();
+    a
+}
+
+fn sha256(path: &Path) -> String {
+    hkd_rundir::sha256_file(path).unwrap()
+}
+
+#[test]
+fn a_finished_run_is_finished_only_for_the_same_data_and_teacher_weights() {
+    let root = fixture().root.join("provenance");
+    let data = root.join("data");
+    copy_tree(&fixture().data, &data);
+    let quick = ["--epochs", "1", "--max-batches", "2"];
+
+    // the data: one pixel of the training images changes
+    let out = root.join("runs");
+    let run_args = args_on(&data, &out);
+    let o = hkd_train(&run_args, &quick);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = only_run(&out);
+    let config: RunConfig =
+        RunConfig::from_toml_str(&std::fs::read_to_string(run.join("config.toml")).unwrap())
+            .unwrap();
+    let provenance = config
+        .provenance
+        .as_ref()
+        .expect("a run records its inputs");
+    let images = data.join("train/images.npy");
+    let recorded = &provenance.splits["train"];
+    let entry = recorded
+        .iter()
+        .find(|f| f.path == Path::new("train/images.npy"))
+        .expect("train/images.npy is recorded");
+    assert_eq!(entry.sha256, sha256(&images));
+    assert!(provenance.splits.contains_key("val"));
+    assert_eq!(
+        provenance.teacher_weights, None,
+        "a human-label run has no teacher weights"
+    );
+
+    // a new split elsewhere in the dataset leaves the run finished (it reads none of it)
+    let extra = Dataset::new(DatasetParts::cifar10(vec![7u8; 2 * 3072], vec![1, 2])).unwrap();
+    write_split(&data, "extra", &extra, None).unwrap();
+    let o = hkd_train(&run_args, &[&quick[..], &["--resume"]].concat());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && stderr.contains("already finished"),
+        "{stderr}"
+    );
+
+    let before_sha = sha256(&images);
+    flip_a_low_bit(&images);
+    let after_sha = sha256(&images);
+    let without_lock = |run: &Path| {
+        let mut files = snapshot(run);
+        files.retain(|(name, _)| name != ".lock");
+        files
+    };
+    let before = without_lock(&run);
+    let o = hkd_train(&run_args, &[&quick[..], &["--resume"]].concat());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "train/images.npy sha256 {} -> {}",
+            &before_sha[..12],
+            &after_sha[..12]
+        )) && stderr.contains("dataset_hash: ")
+            && stderr.contains("--overwrite"),
+        "{stderr}"
+    );
+    assert_eq!(without_lock(&run), before, "a refused run is left alone");
+    // the same content again: finished again
+    flip_a_low_bit(&images);
+    let o = hkd_train(&run_args, &[&quick[..], &["--resume"]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // the teacher: its best weights change after its student finished
+    let teacher_out = root.join("teacher");
+    let o = hkd_train(&args_with_teacher(&teacher_out, "baseline"), &quick);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let teacher = only_run(&teacher_out);
+    let students = root.join("students");
+    let student_args = args_with_teacher(&students, teacher.to_str().unwrap());
+    let o = hkd_train(&student_args, &quick);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let student = only_run(&students);
+    let weights = teacher.join("best.safetensors");
+    let stored: RunConfig =
+        RunConfig::from_toml_str(&std::fs::read_to_string(student.join("config.toml")).unwrap())
+            .unwrap();
+    let was = sha256(&weights);
+    assert_eq!(
+        stored.provenance.unwrap().teacher_weights.unwrap().sha256,
+        was
+    );
+    flip_a_low_bit(&weights);
+    let now = sha256(&weights);
+    let o = hkd_train(&student_args, &[&quick[..], &["--resume"]].concat());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("sha256 {} -> {}", &was[..12], &now[..12]))
+            && stderr.contains("the teacher was retrained or replaced"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sighup_checkpoints_exits_75_and_resumes_exactly() {
+    let out = fixture().root.join("hangup");
+    let mut child = start_until(&out, "epoch 2 batch 2/6");
+    signal(child.id(), "-HUP");
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(hkd_rundir::EXIT_CHECKPOINTED)
+    );
+    let run = out.join(run_path());
+    assert!(run.join("last.json").is_file());
+    let o = hkd_train(&args(&out), &["--resume"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same_run(reference(), &run);
+}
+
+#[test]
+fn a_signal_before_the_run_starts_is_exit_75_with_nothing_written() {
+    // The process is held at its very start, reading its --config from a FIFO that no one
+    // has written yet; the signal arrives there (before, hkd-train died of it: 143).
+    let dir = fixture().root.join("held-at-start");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("config.toml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = dir.join("runs");
+    let child = Command::new(BIN)
+        .args(args(&out))
+        .args(["--config", fifo.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let guard = Guard(Some(child));
+    // until it waits for a writer on the FIFO
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .is_ok_and(|w| w.contains("fifo") || w.contains("partner") || w.contains("pipe"))
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    signal(pid, "-TERM");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    // then the config arrives (a writer that finds no reader fails at once: the process died)
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("hkd-train still reads its config after SIGTERM");
+    writer.write_all(b"seed = 0\n").unwrap();
+    drop(writer);
+    let o = guard.release().wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(hkd_rundir::EXIT_CHECKPOINTED),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stopped by a signal before the run started; nothing written"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing written: {stderr}");
+}
+
+#[test]
+fn a_damaged_last_json_is_repaired_from_the_momentum_file_or_names_the_way_out() {
+    let out = fixture().root.join("damaged-state");
+    let mut child = start_until(&out, "epoch 2 batch 2/6");
+    signal(child.id(), "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(75));
+    let run = out.join(run_path());
+    std::fs::write(run.join("last.json"), b"{\"epochs_compl").unwrap();
+    let o = hkd_train(&args(&out), &["--resume"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("continuing from the state saved with the momentum buffers"),
+        "{stderr}"
+    );
+    assert_same_run(reference(), &run);
+
+    // both copies damaged: refused, and the message says what to do
+    let out = fixture().root.join("damaged-both");
+    let mut child = start_until(&out, "epoch 2 batch 2/6");
+    signal(child.id(), "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(75));
+    let run = out.join(run_path());
+    std::fs::write(run.join("last.json"), b"not json").unwrap();
+    std::fs::write(run.join("last.optimizer.safetensors"), b"not safetensors").unwrap();
+    let o = hkd_train(&args(&out), &["--resume"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("hkd-train: error: ") && l.contains("last.json"))
+            && stderr.contains("pass --overwrite"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn clap_errors_carry_the_prefix_negative_numbers_reach_the_validator_and_configs_list_every_bad_key()
+ {
+    let out = fixture().root.join("messages");
+    for (extra, wanted) in [
+        (vec!["--lr", "-0.1"], "lr"),
+        (vec!["--lambda", "-1"], "lambda"),
+        (vec!["--bogus"], "unexpected argument '--bogus'"),
+        (vec!["--epochs", "three"], "--epochs"),
+    ] {
+        let o = hkd_train(&args(&out), &extra);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(
+            stderr.starts_with("hkd-train: error: "),
+            "{extra:?}: {stderr}"
+        );
+        assert!(stderr.contains(wanted), "{extra:?}: {stderr}");
+        assert!(
+            !stderr.contains("'-0'") && !stderr.contains("'-1'"),
+            "{extra:?}: {stderr}"
+        );
+    }
+    let config = fixture().root.join("three-bad-keys.toml");
+    std::fs::write(
+        &config,
+        "lrr = 0.1\nepochs = 2\nepoch = 3\n[optimizer]\nbatchsize = 8\n",
+    )
+    .unwrap();
+    let o = hkd_train(&args(&out), &["--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    for key in ["`lrr`", "`epoch`", "`batchsize`"] {
+        assert!(stderr.contains(key), "{key} not named: {stderr}");
+    }
+    assert!(!out.exists());
+}

@@ -464,6 +464,43 @@ impl DatasetDir {
         })
     }
 
+    /// SHA-256 of what the reader takes for split `name` besides its files' bytes: the
+    /// layout, the open options, and for a manifest its classes, normalisation and the
+    /// split's entry (not the free-text name, description and source, nor the other
+    /// splits). With the digests of [`DatasetDir::split_files`], a run's record of its data.
+    pub fn split_settings_hash(&self, name: &str) -> Result<String> {
+        let mut h = Sha256::new();
+        h.update(b"hkd-split-settings-v1\0");
+        h.update(self.layout.name().as_bytes());
+        h.update(format!("\0{:?}\0", self.options).as_bytes());
+        if let Some(manifest) = &self.manifest {
+            let mut m = manifest.clone();
+            m.name = None;
+            m.description = None;
+            m.splits.retain(|split, _| split == name);
+            for entry in m.splits.values_mut() {
+                entry.source = None;
+            }
+            let text = toml::to_string(&m).map_err(|e| DatasetError::Manifest {
+                path: self.root.join(MANIFEST_FILE),
+                reason: format!("cannot serialise it again: {e}"),
+            })?;
+            h.update(text.as_bytes());
+        }
+        Ok(hex(&h.finalize()))
+    }
+
+    /// The files split `name` is read from, in [`DatasetDir::files`]' order: what a run
+    /// records as that split's provenance.
+    pub fn split_files(&self, name: &str) -> Result<Vec<PathBuf>> {
+        Ok(self
+            .files()?
+            .into_iter()
+            .filter(|(split, _)| split == name)
+            .map(|(_, file)| file)
+            .collect())
+    }
+
     /// The files each split is read from, sorted by split then role.
     pub fn files(&self) -> Result<Vec<(String, PathBuf)>> {
         let mut out = Vec::new();

@@ -195,7 +195,13 @@ impl EvalError {
                 | EvalError::InvalidOption { .. }
                 | EvalError::UnknownCalibrationSet { .. }
                 | EvalError::Device { .. }
-        )
+        ) || self.is_unsound_weights()
+    }
+
+    /// Whether the run's weights were refused when loaded (a NaN or infinite value, a
+    /// negative BatchNorm variance): an unusable input, exit 2 like any other.
+    pub fn is_unsound_weights(&self) -> bool {
+        matches!(self, EvalError::Arch { source, .. } if matches!(**source, ArchError::UnsoundWeights { .. }))
     }
 }
 

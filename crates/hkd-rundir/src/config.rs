@@ -32,6 +32,10 @@ pub struct RunConfig {
     pub teacher: TeacherSpec,
     /// Every setting of the run, as given (paths made absolute).
     pub spec: RunSpec,
+    /// What the run is made from, by content (its splits' files, its teacher's weights);
+    /// absent in runs of older hkd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<crate::Provenance>,
 }
 
 impl RunConfig {
@@ -53,6 +57,7 @@ impl RunConfig {
             dataset_hash: dataset_hash.into(),
             teacher,
             spec,
+            provenance: None,
         }
     }
 
@@ -195,6 +200,7 @@ impl From<LegacyRunConfig> for RunConfig {
                 },
             },
             teacher: old.teacher,
+            provenance: None,
         }
     }
 }

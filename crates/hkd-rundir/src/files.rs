@@ -250,6 +250,12 @@ pub enum RunStatus {
         epochs: u32,
     },
     Finished,
+    /// Finished, but from other inputs than the ones it would be made from now (its
+    /// dataset changed, or its teacher was retrained): [`RunDir::status_for`] says which,
+    /// one line each with both hashes. Never skipped: `hkd-train --resume` refuses it.
+    FinishedForOtherInputs {
+        changes: Vec<String>,
+    },
 }
 
 /// The grid root's `best.json`, written by the analysis: the best configuration by mean

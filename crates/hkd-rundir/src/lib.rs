@@ -27,6 +27,7 @@ mod eval;
 mod files;
 mod lock;
 mod naming;
+mod provenance;
 pub mod spec;
 mod teacher;
 
@@ -49,6 +50,7 @@ pub use hkd_losses::{
 };
 pub use lock::RunLock;
 pub use naming::py_float;
+pub use provenance::{DigestCache, FileDigest, MISSING, Provenance};
 pub use spec::{
     DataSpec, InvalidSetting, OptimizerSpec, RunSpec, ScheduleSpec, SchedulerKind, TeacherChoice,
     TrainingSpec,

@@ -1,7 +1,7 @@
 //! Grid expansion: the cartesian product of the `[grid]` axes, checked against the
 //! binary's own command line (in-process), task by task.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -332,6 +332,60 @@ pub fn check_tasks(
     workdir: &Path,
     path: &Path,
 ) -> Result<Vec<String>> {
+    check_tasks_after(tasks, binary, workdir, path, &[])
+}
+
+/// The output directories the hkd-train tasks of `tasks` write (absolute): where a later
+/// pipeline stage may find its teachers.
+pub fn train_outputs(tasks: &[Task], binary: &BinaryInfo, workdir: &Path) -> Vec<PathBuf> {
+    if binary.name != BinaryName::Train {
+        return Vec::new();
+    }
+    let mut outs: Vec<PathBuf> = tasks
+        .iter()
+        .filter_map(|t| hkd_rundir::TrainCommand::parse_in(t.flag_args(), workdir).ok())
+        .map(|r| r.execution.out)
+        .collect();
+    outs.sort();
+    outs.dedup();
+    outs
+}
+
+/// A teacher that names a path which is not there and that no earlier stage writes
+/// (`produced`: their output directories): why, else `None`. `baseline`, `human` and
+/// teachers that resolve are fine.
+fn missing_teacher(request: &hkd_rundir::TrainCommand, produced: &[PathBuf]) -> Option<String> {
+    let named = &request.spec.teacher.teacher;
+    if matches!(named.as_str(), "baseline" | "human") {
+        return None;
+    }
+    let path = Path::new(named.strip_prefix("best:").unwrap_or(named));
+    if path.exists()
+        || produced
+            .iter()
+            .any(|o| path.starts_with(o) || o.starts_with(path))
+    {
+        return None;
+    }
+    let why = match hkd_rundir::resolve_teacher(&request.spec.teacher) {
+        Ok(_) => return None,
+        Err(e) => e.to_string(),
+    };
+    Some(format!(
+        "{why}; no earlier stage of a pipeline writes there: train the teacher first (or put its grid before this one in a pipeline), or fix the path"
+    ))
+}
+
+/// [`check_tasks`] for a pipeline stage after stages whose hkd-train tasks write the
+/// output directories `produced` ([`train_outputs`]): a teacher path that does not exist
+/// is refused unless one of those will hold it.
+pub fn check_tasks_after(
+    tasks: &[Task],
+    binary: &BinaryInfo,
+    workdir: &Path,
+    path: &Path,
+    produced: &[PathBuf],
+) -> Result<Vec<String>> {
     let mut problems: Vec<String> = Vec::new();
     let mut seen: std::collections::HashMap<String, (usize, std::path::PathBuf)> =
         std::collections::HashMap::new();
@@ -359,6 +413,10 @@ pub fn check_tasks(
                             Some((first, _)) => Some(format!(
                                 "is the same run as task {first} (same settings once parsed, e.g. 1 and 1.0): remove the duplicate value from the grid"
                             )),
+                            None if missing_teacher(&request, produced).is_some() => {
+                                missing_teacher(&request, produced)
+                                    .map(|why| format!("key `teacher`: {why}"))
+                            }
                             None => {
                                 seen.insert(key, (task.index, request.spec.data.dir.clone()));
                                 let same = same_network(

@@ -44,15 +44,17 @@ pub use binary::{BinaryInfo, locate};
 pub use config::{BinaryName, ExecutorChoice, GridConfig, JobMode, LocalSettings, SlurmSettings};
 pub use error::{GridError, Result};
 pub use executor::{Executor, LocalExecutor, SlurmExecutor, choose_executor, executor_of};
-pub use grid::{Task, check_tasks, expand};
+pub use grid::{Task, check_tasks, check_tasks_after, expand, train_outputs};
 pub use local::{LocalControl, LocalEvent, LocalRun, default_jobs, run_local};
 pub use manifest::{ExecutorKind, GridDir, JobRecord, Manifest, Submission, TaskState};
 pub use ops::{
-    LaunchOptions, LaunchReport, create_and_prepare, failed_tasks, launch, prepare,
+    LaunchOptions, LaunchReport, create_and_prepare, failed_tasks, launch, prepare, prepare_after,
     resubmit_executor, tasks_txt, unsubmitted_tasks,
 };
 pub use pipeline::{Pipeline, PipelineOptions, PipelineRecord, PipelineRun, run_pipeline};
-pub use plan::{TaskAction, TaskPlan, TeacherCache, plan_task, train_run_dir};
+pub use plan::{
+    TaskAction, TaskPlan, TeacherCache, TrainTarget, plan_task, train_run_dir, train_target,
+};
 pub use render::{RenderContext, RenderedJob, render_jobs};
 pub use runner::{RunOptions, TaskOutcome, run_task, run_task_under};
 pub use status::{SchedulerView, StatusKind, TaskStatus, grid_status};

@@ -42,9 +42,22 @@ pub fn prepare(
     dir: &GridDir,
     workdir: &Path,
 ) -> Result<Manifest> {
+    prepare_after(config, config_path, binary, dir, workdir, &[])
+}
+
+/// [`prepare`] for a pipeline stage after stages whose hkd-train tasks write `produced`
+/// (where its teachers may be: [`crate::grid::check_tasks_after`]).
+pub fn prepare_after(
+    config: GridConfig,
+    config_path: &Path,
+    binary: BinaryInfo,
+    dir: &GridDir,
+    workdir: &Path,
+    produced: &[std::path::PathBuf],
+) -> Result<Manifest> {
     // checked by the caller, who printed the warnings (the pipeline, per stage)
     let tasks = expand(&config, &binary, config_path)?;
-    check_tasks(&tasks, &binary, workdir, config_path)?;
+    crate::grid::check_tasks_after(&tasks, &binary, workdir, config_path, produced)?;
     write_prepared(config, config_path, binary, tasks, dir, workdir)
 }
 

@@ -26,7 +26,7 @@ use crate::config::{BinaryName, ExecutorChoice, GridConfig};
 use crate::error::{GridError, Result};
 use crate::executor::{Executor, choose_executor};
 use crate::manifest::{ExecutorKind, GridDir, now};
-use crate::ops::{LaunchOptions, LaunchReport, launch, prepare};
+use crate::ops::{LaunchOptions, LaunchReport, launch, prepare_after};
 
 /// `pipeline.json` in a pipeline's directory.
 pub const PIPELINE_JSON: &str = "pipeline.json";
@@ -325,6 +325,8 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &PipelineOptions<'_>) -> Resul
     let dry_run = options.launch.dry_run;
     let executor = choose_executor(options.executor.unwrap_or(pipeline.executor), dry_run)?;
     let mut binaries: HashMap<(BinaryName, Option<String>), BinaryInfo> = HashMap::new();
+    // where the earlier stages' hkd-train tasks write: a later stage's teachers may be there
+    let mut produced: Vec<std::path::PathBuf> = Vec::new();
     for stage in &pipeline.stages {
         let key = (stage.config.binary, stage.config.subcommand.clone());
         if let std::collections::hash_map::Entry::Vacant(slot) = binaries.entry(key) {
@@ -343,8 +345,15 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &PipelineOptions<'_>) -> Resul
         };
         let tasks =
             crate::grid::expand(&stage.config, info, &stage.config_path).map_err(in_stage)?;
-        let warnings = crate::grid::check_tasks(&tasks, info, &options.workdir, &stage.config_path)
-            .map_err(in_stage)?;
+        let warnings = crate::grid::check_tasks_after(
+            &tasks,
+            info,
+            &options.workdir,
+            &stage.config_path,
+            &produced,
+        )
+        .map_err(in_stage)?;
+        produced.extend(crate::grid::train_outputs(&tasks, info, &options.workdir));
         for warning in warnings {
             tracing::warn!(
                 "{}: stage `{}`: {warning}",
@@ -365,16 +374,23 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &PipelineOptions<'_>) -> Resul
     };
     let mut reports = Vec::new();
     let mut ids_by_stage: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut produced: Vec<std::path::PathBuf> = Vec::new();
     for (n, stage) in pipeline.stages.iter().enumerate() {
         let stage_dir = GridDir::create_at(&dir.join(format!("{n:02}-{}", stage.name)))?;
         let info = binaries[&(stage.config.binary, stage.config.subcommand.clone())].clone();
-        let mut manifest = prepare(
+        let mut manifest = prepare_after(
             stage.config.clone(),
             &stage.config_path,
-            info,
+            info.clone(),
             &stage_dir,
             &options.workdir,
+            &produced,
         )?;
+        produced.extend(crate::grid::train_outputs(
+            &manifest.tasks,
+            &info,
+            &options.workdir,
+        ));
         (options.on_stage)(&stage.name, stage_dir.path(), manifest.tasks.len());
         let mut wait_for: Vec<String> = stage
             .after

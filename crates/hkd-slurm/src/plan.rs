@@ -11,12 +11,15 @@
 //! works out each task's run directory in-process, with hkd-train's own definitions:
 //! [`hkd_rundir::TrainCommand`] parses the task, [`hkd_rundir::resolve_teacher`] resolves
 //! its teacher, [`hkd_rundir::RunSpec::run_name`] names it. A finished run is skipped
-//! only when its stored specification is the task's.
+//! only when its stored specification is the task's and it finished for the task's
+//! inputs: its recorded data files and teacher weights hashed again now
+//! ([`hkd_rundir::RunDir::status_now`], the same comparison `hkd-train --resume` makes).
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
-use hkd_rundir::{RunDir, RunStatus, TrainCommand};
+use hkd_rundir::{DigestCache, RunDir, RunStatus, TrainCommand};
 
 use crate::binary::BinaryInfo;
 use crate::config::BinaryName;
@@ -75,7 +78,7 @@ pub fn plan_task(binary: &BinaryInfo, task: &Task, workdir: &Path) -> TaskPlan {
         };
     }
     let explicit = task.sets("overwrite") || task.sets("resume");
-    let (run_dir, same_spec) = match train_run_dir(task, workdir) {
+    let target = match train_target(task, workdir) {
         Ok(found) => found,
         Err(why) => {
             if !explicit {
@@ -89,18 +92,23 @@ pub fn plan_task(binary: &BinaryInfo, task: &Task, workdir: &Path) -> TaskPlan {
             };
         }
     };
-    let status = run_dir.status();
     let action = if task.sets("overwrite") {
         TaskAction::Run
-    } else if status == RunStatus::Finished && same_spec {
+    } else if target.status == RunStatus::Finished && target.same_spec {
         TaskAction::Skip
-    } else if explicit || status == RunStatus::Finished {
-        // finished with another specification: hkd-train --resume refuses it, naming
-        // the differing keys (the task fails visibly instead of being skipped)
+    } else if explicit
+        || matches!(
+            target.status,
+            RunStatus::Finished | RunStatus::FinishedForOtherInputs { .. }
+        )
+    {
+        // finished with another specification or from other inputs: hkd-train --resume
+        // refuses it, naming the differing keys or both hashes (the task fails visibly
+        // instead of being skipped)
         TaskAction::Run
-    } else if status == RunStatus::NotStarted {
+    } else if target.status == RunStatus::NotStarted {
         TaskAction::Fresh
-    } else if run_dir.file(RunDir::LAST).is_file() {
+    } else if target.run.file(RunDir::LAST).is_file() {
         TaskAction::Resume
     } else {
         TaskAction::Restart
@@ -110,16 +118,34 @@ pub fn plan_task(binary: &BinaryInfo, task: &Task, workdir: &Path) -> TaskPlan {
     }
     TaskPlan {
         action,
-        run_dir: Some(run_dir),
+        run_dir: Some(target.run),
         unknown_because: None,
         argv,
     }
 }
 
-/// The run directory an hkd-train task writes, and whether a run already there has the
-/// task's specification; or why the directory cannot be known before the task runs (its
-/// teacher is not trained yet, or cannot be resolved).
-pub fn train_run_dir(task: &Task, workdir: &Path) -> Result<(RunDir, bool), String> {
+/// Where an hkd-train task's run stands, worked out in-process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainTarget {
+    /// The run directory the task writes.
+    pub run: RunDir,
+    /// Whether a run already there has the task's specification (true when none is).
+    pub same_spec: bool,
+    /// The run's status for the task's inputs ([`RunDir::status_now`]): a run finished
+    /// from another dataset content or teacher weights is
+    /// [`RunStatus::FinishedForOtherInputs`].
+    pub status: RunStatus,
+}
+
+/// Digests of data and teacher files, kept for the life of the process (each entry only
+/// while the file's size and modification time stay the same).
+static DIGESTS: Mutex<Option<DigestCache>> = Mutex::new(None);
+
+/// The run directory an hkd-train task writes, whether a run already there has the
+/// task's specification, and where it stands for the task's inputs; or why the directory
+/// cannot be known before the task runs (its teacher is not trained yet, or cannot be
+/// resolved).
+pub fn train_target(task: &Task, workdir: &Path) -> Result<TrainTarget, String> {
     let request = TrainCommand::parse_in(task.flag_args(), workdir).map_err(|e| e.to_string())?;
     let teacher = hkd_rundir::resolve_teacher(&request.spec.teacher).map_err(|e| e.to_string())?;
     let run = RunDir::in_output(
@@ -128,14 +154,32 @@ pub fn train_run_dir(task: &Task, workdir: &Path) -> Result<(RunDir, bool), Stri
         &request.spec.student,
         &request.spec.run_name(),
     );
-    let same = match run.read_config() {
+    let same_spec = match run.read_config() {
         Ok(stored) => {
             stored.spec.identity_differences(&request.spec).is_empty()
                 && stored.teacher.slug() == teacher.spec.slug()
         }
         Err(_) => !run.has_config(),
     };
-    Ok((run, same))
+    let status = {
+        let mut digests = DIGESTS.lock().unwrap_or_else(PoisonError::into_inner);
+        run.status_now(
+            &request.spec.data.dir,
+            teacher.weights.as_deref(),
+            digests.get_or_insert_with(DigestCache::default),
+        )
+    };
+    Ok(TrainTarget {
+        run,
+        same_spec,
+        status,
+    })
+}
+
+/// The run directory an hkd-train task writes and whether a run already there has the
+/// task's specification: [`train_target`] without the status.
+pub fn train_run_dir(task: &Task, workdir: &Path) -> Result<(RunDir, bool), String> {
+    train_target(task, workdir).map(|t| (t.run, t.same_spec))
 }
 
 /// Resolved teachers by how a task names them, so that a grid of thousands of tasks

@@ -219,6 +219,7 @@ pub fn run_task_under(
     if control.is_some() {
         use std::os::unix::process::CommandExt;
         command.process_group(0);
+        die_with_this_thread(&mut command);
     }
     let spawned = command.spawn();
     let exit_code = match spawned {
@@ -324,3 +325,32 @@ pub fn run_task_under(
         requeued: state.requeued,
     })
 }
+
+/// A local grid's task dies with it: the child gets SIGTERM (hkd-train checkpoints and
+/// exits 75; rerunning the grid resumes it) when the thread that started it ends, which a
+/// local worker does only after its task has exited, or the whole grid is killed
+/// (`kill -9` included). A grid that died before the child could ask for this never starts
+/// it.
+#[cfg(target_os = "linux")]
+fn die_with_this_thread(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl(2) and getppid(2) are async-signal-safe and touch no memory of the
+    // parent; the closure allocates only on the error path, after fork, as std allows.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other(
+                    "the grid exited before its task started",
+                ));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_this_thread(_: &mut Command) {}

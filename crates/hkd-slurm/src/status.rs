@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::BinaryName;
 use crate::manifest::{ExecutorKind, GridDir, Manifest};
-use crate::plan::train_run_dir;
+use crate::plan::train_target;
 
 /// The state of one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -120,13 +120,20 @@ pub fn grid_status(dir: &GridDir, manifest: &Manifest, view: &SchedulerView) -> 
             let state = dir.read_state(index).ok().flatten();
             let job = slurm_id(manifest, index);
             let submitted = manifest.latest_job_of(index).is_some_and(|(s, _)| !s.dry_run);
-            let run_dir = state.as_ref().and_then(|s| s.run_dir.clone()).or_else(|| {
-                (manifest.binary.name == BinaryName::Train)
-                    .then(|| train_run_dir(task, &manifest.workdir).ok().map(|(run, _)| run))
-                    .flatten()
-                    .map(|r| r.path().to_path_buf())
-            });
-            let run_status = run_dir.as_ref().map(|p| RunDir::new(p).status());
+            // where the run stands for the task's inputs now (a run finished from another
+            // dataset content or teacher weights is not done)
+            let target = (manifest.binary.name == BinaryName::Train)
+                .then(|| train_target(task, &manifest.workdir).ok())
+                .flatten();
+            let run_dir = state
+                .as_ref()
+                .and_then(|s| s.run_dir.clone())
+                .or_else(|| target.as_ref().map(|t| t.run.path().to_path_buf()));
+            let run_status = match (&target, &run_dir) {
+                (Some(t), Some(p)) if t.run.path() == p => Some(t.status.clone()),
+                (_, Some(p)) => Some(RunDir::new(p).status()),
+                _ => None,
+            };
             let mk = |kind, detail: String| TaskStatus {
                 index,
                 kind,
@@ -135,13 +142,28 @@ pub fn grid_status(dir: &GridDir, manifest: &Manifest, view: &SchedulerView) -> 
                 run_dir: run_dir.clone(),
             };
             // the task's own last attempt decides first: a run finished by someone else
-            // does not make a failed task done
+            // does not make a failed task done; but a checkpointed attempt (exit 75) that a
+            // later one (another grid, a resubmission) finished is done
             let failed_exit = state
                 .as_ref()
                 .and_then(|s| s.ended.as_ref().and(s.exit_code))
-                .filter(|&c| c != 0);
+                .filter(|&c| c != 0 && c != hkd_rundir::EXIT_CHECKPOINTED);
             if run_status == Some(RunStatus::Finished) && failed_exit.is_none() {
                 return mk(StatusKind::Done, "run finished".into());
+            }
+            let in_queue = job
+                .as_ref()
+                .is_some_and(|id| view.queue.as_ref().is_some_and(|q| q.contains_key(id)));
+            if let Some(RunStatus::FinishedForOtherInputs { changes }) = &run_status
+                && !in_queue
+            {
+                return mk(
+                    StatusKind::Failed,
+                    format!(
+                        "finished from other inputs ({}): it is not this task's result; train it again with overwrite = true in the grid, or give the grid another out",
+                        changes.join("; ")
+                    ),
+                );
             }
             let progress = match run_status {
                 Some(RunStatus::InProgress {

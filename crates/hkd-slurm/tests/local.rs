@@ -44,7 +44,7 @@ fn hostile_values_arrive_verbatim_and_execute_nothing() {
     let (dir, mut manifest) = prepared(
         tmp.path(),
         &format!(
-            "binary = \"hkd-train\"\n[grid]\nteacher = \"weights.safetensors\"\nout = [{}]\n",
+            "binary = \"hkd-train\"\n[grid]\nteacher = \"human\"\nout = [{}]\n",
             values.join(", ")
         ),
         bin,
@@ -142,7 +142,7 @@ fn the_pool_runs_tasks_side_by_side() {
     let (_fake, bin) = fake_train(tmp.path(), "sleep 0.4");
     let (dir, mut manifest) = prepared(
         tmp.path(),
-        "binary = \"hkd-train\"\n[grid]\nteacher = \"weights.safetensors\"\niter = [0, 1, 2, 3]\n",
+        "binary = \"hkd-train\"\n[grid]\nteacher = \"human\"\niter = [0, 1, 2, 3]\n",
         bin,
     );
     let start = Instant::now();
@@ -173,7 +173,7 @@ fn failures_are_reported_and_resubmitted() {
     let (fake, bin) = fake_train(tmp.path(), &body);
     let (dir, mut manifest) = prepared(
         tmp.path(),
-        "binary = \"hkd-train\"\n[grid]\nteacher = \"weights.safetensors\"\niter = [0, 1, 2]\n",
+        "binary = \"hkd-train\"\n[grid]\nteacher = \"human\"\niter = [0, 1, 2]\n",
         bin,
     );
     let view = SchedulerView::default();
@@ -229,7 +229,7 @@ fn an_interrupted_task_counts_as_failed() {
     let (_fake, bin) = fake_train(tmp.path(), "exit 0");
     let (dir, mut manifest) = prepared(
         tmp.path(),
-        "binary = \"hkd-train\"\n[grid]\nteacher = \"weights.safetensors\"\niter = [0, 1]\n",
+        "binary = \"hkd-train\"\n[grid]\nteacher = \"human\"\niter = [0, 1]\n",
         bin,
     );
     launch(&dir, &mut manifest, &local(), &[0], &options(1)).unwrap();

@@ -125,14 +125,19 @@ fn teacher_runs_and_best_of_a_grid_give_the_teacher_slug() {
     );
     let why = train_run_dir(&tasks[3], tmp.path()).unwrap_err();
     assert!(why.contains("does not exist"), "{why}");
-    // two names of one teacher are one run: a grid of both is refused up front
+    // two names of one teacher are one run: a grid of both is refused up front; so are
+    // teachers that are not there (no earlier pipeline stage writes them here)
     let err = check_tasks(&tasks, &bin, tmp.path(), Path::new("g.toml"))
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("1 of 4 tasks")
+        err.contains("3 of 4 tasks")
             && err.contains("task 1 (")
-            && err.contains("same run as task 0"),
+            && err.contains("same run as task 0")
+            && err.contains("task 2 (")
+            && err.contains("nothing-here is not a directory")
+            && err.contains("task 3 (")
+            && err.contains("w.safetensors does not exist"),
         "{err}"
     );
     // an unknown run directory still runs, with --resume, and says why

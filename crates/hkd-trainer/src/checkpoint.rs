@@ -194,10 +194,34 @@ pub fn read_checkpoint(run: &RunDir) -> Result<Option<Checkpoint>> {
     if !last.is_file() {
         return Ok(None);
     }
-    let state = run.read_state()?;
-    let trainer = parse_trainer(&state, &last)?;
     let weights = run.file(RunDir::LAST_WEIGHTS);
     let opt_path = run.file(RunDir::LAST_OPTIMIZER);
+    // A damaged last.json is repaired from the copy of the state that the momentum file
+    // holds, when that copy matches the weights; else the message says what to do.
+    let state = match run.read_state() {
+        Ok(state) => state,
+        Err(e) => {
+            return match state_from_optimizer_file(&opt_path, &weights) {
+                Some(state) => {
+                    tracing::warn!(
+                        "{e}; continuing from the state saved with the momentum buffers in {}",
+                        opt_path.display()
+                    );
+                    run.write_state(&state)?;
+                    read_checkpoint(run)
+                }
+                None => Err(TrainError::Checkpoint {
+                    path: last,
+                    reason: format!(
+                        "{e}; {} holds no copy of it that matches {}, so the run cannot continue from its checkpoint: pass --overwrite to train it again from epoch 1 (or move the run directory away to keep it)",
+                        opt_path.display(),
+                        weights.display()
+                    ),
+                }),
+            };
+        }
+    };
+    let trainer = parse_trainer(&state, &last)?;
     if !weights.is_file() || !opt_path.is_file() {
         tracing::warn!(
             "{} is there but {} or {} is missing; starting the run again from epoch 1",
@@ -253,6 +277,17 @@ pub fn read_checkpoint(run: &RunDir) -> Result<Option<Checkpoint>> {
         last.display()
     );
     Ok(None)
+}
+
+/// The run state saved in the momentum file's metadata, if it parses and names `weights`'
+/// current SHA-256.
+fn state_from_optimizer_file(opt_path: &Path, weights: &Path) -> Option<RunState> {
+    let bytes = std::fs::read(opt_path).ok()?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+    let state: RunState =
+        serde_json::from_str(meta.metadata().as_ref()?.get(OPTIMIZER_STATE_KEY)?).ok()?;
+    let trainer = parse_trainer(&state, opt_path).ok()?;
+    (trainer.weights_sha256 == sha256_file(weights).ok()?).then_some(state)
 }
 
 fn parse_trainer(state: &RunState, path: &Path) -> Result<TrainerState> {

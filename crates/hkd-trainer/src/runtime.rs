@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set when the run should stop after the current batch (SIGTERM, SIGUSR1, SIGINT, or
-/// [`StopFlag::request`]). Cheap to clone; all clones share the flag.
+/// Set when the run should stop after the current batch (SIGTERM, SIGUSR1, SIGINT, SIGHUP,
+/// or [`StopFlag::request`]). Cheap to clone; all clones share the flag.
 #[derive(Clone, Debug, Default)]
 pub struct StopFlag(Arc<AtomicBool>);
 
@@ -15,11 +15,12 @@ impl StopFlag {
     }
 
     /// Sets the flag on SIGTERM, SIGUSR1 (what `sbatch --signal=USR1@N` sends before the
-    /// time limit) and SIGINT (Ctrl-C). A second such signal while the flag is set ends
-    /// the process at once with status 130, without a checkpoint.
+    /// time limit), SIGINT (Ctrl-C) and SIGHUP (the login session that started it closed).
+    /// A second such signal while the flag is set ends the process at once with status
+    /// 130, without a checkpoint.
     pub fn install_signal_handlers(&self) -> std::io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
-        for sig in [SIGTERM, SIGUSR1, SIGINT] {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+        for sig in [SIGTERM, SIGUSR1, SIGINT, SIGHUP] {
             // The shutdown must be registered first: it sees the flag as it was before
             // this signal set it.
             signal_hook::flag::register_conditional_shutdown(sig, 130, self.0.clone())?;

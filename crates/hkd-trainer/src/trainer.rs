@@ -10,8 +10,8 @@ use hkd_arch::{Network, Phase};
 use hkd_datasets::{Dataset, DatasetDir, Loader, LoaderConfig};
 use hkd_losses::{Objective, ObjectiveInputs, OutputValues};
 use hkd_rundir::{
-    BestRecord, EpochMetrics, Execution, LossPartValues, RunConfig, RunDir, RunSpec, RunState,
-    RunStatus, SchedulerKind, absolute, resolve_teacher,
+    BestRecord, DigestCache, EpochMetrics, Execution, LossPartValues, Provenance, RunConfig,
+    RunDir, RunSpec, RunState, RunStatus, SchedulerKind, absolute, resolve_teacher,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -208,6 +208,22 @@ pub fn plan(spec: &RunSpec, execution: &Execution) -> Result<Plan> {
         ));
     }
     let teacher_net = load_teacher(&teacher, classes, &device)?;
+    let mut split_files = Vec::new();
+    for split in [&data.train_split, &data.val_split] {
+        if split_files.iter().all(|(s, _, _)| s != split) {
+            split_files.push((
+                split.as_str(),
+                dir.split_settings_hash(split).map_err(data_err)?,
+                dir.split_files(split).map_err(data_err)?,
+            ));
+        }
+    }
+    let provenance = Provenance::of(
+        &data.dir,
+        &split_files,
+        teacher.weights.as_deref(),
+        &mut DigestCache::default(),
+    );
     let mut recorded = spec.clone();
     recorded.data.dir = absolute(&data.dir);
     let config = RunConfig {
@@ -218,6 +234,7 @@ pub fn plan(spec: &RunSpec, execution: &Execution) -> Result<Plan> {
         dataset_hash,
         teacher: teacher.spec.clone(),
         spec: recorded,
+        provenance: Some(provenance),
     };
     let run_dir = RunDir::in_output(
         &execution.out,
@@ -450,6 +467,9 @@ fn describe(status: &RunStatus) -> String {
     match status {
         RunStatus::NotStarted => "not started".into(),
         RunStatus::Finished => "finished".into(),
+        RunStatus::FinishedForOtherInputs { changes } => {
+            format!("finished from other inputs: {}", changes.join("; "))
+        }
         RunStatus::InProgress {
             epochs_completed,
             epochs,
@@ -471,11 +491,29 @@ fn config_differences(stored: &RunConfig, given: &RunConfig) -> Vec<String> {
             given.teacher.slug()
         ));
     }
-    if stored.dataset_hash != given.dataset_hash {
-        out.push(format!(
-            "dataset_hash: {} -> {} (another dataset, or the same one changed)",
+    let hash_changed = |why: &str| {
+        format!(
+            "dataset_hash: {} -> {} ({why})",
             stored.dataset_hash, given.dataset_hash
-        ));
+        )
+    };
+    match (&stored.provenance, &given.provenance) {
+        (Some(was), Some(now)) => {
+            // the splits the run reads decide, not the rest of the dataset directory
+            let data = was.data_changes(now);
+            if !data.is_empty() {
+                out.push(hash_changed(&format!(
+                    "the dataset changed: {}",
+                    data.join("; ")
+                )));
+            }
+            out.extend(was.teacher_changes(now));
+        }
+        // a run of an older hkd records the whole dataset directory's hash only
+        _ if stored.dataset_hash != given.dataset_hash => {
+            out.push(hash_changed("another dataset, or the same one changed"))
+        }
+        _ => {}
     }
     if stored.classes != given.classes {
         out.push(format!("classes: {} -> {}", stored.classes, given.classes));

@@ -11,7 +11,10 @@ pub mod analyze;
 pub mod eval;
 mod train;
 
-pub use train::{CommandError, Execution, TrainCommand, key_of, normalize_against, one_line};
+pub use train::{
+    CommandError, Execution, TrainCommand, key_of, normalize_against, one_line,
+    with_negative_numbers,
+};
 
 /// Which binary a grid runs, and its command line (for `hkd-grid`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -85,7 +85,7 @@ impl CommandError {
 impl TrainCommand {
     /// The clap command (for `--help`, and for `hkd-grid` to look up a grid key).
     pub fn clap_command() -> clap::Command {
-        <TrainCommand as CommandFactory>::command()
+        with_negative_numbers(<TrainCommand as CommandFactory>::command())
     }
 
     /// Parses `hkd-train`'s arguments (without the program name): the `--config` file's
@@ -171,6 +171,20 @@ fn usage(e: clap::Error) -> CommandError {
     CommandError::Usage(one_line(&e))
 }
 
+/// `cmd` with every option that takes a value accepting a negative number (`--lr -0.1`),
+/// in its subcommands too: the value then reaches the validator, which names the flag and
+/// the range, instead of clap reading `-0` as an unknown flag.
+pub fn with_negative_numbers(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|a| {
+        if a.get_action().takes_values() && !a.is_positional() {
+            a.allow_negative_numbers(true)
+        } else {
+            a
+        }
+    })
+    .mut_subcommands(with_negative_numbers)
+}
+
 /// clap's message on one line, without `error: ` and the usage block and tip.
 pub fn one_line(e: &clap::Error) -> String {
     let text = e.render().to_string();
@@ -240,16 +254,46 @@ fn config_file_args(path: &Path) -> Result<Vec<OsString>, CommandError> {
     Ok(out)
 }
 
+/// The settings of `table` (and its tables) as flags; every bad key at once, one per
+/// `; `-separated part, so that a file with three mistakes is fixed in one go.
 fn settings_as_args(
     table: &toml::Table,
     command: &clap::Command,
     out: &mut Vec<OsString>,
 ) -> Result<(), String> {
+    let mut errors = Vec::new();
+    collect_settings(table, command, out, &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+fn collect_settings(
+    table: &toml::Table,
+    command: &clap::Command,
+    out: &mut Vec<OsString>,
+    errors: &mut Vec<String>,
+) {
     for (key, value) in table {
         if let toml::Value::Table(inner) = value {
-            settings_as_args(inner, command, out)?;
+            collect_settings(inner, command, out, errors);
             continue;
         }
+        if let Err(e) = setting_as_args(key, value, command, out) {
+            errors.push(e);
+        }
+    }
+}
+
+fn setting_as_args(
+    key: &str,
+    value: &toml::Value,
+    command: &clap::Command,
+    out: &mut Vec<OsString>,
+) -> Result<(), String> {
+    {
         let flag = key.replace('_', "-");
         let arg = command
             .get_arguments()
