@@ -14,6 +14,11 @@ same two things on the CPU:
 Prints one JSON object: model, threads, eval_img_per_s, train_img_per_s, peak_rss_mib
 (VmHWM during the training steps). Standalone: `python3 bench/torch_reference.py
 --model resnet8`. Needs only torch.
+
+The KD benchmark's pairs (`--model resnet32x4:resnet8x4`, teacher:student, hkd-arch's
+names) are built from RepDistiller's own definitions (its `models` package, imported from
+`--repdistiller DIR` or `$HKD_REPDISTILLER_DIR`, a checkout of HobbitLong/RepDistiller),
+with 100 classes: the teacher forward in eval mode, the student's train step as above.
 """
 
 import argparse
@@ -157,6 +162,43 @@ class ShakeShake(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+# hkd-arch's names of RepDistiller's networks -> its model_dict keys
+REPDISTILLER_NAMES = {
+    "resnet8x4": "resnet8x4",
+    "resnet32x4": "resnet32x4",
+    "wrn_16_2": "wrn_16_2",
+    "wrn_40_2": "wrn_40_2",
+    "vgg8": "vgg8",
+    "vgg13": "vgg13",
+    "shufflev2": "ShuffleV2",
+    "mobilenetv2": "MobileNetV2",
+}
+
+
+def build_repdistiller(name, classes, root):
+    import os
+    import sys
+
+    root = root or os.environ.get("HKD_REPDISTILLER_DIR")
+    if not root or not os.path.isfile(os.path.join(root, "models", "__init__.py")):
+        raise SystemExit(
+            "torch_reference.py: the pairs need RepDistiller's models package: pass "
+            "--repdistiller DIR or set HKD_REPDISTILLER_DIR to a checkout of "
+            "HobbitLong/RepDistiller"
+        )
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import contextlib
+
+    from models import model_dict  # RepDistiller's own definitions
+
+    if name not in REPDISTILLER_NAMES:
+        raise SystemExit(f"torch_reference.py: {name!r} is not one of RepDistiller's networks")
+    # its mobilenetv2 prints its settings when built: keep stdout for the JSON line
+    with contextlib.redirect_stdout(sys.stderr):
+        return model_dict[REPDISTILLER_NAMES[name]](num_classes=classes)
+
+
 def build(name):
     m = re.fullmatch(r"resnet(\d+)", name)
     if m:
@@ -213,11 +255,18 @@ def main():
     ap.add_argument("--eval-batch", type=int, default=512)
     ap.add_argument("--reps", type=int, default=3, help="timed steps at least")
     ap.add_argument("--min-time", type=float, default=2.0, help="seconds per phase at least")
+    ap.add_argument("--repdistiller", help="a checkout of RepDistiller (for the pairs)")
+    ap.add_argument("--classes", type=int, default=10)
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    student, teacher = build(a.model), build(a.model)
+    if ":" in a.model:
+        t_name, s_name = a.model.split(":", 1)
+        teacher = build_repdistiller(t_name, a.classes, a.repdistiller)
+        student = build_repdistiller(s_name, a.classes, a.repdistiller)
+    else:
+        student, teacher = build(a.model), build(a.model)
     teacher.eval()
 
     xe = torch.rand(a.eval_batch, 3, 32, 32) * 2 - 1
@@ -230,7 +279,7 @@ def main():
     eval_s = time_it(eval_step, a.reps, a.min_time)
 
     xt = torch.rand(a.train_batch, 3, 32, 32) * 2 - 1
-    yt = torch.randint(0, 10, (a.train_batch,))
+    yt = torch.randint(0, a.classes, (a.train_batch,))
     opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
     def train_step():

@@ -1,16 +1,23 @@
-//! Train-step and eval throughput of resnet8, resnet20 and shake26-2x16d on the CPU, with
-//! the same step timed in PyTorch (`bench/torch_reference.py`) when `import torch` works.
+//! Train-step and eval throughput on the CPU of the CIFAR-10H networks (resnet8, resnet20,
+//! shake26-2x16d) and of the CIFAR-100 KD benchmark's teacher → student pairs
+//! (RepDistiller's: resnet32x4 → resnet8x4, vgg13 → vgg8, wrn_40_2 → wrn_16_2,
+//! resnet32x4 → shufflev2, resnet32x4 → mobilenetv2), with the same step timed in PyTorch
+//! (`bench/torch_reference.py`) when `import torch` works.
 //!
 //! `cargo bench -p hkd-arch --bench throughput` (`just bench`). Arguments after `--`:
-//! model names to pick (default: resnet8 resnet20 shake26-2x16d), `--quick` (one
-//! repetition, short timings), `--no-torch` (skip PyTorch), `--reps N` (alternating
-//! repetitions, default 3), `--only train|eval` (time one phase, for profiling; prints
-//! NaN for the other).
+//! what to time (default: all eight; a net by name, a pair as `teacher:student`),
+//! `--quick` (one repetition, short timings), `--no-torch` (skip PyTorch), `--reps N`
+//! (alternating repetitions, default 3), `--only train|eval` (time one phase, for
+//! profiling; prints NaN for the other).
 //!
-//! - eval: `Phase::Eval` forward of a batch of 512 images;
-//! - train step (batch 128): a teacher of the same architecture in `Phase::Eval`, the
-//!   student's `Phase::Train` forward, the KD loss (1−λ)·CE + λ·T²·KL(teacher‖student)
-//!   (T = 4, λ = 0.5), backward, and SGD with momentum 0.9 and weight decay 5e-4 by hand.
+//! - eval: `Phase::Eval` forward of a batch of 512 images (the student's, for a pair);
+//! - train step: the teacher in `Phase::Eval` (for a net, one of the same architecture),
+//!   the student's `Phase::Train` forward, the KD loss (1−λ)·CE + λ·T²·KL(teacher‖student)
+//!   (T = 4, λ = 0.5), backward, and SGD with momentum 0.9 and weight decay 5e-4 by hand;
+//!   batch 128 and 10 classes for a net, RepDistiller's batch 64 and 100 classes for a
+//!   pair. PyTorch's pairs are RepDistiller's own `models` package
+//!   (`$HKD_REPDISTILLER_DIR`, a checkout of HobbitLong/RepDistiller); without it the
+//!   pairs print hkd-arch's figures only.
 //!
 //! Each repetition times the Rust side (median step of at least 3 steps and 2 s per phase)
 //! and then runs the PyTorch script once for the same model; the figures are the medians
@@ -18,12 +25,15 @@
 //! unset; PyTorch gets the same number). The Python interpreter is `$HKD_TORCH_PYTHON`,
 //! else `python3`.
 //!
-//! One JSON object per model and line: `model`, `threads`, `train_img_per_s`,
-//! `eval_img_per_s`, `peak_rss_mib` (VmHWM during the training steps), `train_gflops`
-//! (4 forward passes' multiply-adds per image: teacher forward + student forward and
-//! backward ≈ 1 + 3, × 2 flops), `eval_gflops`, `direct_conv` (the instruction set of the
-//! direct 3×3 convolutions, `avx512` or `avx2`, or `off`), and with PyTorch `torch_train_img_per_s`,
-//! `torch_eval_img_per_s`, `torch_peak_rss_mib`, `train_ratio`, `eval_ratio` (ours / PyTorch).
+//! First line: `peak_matmul_gflops`, a 1024³ f32 matmul through candle on the same
+//! threads (what the machine attains on dense work, the yardstick for the GFLOP/s below).
+//! Then one JSON object per net or pair and line: `model`, `teacher` (pairs), `threads`,
+//! `train_img_per_s`, `eval_img_per_s`, `peak_rss_mib` (VmHWM during the training steps),
+//! `train_gflops` (multiply-adds per image of the teacher forward + 3 × the student's
+//! forward, × 2 flops), `eval_gflops`, `direct_conv` (the instruction set of the direct
+//! 3×3 convolutions, `avx512` or `avx2`, or `off`), and with PyTorch
+//! `torch_train_img_per_s`, `torch_eval_img_per_s`, `torch_peak_rss_mib`, `train_ratio`,
+//! `eval_ratio` (ours / PyTorch).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -42,6 +52,70 @@ use common::{BoxResult, Sgd, batch, median, time_it, train_step};
 
 const EVAL_BATCH: usize = 512;
 const TRAIN_BATCH: usize = 128;
+/// RepDistiller's CIFAR-100 recipe: batch 64, 100 classes.
+const PAIR_BATCH: usize = 64;
+const PAIR_CLASSES: usize = 100;
+
+/// The nets and pairs timed by default.
+const DEFAULT_MODELS: [&str; 8] = [
+    "resnet8",
+    "resnet20",
+    "shake26-2x16d",
+    "resnet32x4:resnet8x4",
+    "vgg13:vgg8",
+    "wrn_40_2:wrn_16_2",
+    "resnet32x4:shufflev2",
+    "resnet32x4:mobilenetv2",
+];
+
+/// What one line times: a teacher and a student (the same architecture for a net).
+struct Setup {
+    name: String,
+    teacher: String,
+    student: String,
+    pair: bool,
+    classes: usize,
+    train_batch: usize,
+}
+
+impl Setup {
+    fn parse(name: &str) -> Setup {
+        match name.split_once(':') {
+            Some((t, s)) => Setup {
+                name: name.to_string(),
+                teacher: t.to_string(),
+                student: s.to_string(),
+                pair: true,
+                classes: PAIR_CLASSES,
+                train_batch: PAIR_BATCH,
+            },
+            None => Setup {
+                name: name.to_string(),
+                teacher: name.to_string(),
+                student: name.to_string(),
+                pair: false,
+                classes: 10,
+                train_batch: TRAIN_BATCH,
+            },
+        }
+    }
+}
+
+/// GFLOP/s of a 1024×1024 by 1024×1024 f32 matmul through candle (median of 5 after a
+/// warm-up), on the compute pool.
+fn peak_matmul_gflops() -> BoxResult<f64> {
+    let n = 1024;
+    let a = candle_core::Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    let b = candle_core::Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    let s = time_it(5, Duration::from_millis(500), || {
+        hkd_arch::on_compute_pool(|| -> candle_core::Result<()> {
+            a.matmul(&b)?.sum_all()?.to_scalar::<f32>()?;
+            Ok(())
+        })?;
+        Ok(())
+    })?;
+    Ok(2.0 * (n * n * n) as f64 / s / 1e9)
+}
 
 /// Resets the process's peak RSS (Linux: `5` to /proc/self/clear_refs); best effort.
 fn reset_peak_rss() {
@@ -98,13 +172,20 @@ fn torch_python() -> Option<String> {
 }
 
 /// One run of bench/torch_reference.py: (train img/s, eval img/s, peak RSS MiB).
-fn run_torch(python: &str, model: &str, threads: usize, quick: bool) -> BoxResult<(f64, f64, f64)> {
+fn run_torch(
+    python: &str,
+    setup: &Setup,
+    threads: usize,
+    quick: bool,
+) -> BoxResult<(f64, f64, f64)> {
+    let model = &setup.name;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/torch_reference.py");
     let mut cmd = Command::new(python);
     cmd.arg(&script)
         .args(["--model", model, "--threads", &threads.to_string()])
-        .args(["--train-batch", &TRAIN_BATCH.to_string()])
-        .args(["--eval-batch", &EVAL_BATCH.to_string()]);
+        .args(["--train-batch", &setup.train_batch.to_string()])
+        .args(["--eval-batch", &EVAL_BATCH.to_string()])
+        .args(["--classes", &setup.classes.to_string()]);
     if quick {
         cmd.args(["--reps", "1", "--min-time", "0"]);
     }
@@ -169,27 +250,40 @@ fn main() -> BoxResult<()> {
         }
     }
     let models: Vec<String> = if picked.is_empty() {
-        ["resnet8", "resnet20", "shake26-2x16d"]
-            .map(String::from)
-            .to_vec()
+        DEFAULT_MODELS.map(String::from).to_vec()
     } else {
         picked
     };
+    let has_repdistiller = std::env::var_os("HKD_REPDISTILLER_DIR").is_some();
     let (min_steps, min_time) = if quick {
         (1, Duration::ZERO)
     } else {
         (3, Duration::from_secs(2))
     };
     let python = if no_torch { None } else { torch_python() };
+    println!(
+        "{}",
+        serde_json::json!({
+            "peak_matmul_gflops": round1(peak_matmul_gflops()?),
+            "threads": threads,
+        })
+    );
 
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    for arch in &models {
-        let net = Network::new(arch, 10, &Device::Cpu, DType::F32, 0)?;
-        let teacher = Network::new(arch, 10, &Device::Cpu, DType::F32, 1)?;
-        let (xe, _) = batch(EVAL_BATCH, &mut rng)?;
-        let (xt, yt) = batch(TRAIN_BATCH, &mut rng)?;
+    for setup in models.iter().map(|m| Setup::parse(m)) {
+        let net = Network::new(&setup.student, setup.classes, &Device::Cpu, DType::F32, 0)?;
+        let teacher = Network::new(&setup.teacher, setup.classes, &Device::Cpu, DType::F32, 1)?;
+        let (xe, _) = batch(EVAL_BATCH, setup.classes as u32, &mut rng)?;
+        let (xt, yt) = batch(setup.train_batch, setup.classes as u32, &mut rng)?;
         let mut sgd = Sgd::new(&net);
         let mut shake_rng = ChaCha8Rng::seed_from_u64(1);
+        let python = python.as_ref().filter(|_| !setup.pair || has_repdistiller);
+        if setup.pair && python.is_none() && !no_torch {
+            eprintln!(
+                "throughput: {}: PyTorch's side needs RepDistiller's models (set HKD_REPDISTILLER_DIR to a checkout of HobbitLong/RepDistiller): hkd-arch figures only",
+                setup.name
+            );
+        }
         let mut ours = Figures::default();
         let mut torch = Figures::default();
         for _ in 0..reps {
@@ -212,10 +306,10 @@ fn main() -> BoxResult<()> {
                 })?
             };
             ours.eval.push(EVAL_BATCH as f64 / eval_s);
-            ours.train.push(TRAIN_BATCH as f64 / train_s);
+            ours.train.push(setup.train_batch as f64 / train_s);
             ours.peak.push(peak_rss_mib());
-            if let Some(py) = &python {
-                let (tr, ev, pk) = run_torch(py, arch, threads, quick)?;
+            if let Some(py) = python {
+                let (tr, ev, pk) = run_torch(py, &setup, threads, quick)?;
                 torch.train.push(tr);
                 torch.eval.push(ev);
                 torch.peak.push(pk);
@@ -223,21 +317,32 @@ fn main() -> BoxResult<()> {
         }
         let (train, eval, peak) = ours.medians();
         let macs = net.macs_per_image() as f64;
+        let train_macs = teacher.macs_per_image() as f64 + 3.0 * macs;
         let mut line = serde_json::json!({
-            "model": arch,
+            "model": setup.student,
             "threads": threads,
-            "train_batch": TRAIN_BATCH,
+            "classes": setup.classes,
+            "train_batch": setup.train_batch,
             "eval_batch": EVAL_BATCH,
             "train_img_per_s": round1(train),
             "eval_img_per_s": round1(eval),
             "peak_rss_mib": round1(peak),
-            "train_gflops": round1(train * macs * 4.0 * 2.0 / 1e9),
+            "train_gflops": round1(train * train_macs * 2.0 / 1e9),
             "eval_gflops": round1(eval * macs * 2.0 / 1e9),
             "params": net.num_parameters(),
             "macs_per_image": net.macs_per_image(),
             "reps": reps,
             "direct_conv": hkd_arch::kernels::direct_conv_isa().unwrap_or("off"),
         });
+        if setup.pair
+            && let Some(obj) = line.as_object_mut()
+        {
+            obj.insert("teacher".into(), setup.teacher.clone().into());
+            obj.insert(
+                "teacher_macs_per_image".into(),
+                teacher.macs_per_image().into(),
+            );
+        }
         if python.is_some() {
             let (ttrain, teval, tpeak) = torch.medians();
             let obj = line.as_object_mut().ok_or("not an object")?;

@@ -106,8 +106,8 @@ fn main() -> BoxResult<()> {
     for arch in &args.models {
         let net = Network::new(arch, 10, &dev, DType::F32, 0)?;
         let teacher = Network::new(arch, 10, &dev, DType::F32, 1)?;
-        let (xe, _) = batch(args.eval_batch, &mut rng)?;
-        let (xt, yt) = batch(args.train_batch, &mut rng)?;
+        let (xe, _) = batch(args.eval_batch, 10, &mut rng)?;
+        let (xt, yt) = batch(args.train_batch, 10, &mut rng)?;
         let (xe, xt, yt) = (
             xe.to_device(&dev)?,
             xt.to_device(&dev)?,

@@ -19,12 +19,16 @@ pub const WEIGHT_DECAY: f64 = 5e-4;
 pub const TEMPERATURE: f64 = 4.0;
 pub const LAMBDA: f64 = 0.5;
 
-/// `n` random 3×32×32 images in [−1, 1) and labels, on the CPU.
-pub fn batch(n: usize, rng: &mut ChaCha8Rng) -> candle_core::Result<(Tensor, Tensor)> {
+/// `n` random 3×32×32 images in [−1, 1) and labels of `classes` classes, on the CPU.
+pub fn batch(
+    n: usize,
+    classes: u32,
+    rng: &mut ChaCha8Rng,
+) -> candle_core::Result<(Tensor, Tensor)> {
     let x: Vec<f32> = (0..n * 3 * 32 * 32)
         .map(|_| rng.random::<f32>() * 2.0 - 1.0)
         .collect();
-    let y: Vec<u32> = (0..n).map(|_| rng.random_range(0..10u32)).collect();
+    let y: Vec<u32> = (0..n).map(|_| rng.random_range(0..classes)).collect();
     Ok((
         Tensor::from_vec(x, (n, 3, 32, 32), &Device::Cpu)?,
         Tensor::from_vec(y, n, &Device::Cpu)?,
