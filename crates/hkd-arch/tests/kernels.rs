@@ -947,9 +947,10 @@ fn conv_path_follows_the_choice() {
         stock: false,
         generic_backward: None,
     };
-    // On the CPU by default: the kernels, and candle's own for what they do not cover.
+    // On the CPU by default: the kernels (grouped convolutions group by group), and
+    // candle's own for what they do not cover.
     assert_eq!(path(unset, &x, &w, 1), ConvPath::Kernels);
-    assert_eq!(path(unset, &x, &wg, 2), ConvPath::Stock);
+    assert_eq!(path(unset, &x, &wg, 2), ConvPath::PerGroup);
     let x16 = x.to_dtype(DType::F16).unwrap();
     let w16 = w.to_dtype(DType::F16).unwrap();
     assert_eq!(path(unset, &x16, &w16, 1), ConvPath::Stock);
@@ -990,4 +991,81 @@ fn generic_path_without_gradients_is_candles_conv2d() {
         assert!(g.get(&x).is_none());
         assert!(g.get(wv.as_tensor()).is_some());
     });
+}
+
+/// Depthwise (MobileNetV2's, ShuffleNetV2's) and other grouped convolutions (ResNeXt's,
+/// grouped 1×1) that the CPU kernels now take: 3×3 with stride 1 and 2, 5×5, odd and
+/// non-square images.
+const CPU_GROUPED_CASES: &[GroupedCase] = &[
+    (2, 8, 8, 8, 8, 3, 1, 1, 8),
+    (3, 6, 7, 9, 6, 3, 2, 1, 6),
+    (2, 4, 5, 5, 4, 5, 1, 2, 4),
+    (1, 16, 4, 4, 16, 3, 2, 1, 16),
+    (2, 8, 6, 6, 8, 3, 1, 1, 2),
+    (2, 8, 7, 7, 16, 1, 1, 0, 4),
+    (2, 12, 8, 8, 12, 3, 2, 1, 3),
+];
+
+#[test]
+fn depthwise_and_grouped_convolutions_take_the_kernels_and_match_candle() {
+    let unset = Ops {
+        stock: false,
+        generic_backward: None,
+    };
+    for (i, &(n, c, h, w, o, k, s, p, g)) in CPU_GROUPED_CASES.iter().enumerate() {
+        let what = |t: &str| format!("case {i} {:?} {t}", (n, c, h, w, o, k, s, p, g));
+        for dtype in [DType::F64, DType::F32] {
+            let x = random(&[n, c, h, w], dtype, 400 + i as u64);
+            let wt = random(&[o, c / g, k, k], dtype, 500 + i as u64);
+            let path = kernels::with_ops(unset, || kernels::conv_path(&x, &wt, s, p, g).unwrap());
+            let wanted = if g == c && o == c {
+                ConvPath::Depthwise
+            } else {
+                ConvPath::PerGroup
+            };
+            assert_eq!(path, wanted, "{}", what("path"));
+            let tol = if dtype == DType::F64 { 1e-12 } else { 1e-4 };
+            let (y, dx, dw) = path_grads(KERNELS, &x, &wt, (s, p, g)).unwrap();
+            let stock_y = kernels::with_ops(STOCK, || x.conv2d(&wt, p, s, 1, g).unwrap());
+            assert_close(&y, &stock_y, tol, &what("y"));
+            if !candle_backward_fails(h, w, k, s, p) {
+                let (_, sdx, sdw) = path_grads(STOCK, &x, &wt, (s, p, g)).unwrap();
+                assert_close(&dx, &sdx, tol, &what("dx"));
+                assert_close(&dw, &sdw, tol, &what("dw"));
+            }
+            if dtype == DType::F64 {
+                let r = random(y.dims(), DType::F64, 7);
+                let loss = |x: &Tensor, wt: &Tensor| {
+                    kernels::with_ops(KERNELS, || {
+                        scalar(
+                            &(kernels::conv2d(x, wt, s, p, g).unwrap() * &r)
+                                .unwrap()
+                                .sum_all()
+                                .unwrap(),
+                        )
+                    })
+                };
+                check_fd(&x, &dx, |t| loss(t, &wt), &what("dx"));
+                check_fd(&wt, &dw, |t| loss(&x, t), &what("dw"));
+            }
+        }
+    }
+}
+
+#[test]
+fn depthwise_convolutions_give_the_same_bits_on_one_and_two_threads() {
+    // ShuffleNetV2's stride-2 depthwise layer, batch 64 as in RepDistiller's recipe
+    let x = random(&[64, 24, 16, 16], DType::F32, 11);
+    let w = random(&[24, 1, 3, 3], DType::F32, 12);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (y, dx, dw) = path_grads(KERNELS, &x, &w, (2, 1, 24)).unwrap();
+            [bits(&y), bits(&dx), bits(&dw)]
+        })
+    };
+    assert_eq!(run(1), run(2));
 }

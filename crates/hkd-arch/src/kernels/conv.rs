@@ -386,15 +386,27 @@ pub fn conv2d(
             let w = w.contiguous()?;
             x.apply_op2(&w, Conv2dOp { stride, padding })
         }
+        ConvPath::Depthwise => super::depthwise::depthwise_conv2d(x, w, stride, padding),
+        ConvPath::PerGroup => {
+            let (ci, co) = (x.dim(1)? / groups, w.dim(0)? / groups);
+            let outputs = (0..groups)
+                .map(|g| {
+                    let xg = x.narrow(1, g * ci, ci)?.contiguous()?;
+                    let wg = w.narrow(0, g * co, co)?.contiguous()?;
+                    xg.apply_op2(&wg, Conv2dOp { stride, padding })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Tensor::cat(&outputs, 1)
+        }
         ConvPath::Generic => generic::conv2d(x, w, stride, padding, groups),
         ConvPath::Stock => x.conv2d(w, padding, stride, 1, groups),
     }
 }
 
 /// The path of a convolution ([`conv2d`]'s arguments), by the current [`Ops`]: the CPU
-/// kernels where they fit (f32/f64 CPU tensors, groups 1, stock operations not forced)
-/// unless the generic backward is forced; else the generic backward where it is chosen
-/// (by default off the CPU); else candle's own.
+/// kernels where they fit (f32/f64 CPU tensors, stock operations not forced; groups 1, a
+/// depthwise convolution, or groups that each fit) unless the generic backward is forced;
+/// else the generic backward where it is chosen (by default off the CPU); else candle's own.
 pub fn conv_path(
     x: &Tensor,
     w: &Tensor,
@@ -403,20 +415,43 @@ pub fn conv_path(
     groups: usize,
 ) -> Result<ConvPath> {
     let ops = Ops::current();
-    let kernels_fit = fast_path(x)
-        && groups == 1
+    let cpu = fast_path(x)
         && w.dtype() == x.dtype()
         && w.device().is_cpu()
         && x.rank() == 4
         && w.rank() == 4
-        && Geom::new(x.dims4()?, w.dims4()?, stride, padding).is_some();
-    Ok(if kernels_fit && ops.generic_backward != Some(true) {
-        ConvPath::Kernels
-    } else if ops.generic_backward.unwrap_or(!x.device().is_cpu()) {
-        ConvPath::Generic
+        && ops.generic_backward != Some(true);
+    let (xd, wd) = if cpu {
+        (x.dims4()?, w.dims4()?)
     } else {
-        ConvPath::Stock
-    })
+        ((0, 0, 0, 0), (0, 0, 0, 0))
+    };
+    let per_group = groups > 1
+        && xd.1.is_multiple_of(groups)
+        && wd.0.is_multiple_of(groups)
+        && wd.1 * groups == xd.1
+        && Geom::new(
+            (xd.0, xd.1 / groups, xd.2, xd.3),
+            (wd.0 / groups, wd.1, wd.2, wd.3),
+            stride,
+            padding,
+        )
+        .is_some();
+    Ok(
+        if cpu && groups == 1 && Geom::new(xd, wd, stride, padding).is_some() {
+            ConvPath::Kernels
+        } else if cpu
+            && super::depthwise::DepthwiseGeom::new(xd, wd, stride, padding, groups).is_some()
+        {
+            ConvPath::Depthwise
+        } else if cpu && per_group {
+            ConvPath::PerGroup
+        } else if ops.generic_backward.unwrap_or(!x.device().is_cpu()) {
+            ConvPath::Generic
+        } else {
+            ConvPath::Stock
+        },
+    )
 }
 
 /// `channel_affine(conv2d(x, w, stride, padding, groups), scale, shift, relu)`: BatchNorm

@@ -29,7 +29,9 @@
 //! Only f32 and f64 tensors on the CPU use the kernels. Every function here checks
 //! [`fast_path`] and otherwise falls back to candle's stock operations (CUDA, Metal, f16,
 //! bf16), which compute the same values; there are no CUDA kernels of our own. Grouped
-//! convolutions (ResNeXt) also use candle's convolution.
+//! convolutions on the CPU: depthwise ones (MobileNetV2, ShuffleNetV2) are one op of their
+//! own ([`ConvPath::Depthwise`]), the others (ResNeXt) run the kernels group by group
+//! ([`ConvPath::PerGroup`]).
 //!
 //! One exception to "stock": off the CPU, [`conv2d`] keeps candle's forward convolution but
 //! computes both gradients as forward convolutions too (the *generic backward*, module
@@ -40,6 +42,7 @@
 
 mod batchnorm;
 mod conv;
+mod depthwise;
 mod direct;
 mod elementwise;
 mod generic;
@@ -86,6 +89,12 @@ pub struct Ops {
 pub enum ConvPath {
     /// The CPU kernels of this module (f32/f64 CPU tensors, groups 1).
     Kernels,
+    /// A depthwise convolution (`groups` = input = output channels) on the CPU: one op
+    /// with its own gradients (module `depthwise`).
+    Depthwise,
+    /// Any other grouped convolution on the CPU: [`ConvPath::Kernels`] on each group's
+    /// channels, the outputs concatenated.
+    PerGroup,
     /// candle's `conv2d` forward, the gradients as forward convolutions (any device).
     Generic,
     /// candle's `conv2d` with candle's own backward.
