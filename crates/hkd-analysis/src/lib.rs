@@ -10,6 +10,8 @@
 //! The pieces are public so that a notebook-like Rust program can work on the frames
 //! directly. Every column is described in `docs/analysis.md`.
 
+#![forbid(unsafe_code)]
+
 mod aggregate;
 mod error;
 mod figures;

@@ -110,7 +110,8 @@ fn load_run(root: &Path, dir: &RunDir) -> Outcome {
         Err(e) => return skip(format!("config unreadable: {e}")),
     };
     match dir.status() {
-        RunStatus::Finished => {}
+        // status() does not compare inputs: a finished run is analysed as what it was made from
+        RunStatus::Finished | RunStatus::FinishedForOtherInputs { .. } => {}
         RunStatus::InProgress {
             epochs_completed,
             epochs,
@@ -129,7 +130,11 @@ fn load_run(root: &Path, dir: &RunDir) -> Outcome {
         Err(e) => return skip(format!("best record unreadable: {e}")),
     };
     // best.json names weights that `--teacher best:` and hkd-eval will load
-    if let Err(e) = dir.check_weights(RunDir::BEST_WEIGHTS) {
+    // damaged weights make the run suspect; weights that were not kept (a results
+    // archive, a cluster's quota) do not: its metrics and evaluation are its results
+    if dir.file(RunDir::BEST_WEIGHTS).exists()
+        && let Err(e) = dir.check_weights(RunDir::BEST_WEIGHTS)
+    {
         return skip(format!("best weights unreadable: {e}"));
     }
     let metrics = match dir.read_metrics() {

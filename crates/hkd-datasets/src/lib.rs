@@ -13,6 +13,8 @@
 //!
 //! The layouts and the manifest are documented in `docs/datasets.md`.
 
+#![forbid(unsafe_code)]
+
 mod cifar100;
 mod dataset;
 mod dir;

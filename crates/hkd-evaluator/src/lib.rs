@@ -17,6 +17,8 @@
 //!
 //! Definitions and file formats: `docs/evaluation.md` in the repository.
 
+#![forbid(unsafe_code)]
+
 pub mod attack;
 mod error;
 mod forward;

@@ -20,6 +20,8 @@
 //! name), the one teacher resolver ([`resolve_teacher`]) and `hkd-train`'s command line
 //! ([`TrainCommand`]), which `hkd-grid` parses in-process.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 mod config;
 mod error;

@@ -24,6 +24,8 @@
 //! manifest; where a path or command is written into a script it is quoted
 //! ([`quote`](quote::quote)). See `docs/grid.md`.
 
+#![deny(unsafe_code)]
+
 pub mod binary;
 pub mod config;
 mod error;

@@ -28,6 +28,7 @@ impl LocalControl {
             .insert(pid);
         if let Some(sig) = self.signal() {
             // SAFETY: kill(2) on a child we spawned, with the signal we received.
+            #[allow(unsafe_code)] // an OS call (docs/architecture.md, "unsafe")
             unsafe {
                 libc::kill(pid, sig);
             }
@@ -53,6 +54,7 @@ impl LocalControl {
             .iter()
         {
             // SAFETY: as in `register`.
+            #[allow(unsafe_code)] // an OS call (docs/architecture.md, "unsafe")
             unsafe {
                 libc::kill(pid, sig);
             }

@@ -193,6 +193,7 @@ pub fn run_task_under(
                 let p = pid.load(Ordering::SeqCst);
                 if p > 0 {
                     // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+                    #[allow(unsafe_code)] // an OS call (docs/architecture.md, "unsafe")
                     unsafe {
                         libc::kill(p, sig);
                     }
@@ -236,6 +237,7 @@ pub fn run_task_under(
             let early = pending.swap(0, Ordering::SeqCst);
             if early != 0 {
                 // SAFETY: as above.
+                #[allow(unsafe_code)] // an OS call (docs/architecture.md, "unsafe")
                 unsafe {
                     libc::kill(pid, early);
                 }
@@ -337,6 +339,7 @@ fn die_with_this_thread(command: &mut Command) {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: prctl(2) and getppid(2) are async-signal-safe and touch no memory of the
     // parent; the closure allocates only on the error path, after fork, as std allows.
+    #[allow(unsafe_code)] // an OS call (docs/architecture.md, "unsafe")
     unsafe {
         command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {

@@ -12,6 +12,7 @@
 //! The user-facing description, flags and run-directory behaviour are in
 //! `docs/training.md`.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod checkpoint;

@@ -404,6 +404,25 @@ fn half_written_and_corrupt_runs_are_left_out_with_a_reason() {
 }
 
 #[test]
+fn runs_whose_weights_were_not_kept_are_analysed_from_their_records() {
+    // a results archive (docs/results/study3/archive) keeps every run file but the weights
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let h = || TeacherSpec::Human;
+    let kept = write_run(root, &Spec::new(h(), 0.5, 0, 0.5, 1.0));
+    let archived = write_run(root, &Spec::new(h(), 0.5, 1, 0.75, 1.0));
+    for weights in [RunDir::BEST_WEIGHTS, RunDir::LAST_WEIGHTS] {
+        std::fs::remove_file(archived.file(weights)).unwrap();
+    }
+    let report = analyze(&tables_only(root)).unwrap();
+    assert_eq!(report.runs, 2, "{:?}", report.skipped);
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    let avg = Csv::read(&report.out_dir.join("average_results.csv"));
+    assert_eq!(avg.f(&avg.rows[0], "val_acc_mean"), 0.625);
+    assert!(kept.file(RunDir::BEST_WEIGHTS).is_file());
+}
+
+#[test]
 fn a_grid_of_only_unfinished_runs_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let run = write_run(dir.path(), &Spec::new(TeacherSpec::Human, 0.5, 0, 0.5, 1.0));
