@@ -65,8 +65,15 @@ enum Command {
         /// A grids/<timestamp>-<name>/ directory.
         dir: PathBuf,
         /// Print JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// Keep watching until no task is pending or running (Ctrl-C stops it): on a
+        /// terminal the table redrawn in place, else one line per task whose state changed.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between two looks with --watch.
+        #[arg(long, value_name = "S", default_value_t = 2.0, requires = "watch")]
+        interval: f64,
     },
     /// Submit tasks of a grid again (runs resume): the failed, timed-out or cancelled
     /// ones, and/or those a submission that stopped half-way left out.
@@ -120,7 +127,13 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let result = match cli.command {
-        Some(Command::Status { dir, json }) => cmd_status(&dir, json),
+        Some(Command::Status {
+            dir,
+            json: _,
+            watch: true,
+            interval,
+        }) => cmd_watch(&dir, interval),
+        Some(Command::Status { dir, json, .. }) => cmd_status(&dir, json),
         Some(Command::Resubmit {
             dir,
             failed,
@@ -365,45 +378,136 @@ fn statuses_of(dir: &GridDir) -> Result<Vec<hkd_slurm::TaskStatus>> {
     Ok(grid_status(dir, &manifest, &view))
 }
 
-fn print_table(statuses: &[hkd_slurm::TaskStatus]) {
-    println!("{:>5}  {:<13}  {:<12}  detail", "task", "status", "job");
+/// `status`'s table: one line per task, then the counts.
+fn table(statuses: &[hkd_slurm::TaskStatus]) -> String {
+    let mut out = format!("{:>5}  {:<13}  {:<12}  detail\n", "task", "status", "job");
     for s in statuses {
-        println!(
-            "{:>5}  {:<13}  {:<12}  {}",
+        out.push_str(&format!(
+            "{:>5}  {:<13}  {:<12}  {}\n",
             s.index,
             s.kind.to_string(),
             s.job.as_deref().unwrap_or("-"),
             s.detail
-        );
+        ));
     }
-    println!("{}", hkd_slurm::status::summary(statuses));
+    out.push_str(&hkd_slurm::status::summary(statuses));
+    out
+}
+
+fn print_table(statuses: &[hkd_slurm::TaskStatus]) {
+    println!("{}", table(statuses));
 }
 
 fn cmd_status(dir: &Path, json: bool) -> Result<ExitCode> {
-    if dir.join(hkd_slurm::pipeline::PIPELINE_JSON).is_file() {
-        let record = PipelineRecord::read(dir)?;
-        let mut all = serde_json::Map::new();
-        for stage in &record.stages {
-            let statuses = statuses_of(&GridDir::open(&stage.grid_dir)?)?;
-            if json {
-                all.insert(stage.name.clone(), serde_json::to_value(&statuses)?);
-            } else {
-                println!("== stage {} ({})", stage.name, stage.grid_dir.display());
-                print_table(&statuses);
+    let stages = stage_statuses(dir)?;
+    match (json, stages.as_slice()) {
+        (true, [(None, statuses)]) => println!("{}", serde_json::to_string_pretty(statuses)?),
+        (true, _) => {
+            let mut all = serde_json::Map::new();
+            for (stage, statuses) in &stages {
+                let name = stage.as_ref().map(|(n, _)| n.clone()).unwrap_or_default();
+                all.insert(name, serde_json::to_value(statuses)?);
             }
-        }
-        if json {
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let statuses = statuses_of(&GridDir::open(dir)?)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&statuses)?);
-    } else {
-        print_table(&statuses);
+        (false, _) => {
+            for (stage, statuses) in &stages {
+                if let Some((name, grid_dir)) = stage {
+                    println!("== stage {name} ({})", grid_dir.display());
+                }
+                print_table(statuses);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A stage's name and grid directory (none for a plain grid), and its tasks' statuses.
+type StageStatuses = (Option<(String, PathBuf)>, Vec<hkd_slurm::TaskStatus>);
+
+/// Each stage's name (none for a plain grid) and its tasks' statuses.
+fn stage_statuses(dir: &Path) -> Result<Vec<StageStatuses>> {
+    if dir.join(hkd_slurm::pipeline::PIPELINE_JSON).is_file() {
+        let record = PipelineRecord::read(dir)?;
+        record
+            .stages
+            .iter()
+            .map(|stage| {
+                let statuses = statuses_of(&GridDir::open(&stage.grid_dir)?)?;
+                Ok((Some((stage.name.clone(), stage.grid_dir.clone())), statuses))
+            })
+            .collect()
+    } else {
+        Ok(vec![(None, statuses_of(&GridDir::open(dir)?)?)])
+    }
+}
+
+/// `status --watch`: looks every `interval` seconds until no task is pending or running.
+fn cmd_watch(dir: &Path, interval: f64) -> Result<ExitCode> {
+    use std::io::{IsTerminal, Write};
+    if !(interval.is_finite() && interval > 0.0) {
+        eprintln!("hkd-grid: error: --interval {interval}: expected a number of seconds > 0");
+        return Ok(ExitCode::from(runtime::EXIT_USAGE));
+    }
+    let terminal = std::io::stdout().is_terminal();
+    let mut seen: std::collections::HashMap<(Option<String>, usize), (String, String)> =
+        std::collections::HashMap::new();
+    loop {
+        let stages = stage_statuses(dir)?;
+        let mut out = std::io::stdout().lock();
+        if terminal {
+            // clear the screen and go home, then the tables as `status` prints them
+            write!(out, "\x1b[2J\x1b[H")?;
+            for (stage, statuses) in &stages {
+                if let Some((name, grid_dir)) = stage {
+                    writeln!(out, "== stage {name} ({})", grid_dir.display())?;
+                }
+                writeln!(out, "{}", table(statuses))?;
+            }
+            writeln!(
+                out,
+                "{}: every {interval} s, Ctrl-C to stop",
+                hkd_slurm::manifest::now()
+            )?;
+        } else {
+            for (stage, statuses) in &stages {
+                for s in statuses {
+                    let now = (s.kind.to_string(), s.detail.clone());
+                    let name = stage.as_ref().map(|(n, _)| n.clone());
+                    let key = (name, s.index);
+                    if seen.get(&key) != Some(&now) {
+                        let prefix = stage
+                            .as_ref()
+                            .map(|(n, _)| format!("{n}: "))
+                            .unwrap_or_default();
+                        writeln!(out, "{prefix}task {}: {}: {}", s.index, now.0, now.1)?;
+                        seen.insert(key, now);
+                    }
+                }
+            }
+        }
+        out.flush()?;
+        let active = stages.iter().flat_map(|(_, s)| s).any(|s| {
+            matches!(
+                s.kind,
+                hkd_slurm::status::StatusKind::Pending | hkd_slurm::status::StatusKind::Running
+            )
+        });
+        if !active {
+            if !terminal {
+                for (stage, statuses) in &stages {
+                    let prefix = stage
+                        .as_ref()
+                        .map(|(n, _)| format!("{n}: "))
+                        .unwrap_or_default();
+                    writeln!(out, "{prefix}{}", hkd_slurm::status::summary(statuses))?;
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        drop(out);
+        std::thread::sleep(std::time::Duration::from_secs_f64(interval));
+    }
 }
 
 fn cmd_cancel(dir: &Path) -> Result<ExitCode> {

@@ -484,3 +484,71 @@ fn kill_9_of_a_local_grid_takes_its_trainers_along_and_a_later_finish_makes_chec
         assert_eq!(status[i]["detail"], "run finished", "task {i}: {status}");
     }
 }
+
+#[test]
+fn status_watch_follows_a_running_local_grid_epoch_by_epoch() {
+    const TEST: &str = "status_watch_follows_a_running_local_grid_epoch_by_epoch";
+    let Some(mut work) = new_work(TEST) else {
+        return;
+    };
+    let mut reaper = Reaper::default();
+    let (mut child, grids) = work.start();
+    let pid = child.id() as i32;
+    reaper.pids.push(pid);
+    // once the grid directory exists, watch it (stdout is a pipe: a line per change)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let grid = loop {
+        if let Some(g) = std::fs::read_dir(&grids).ok().and_then(|mut d| d.next()) {
+            let g = g.unwrap().path();
+            if g.join("manifest.json").is_file() {
+                break g;
+            }
+        }
+        assert!(Instant::now() < deadline, "no grid directory");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let watch = hkd_grid()
+        .args(["status", "--watch", "--interval", "0.1"])
+        .arg(&grid)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    reaper.pids.push(watch.id() as i32);
+    let code = wait_exit(&mut child, Duration::from_secs(300));
+    assert_eq!(code, 0, "{}", work.stderr_of(0));
+    let out = watch.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // task 2 waits while tasks 0 and 1 train (2 at a time), then trains
+    assert!(
+        text.contains("task 2: pending: queued in the local grid"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("task 0: running: running locally, run at epoch ")
+                && l.contains(", last val acc 0.")
+        ),
+        "{text}"
+    );
+    let epochs_seen: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("task 0: running"))
+        .filter_map(|l| l.split("run at epoch ").nth(1))
+        .filter_map(|r| r.split(',').next())
+        .collect();
+    assert!(
+        epochs_seen.len() >= 2,
+        "several epochs of task 0 seen: {text}"
+    );
+    assert!(text.contains("task 0: done: run finished"), "{text}");
+    assert!(
+        text.trim_end().ends_with("3 tasks: 3 done"),
+        "the watch ends with the grid: {text}"
+    );
+}

@@ -50,7 +50,7 @@ pub use hkd_losses::{
     DistilFn, DistillationConfig, DistillationMode as Mode, HumanTarget, InertSetting, KlReduction,
     ObjectiveConfig,
 };
-pub use lock::RunLock;
+pub use lock::{RunLock, host_name, parse_holder, process_alive, this_process};
 pub use naming::py_float;
 pub use provenance::{DigestCache, FileDigest, MISSING, Provenance};
 pub use spec::{

@@ -73,6 +73,10 @@ pub struct Submission {
     /// running tasks checkpointed, the rest were not started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted_by: Option<String>,
+    /// Local: the hkd-grid process running it ("process PID on HOST since TIME"), so that
+    /// `status` tells a running local grid's queued tasks from ones that never started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_process: Option<String>,
 }
 
 /// `manifest.json`.

@@ -181,6 +181,8 @@ pub(crate) fn new_submission(
         dry_run: options.dry_run,
         jobs: Vec::new(),
         interrupted_by: None,
+        local_process: (kind == ExecutorKind::Local && !options.dry_run)
+            .then(hkd_rundir::this_process),
     }
 }
 

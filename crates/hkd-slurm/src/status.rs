@@ -110,6 +110,14 @@ fn slurm_id(manifest: &Manifest, index: usize) -> Option<String> {
     })
 }
 
+/// Whether timestamp `a` is before `b` (RFC 3339, as [`crate::manifest::now`] writes them).
+fn earlier(a: &str, b: &str) -> bool {
+    match (a.parse::<jiff::Timestamp>(), b.parse::<jiff::Timestamp>()) {
+        (Ok(a), Ok(b)) => a < b,
+        _ => false,
+    }
+}
+
 /// The status of every task of the grid.
 pub fn grid_status(dir: &GridDir, manifest: &Manifest, view: &SchedulerView) -> Vec<TaskStatus> {
     manifest
@@ -169,9 +177,49 @@ pub fn grid_status(dir: &GridDir, manifest: &Manifest, view: &SchedulerView) -> 
                 Some(RunStatus::InProgress {
                     epochs_completed,
                     epochs,
-                }) => format!(", run at epoch {epochs_completed}/{epochs}"),
+                }) => {
+                    // the last finished epoch's validation accuracy, when there is one
+                    let last_acc = run_dir
+                        .as_ref()
+                        .and_then(|p| RunDir::new(p).read_metrics().ok())
+                        .and_then(|m| m.last().map(|e| e.val_acc))
+                        .map(|acc| format!(", last val acc {acc:.4}"))
+                        .unwrap_or_default();
+                    format!(", run at epoch {epochs_completed}/{epochs}{last_acc}")
+                }
                 _ => String::new(),
             };
+            // a local grid that is running now: its started tasks run, the others wait
+            let live_local = manifest.latest_job_of(index).filter(|(s, _)| {
+                s.executor == ExecutorKind::Local
+                    && s.local_process
+                        .as_deref()
+                        .and_then(hkd_rundir::parse_holder)
+                        .is_some_and(|(pid, host)| {
+                            host == hkd_rundir::host_name() && hkd_rundir::process_alive(pid)
+                        })
+            });
+            if job.is_none()
+                && let Some((submission, _)) = live_local
+            {
+                match &state {
+                    // an attempt of an earlier submission: this one has not started it yet
+                    Some(s) if earlier(&s.started, &submission.created) => {
+                        return mk(StatusKind::Pending, format!("queued in the local grid{progress}"));
+                    }
+                    Some(s) if s.ended.is_none() => {
+                        let trainer_alive = run_dir
+                            .as_ref()
+                            .and_then(|p| RunDir::new(p).lock_holder_alive())
+                            .unwrap_or(true);
+                        if trainer_alive {
+                            return mk(StatusKind::Running, format!("running locally{progress}"));
+                        }
+                    }
+                    None => return mk(StatusKind::Pending, format!("queued in the local grid{progress}")),
+                    _ => {}
+                }
+            }
             if let Some(id) = &job
                 && let Some(queue) = &view.queue
                 && let Some(q) = queue.get(id)

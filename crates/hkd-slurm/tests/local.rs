@@ -233,7 +233,16 @@ fn an_interrupted_task_counts_as_failed() {
         bin,
     );
     launch(&dir, &mut manifest, &local(), &[0], &options(1)).unwrap();
-    // task 0 looks as if hkd-grid was killed while it ran
+    // task 0 looks as if hkd-grid was killed while it ran (the submission names a
+    // process that is gone: this test's own process ran the grid in-process)
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    manifest.submissions[0].local_process = Some(format!(
+        "process {dead} on {} since 2026-12-07T00:00:00Z",
+        hkd_rundir::host_name()
+    ));
+    dir.write_manifest(&manifest).unwrap();
     let mut state = dir.read_state(0).unwrap().unwrap();
     state.ended = None;
     state.exit_code = None;
