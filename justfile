@@ -84,10 +84,18 @@ study2 *args: (build-for "pipeline")
 # labels with 8 paired repeats, then DKD (non-target term, both terms) and DIST from the
 # human distributions, each with its shuffled control. ~2.5 h + ~3.5 h on 2 cores,
 # resumable (run it again). Needs `just data-real`.
+# Finished runs are archived without their weights in docs/results/study3/archive (commit
+# it) and restored from there first, so the study resumes in a fresh checkout.
 study3 *args: (build-for "pipeline")
     scripts/study-data.sh 0.001=0.0623
+    scripts/study-archive.sh restore docs/results/study3/archive runs/study3
     target/release/hkd-grid pipeline configs/study3.toml {{args}}
     target/release/hkd-grid pipeline configs/study3-objectives.toml {{args}}
+    scripts/study-archive.sh archive runs/study3 docs/results/study3/archive
+
+# Archive the third study's finished, evaluated runs (without weights) for the repository
+study3-archive:
+    scripts/study-archive.sh archive runs/study3 docs/results/study3/archive
 
 # The second study's tables in docs/results.md (and docs/results/study2/), and the check
 # that every number the prose cites is in a generated table

@@ -433,3 +433,128 @@ fn a_finished_run_whose_dataset_or_teacher_changed_is_not_skipped() {
         "{log}"
     );
 }
+
+/// The binary `name` built beside hkd-grid, if it is.
+fn sibling(name: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_BIN_EXE_hkd-grid")).parent()?;
+    Some(dir.join(name)).filter(|p| p.is_file())
+}
+
+#[test]
+fn an_archived_study_resumes_in_a_fresh_checkout_without_its_weights() {
+    const TEST: &str = "an_archived_study_resumes_in_a_fresh_checkout_without_its_weights";
+    let Some(train) = real_train(TEST) else {
+        return;
+    };
+    let (Some(eval), Some(analyze)) = (sibling("hkd-eval"), sibling("hkd-analyze")) else {
+        return skip_or_fail(
+            TEST,
+            "hkd-eval or hkd-analyze is not built (cargo build --workspace --bins)",
+        );
+    };
+    let script = workspace_root().join("scripts/study-archive.sh");
+    let work = Work::new(&train);
+    let config = work.config(TEST, "lr = [0.01, 0.02]");
+    let (code, stderr, dir) = work.grid(&config);
+    assert_eq!(code, 0, "{stderr}\n{}", logs(&dir, 2));
+    let runs = work.runs();
+    let val = format!("val={}:val", fixture().display());
+    let o = std::process::Command::new(&eval)
+        .args([
+            "run",
+            runs.to_str().unwrap(),
+            "--set",
+            &val,
+            "--device",
+            "cpu",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let archive = work.path().join("archive");
+    let (code, out, err) = run(std::process::Command::new(&script).args([
+        "archive",
+        runs.to_str().unwrap(),
+        archive.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("archived 2 finished, evaluated runs"), "{out}");
+    let mut files = Vec::new();
+    for run_dir in hkd_rundir::find_run_dirs(&archive).unwrap() {
+        let names: BTreeSet<String> = std::fs::read_dir(run_dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.ends_with(".safetensors") && n != ".lock"),
+            "{names:?}"
+        );
+        for needed in [
+            "config.toml",
+            "last.json",
+            "best.json",
+            "metrics.jsonl",
+            "eval.json",
+        ] {
+            assert!(names.contains(needed), "{needed} archived: {names:?}");
+        }
+        files.push(names);
+    }
+    assert_eq!(files.len(), 2);
+
+    // a fresh checkout: no runs; restored from the archive, the grid has nothing to train
+    std::fs::remove_dir_all(&runs).unwrap();
+    let (code, out, err) = run(std::process::Command::new(&script).args([
+        "restore",
+        archive.to_str().unwrap(),
+        runs.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("restored 2 runs"), "{out}");
+    let (code, stderr, _) = work.grid(&config);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("2 tasks: 2 ok (2 already finished), 0 failed"),
+        "{stderr}"
+    );
+    // hkd-eval keeps their reports (no weights to evaluate), hkd-analyze reads them
+    let o = std::process::Command::new(&eval)
+        .args([
+            "run",
+            runs.to_str().unwrap(),
+            "--set",
+            &val,
+            "--device",
+            "cpu",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.contains("0 runs evaluated, 2 skipped, 0 failed"),
+        "{text}"
+    );
+    let o = std::process::Command::new(&analyze)
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(runs.join("analysis/runs.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "both archived runs analysed: {csv}");
+    assert!(
+        csv.lines().next().unwrap().contains("eval_val_acc"),
+        "with their evaluation"
+    );
+    // restoring again keeps what is there
+    let (_, out, _) = run(std::process::Command::new(&script).args([
+        "restore",
+        archive.to_str().unwrap(),
+        runs.to_str().unwrap(),
+    ]));
+    assert!(
+        out.contains("restored 0 runs") && out.contains("2 already there"),
+        "{out}"
+    );
+}
