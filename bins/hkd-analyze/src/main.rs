@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         group_by: cli.group_by,
         parquet: cli.parquet,
         figures: !cli.no_figures,
+        html: !cli.no_html,
         write_grid_best: !cli.no_best,
         summary_rows: cli.top,
         paired_against: cli.paired_against,
@@ -89,6 +90,12 @@ fn main() -> ExitCode {
                 info!("paired deltas against {reference}");
             }
             info!("wrote {}", report.summary.display());
+            if let Some(html) = &report.html {
+                info!(
+                    "wrote {} (open it in a browser; it needs no network)",
+                    html.display()
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -63,6 +63,7 @@ fn main() {
     let opts = AnalyzeOptions {
         parquet: true,
         figures: false,
+        html: false,
         ..AnalyzeOptions::new(root)
     };
     let report = analyze(&opts).expect("analyze");

@@ -17,6 +17,7 @@ mod error;
 mod figures;
 mod load;
 mod paired;
+mod report;
 mod summary;
 mod table;
 
@@ -36,6 +37,7 @@ pub use paired::{
     PairedDelta, ReferenceSelector, main_endpoints, paired_deltas, paired_frame, paired_metrics,
     run_groups, select_reference, t_interval_95, t_quantile_975,
 };
+pub use report::{ReportInput, escape as html_escape, render_report};
 pub use summary::{PairedInput, SummaryInput, render_summary};
 pub use table::{
     AttackColumns, DEFAULT_GROUP_KEYS, DESCRIPTIVE_CONFIG_COLUMNS, EvalSetColumns, REPEAT_KEYS,
@@ -59,6 +61,8 @@ pub struct AnalyzeOptions {
     pub parquet: bool,
     /// Draw the figures (SVG and PNG).
     pub figures: bool,
+    /// Write `report.html` (one self-contained file: tables, forest plot, figures).
+    pub html: bool,
     /// Write `best.json` at the grid root.
     pub write_grid_best: bool,
     /// Rows of the top table in `summary.md`.
@@ -77,6 +81,7 @@ impl AnalyzeOptions {
             group_by: None,
             parquet: false,
             figures: true,
+            html: true,
             write_grid_best: true,
             summary_rows: 10,
             paired_against: None,
@@ -144,6 +149,8 @@ pub struct AnalysisReport {
     pub best_group: Option<GroupSummary>,
     pub figures: Vec<FigureFiles>,
     pub summary: PathBuf,
+    /// `report.html`, when written.
+    pub html: Option<PathBuf>,
     pub runs: usize,
     pub groups: usize,
     pub grouping: Grouping,
@@ -311,6 +318,34 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         }),
     });
     write_file(&summary, md.as_bytes())?;
+    let html = if opts.html {
+        let path = out_dir.join("report.html");
+        let reference = paired.as_ref().map(|(r, _)| {
+            analysis.groups[*r]
+                .keys
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        let page = render_report(&ReportInput {
+            root: &opts.root,
+            runs_table: &analysis.table.frame,
+            averages: &analysis.averages,
+            groups: &analysis.groups,
+            figures: &figures,
+            skipped: &grid.skipped,
+            warnings: &warnings,
+            paired: match (&reference, &paired) {
+                (Some(r), Some((_, deltas))) => Some((r.as_str(), deltas.as_slice())),
+                _ => None,
+            },
+        });
+        write_file(&path, page.as_bytes())?;
+        Some(path)
+    } else {
+        None
+    };
     let best_group = analysis.best.as_ref().and_then(|b| {
         analysis
             .groups
@@ -326,6 +361,7 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         best_group,
         figures,
         summary,
+        html,
         runs: grid.runs.len(),
         groups: analysis.groups.len(),
         grouping: analysis.grouping,

@@ -8,3 +8,4 @@ mod figure_rules;
 mod figures;
 mod legacy;
 mod paired;
+mod report;

@@ -39,6 +39,10 @@ pub struct AnalyzeCli {
     #[arg(long)]
     pub no_figures: bool,
 
+    /// Do not write report.html (the analysis in one self-contained file for a browser).
+    #[arg(long)]
+    pub no_html: bool,
+
     /// Do not write DIR/best.json.
     #[arg(long)]
     pub no_best: bool,
