@@ -200,3 +200,104 @@ fn exit_codes_follow_the_policy() {
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
     assert!(out.join("summary.md").is_file());
 }
+
+/// Debian's Chromium, headless, as the workplace runs it (no background networking).
+fn chromium(args: &[&str]) -> Option<Output> {
+    let bin = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })?;
+    let profile = tempfile::tempdir().unwrap();
+    Some(
+        Command::new(bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--enable-logging=stderr",
+                "--v=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(args)
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn report_html_renders_in_a_real_browser_sorts_and_loads_nothing_from_outside() {
+    const TEST: &str = "report_html_renders_in_a_real_browser_sorts_and_loads_nothing_from_outside";
+    let dir = scratch("report-browser");
+    for (i, acc) in [0.5, 0.75, 0.25].iter().enumerate() {
+        write_run(dir.path(), [0.25, 0.5, 1.0][i], 0, *acc);
+        write_run(dir.path(), [0.25, 0.5, 1.0][i], 1, *acc - 0.05);
+    }
+    let o = Command::new(BIN).arg(dir.path()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = dir.path().join("analysis/report.html");
+    assert!(report.is_file());
+    let url = format!("file://{}", report.display());
+    let Some(shot) = chromium(&[
+        &format!("--screenshot={}", dir.path().join("shot.png").display()),
+        "--window-size=1280,1600",
+        &url,
+    ]) else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{TEST}: no chromium on PATH; CI installs Debian's (apt-get install chromium)");
+        }
+        eprintln!("SKIPPED {TEST}: no chromium on PATH (apt-get install chromium)");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&shot.stderr);
+    assert!(shot.status.success(), "{stderr}");
+    assert!(!stderr.contains("Uncaught"), "a script error: {stderr}");
+    // the screenshot is not blank: a PNG with a fair share of non-white pixels
+    let png = std::fs::read(dir.path().join("shot.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert!(
+        png.len() > 20_000,
+        "a near-empty screenshot: {} bytes",
+        png.len()
+    );
+
+    // the page's own self-test (#selftest): sort by a header click, figure sizes, requests
+    let dom = chromium(&["--dump-dom", &format!("{url}#selftest")]).unwrap();
+    let stderr = String::from_utf8_lossy(&dom.stderr);
+    assert!(!stderr.contains("Uncaught"), "a script error: {stderr}");
+    let text = String::from_utf8_lossy(&dom.stdout);
+    let start =
+        text.find("data-selftest=\"").expect("the self-test ran") + "data-selftest=\"".len();
+    let json = text[start..start + text[start..].find('"').unwrap()].replace("&quot;", "\"");
+    let r: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let col = |k: &str| -> Vec<f64> {
+        r[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let mut sorted = col("before");
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(col("ascending"), sorted, "{r}");
+    sorted.reverse();
+    assert_eq!(col("descending"), sorted, "{r}");
+    assert_eq!(sorted.len(), 3, "{r}");
+    let figures = r["figures"].as_array().unwrap();
+    assert!(!figures.is_empty(), "{r}");
+    for f in figures {
+        assert!(
+            f[0].as_f64().unwrap() > 50.0 && f[1].as_f64().unwrap() > 50.0,
+            "a figure without size: {r}"
+        );
+    }
+    assert_eq!(r["resources"], 0, "the page fetched something: {r}");
+}

@@ -301,7 +301,13 @@ var r=(!isNaN(na)&&!isNaN(nc))?na-nc:a.localeCompare(c);return asc?r:-r});\
 rows.forEach(function(r){b.appendChild(r)})})})});\
 document.querySelectorAll('input.filter').forEach(function(f){f.addEventListener('input',function(){\
 var t=document.getElementById(f.dataset.table);var q=f.value.toLowerCase();\
-Array.prototype.forEach.call(t.tBodies[0].rows,function(r){r.style.display=r.textContent.toLowerCase().indexOf(q)<0?'none':''})})});";
+Array.prototype.forEach.call(t.tBodies[0].rows,function(r){r.style.display=r.textContent.toLowerCase().indexOf(q)<0?'none':''})})});\
+if(location.hash==='#selftest'){var r={};var t=document.getElementById('configurations-table');\
+var hs=Array.prototype.slice.call(t.querySelectorAll('th'));var i=hs.findIndex(function(h){return h.textContent==='val_acc_mean'});\
+var col=function(){return Array.prototype.map.call(t.tBodies[0].rows,function(x){return parseFloat(x.cells[i].textContent)})};\
+r.before=col();hs[i].click();r.ascending=col();hs[i].click();r.descending=col();\
+r.figures=Array.prototype.map.call(document.querySelectorAll('figure svg'),function(s){var b=s.getBoundingClientRect();return [b.width,b.height]});\
+r.resources=performance.getEntriesByType('resource').length;document.body.setAttribute('data-selftest',JSON.stringify(r))}";
 
 #[cfg(test)]
 mod tests {
