@@ -29,7 +29,13 @@ struct ReliabilityLine {
     marker: usize,
     /// (mean confidence, accuracy) of every non-empty pooled bin, in bin order.
     points: Vec<(f64, f64)>,
+    /// The images in each of those bins (pooled over the repeats).
+    counts: Vec<usize>,
 }
+
+/// A pooled bin of fewer images than this is drawn hollow with its count beside it: its
+/// accuracy is a small sample, and a spike there says little.
+pub(super) const FEW_IMAGES: usize = 30;
 
 /// Reliability diagrams: a panel per evaluation set, a line per configuration.
 pub(super) struct ReliabilityFigure {
@@ -41,7 +47,7 @@ pub(super) struct ReliabilityFigure {
 /// Pools the reliability bins of `runs` on `set` by summing counts: a bin's pooled mean
 /// confidence and accuracy are the count-weighted means of the runs'. `None` when no run
 /// has bins there.
-fn pooled_bins(runs: &[&RunRecord], set: &str, scaling: Scaling) -> Option<Vec<(f64, f64)>> {
+fn pooled_bins(runs: &[&RunRecord], set: &str, scaling: Scaling) -> Option<Vec<(f64, f64, usize)>> {
     let mut sums: Vec<(usize, f64, f64)> = Vec::new();
     let mut any = false;
     for r in runs {
@@ -73,7 +79,7 @@ fn pooled_bins(runs: &[&RunRecord], set: &str, scaling: Scaling) -> Option<Vec<(
     any.then(|| {
         sums.into_iter()
             .filter(|s| s.0 > 0)
-            .map(|(n, c, a)| (c / n as f64, a / n as f64))
+            .map(|(n, c, a)| (c / n as f64, a / n as f64, n))
             .collect()
     })
 }
@@ -103,9 +109,11 @@ pub(super) fn reliability_figure(
     for set in sets {
         let mut lines: Vec<ReliabilityLine> = Vec::new();
         for (g, group_runs) in by_group.iter().enumerate() {
-            let Some(points) = pooled_bins(group_runs, &set.set, scaling) else {
+            let Some(bins) = pooled_bins(group_runs, &set.set, scaling) else {
                 continue;
             };
+            let points = bins.iter().map(|&(c, a, _)| (c, a)).collect();
+            let counts = bins.iter().map(|&(_, _, n)| n).collect();
             let marker = lines
                 .iter()
                 .filter(|l| l.colour == families.colour(g))
@@ -115,6 +123,7 @@ pub(super) fn reliability_figure(
                 colour: families.colour(g),
                 marker,
                 points,
+                counts,
             });
         }
         if !lines.is_empty() {
@@ -135,7 +144,8 @@ pub(super) fn reliability_figure(
         title: title.to_string(),
         subtitle: format!(
             "15 equal-width confidence bins, pooled over repeats (bin counts summed){after}; \
-             below the diagonal is over-confident"
+             below the diagonal is over-confident; hollow: a bin of fewer than {FEW_IMAGES} \
+             images, its count beside it"
         ),
         panels,
     })
@@ -220,10 +230,40 @@ impl Figure for ReliabilityFigure {
                     });
                 // a marker shape per configuration of the family, so that they can be told
                 // apart
+                let few = |n: usize| n < FEW_IMAGES;
                 chart
-                    .draw_series(line.points.iter().map(|&p| {
-                        EmptyElement::at(p) + Polygon::new(marker_shape(kind, (0, 0)), c.filled())
-                    }))
+                    .draw_series(
+                        line.points
+                            .iter()
+                            .zip(&line.counts)
+                            .filter(|(_, n)| !few(**n))
+                            .map(|(&p, _)| {
+                                EmptyElement::at(p)
+                                    + Polygon::new(marker_shape(kind, (0, 0)), c.filled())
+                            }),
+                    )
+                    .map_err(err)?;
+                // few images: a hollow marker and the count, so a spike reads as what it is
+                chart
+                    .draw_series(
+                        line.points
+                            .iter()
+                            .zip(&line.counts)
+                            .filter(|(_, n)| few(**n))
+                            .map(|(&p, &n)| {
+                                let mut outline = marker_shape(kind, (0, 0));
+                                if let Some(&first) = outline.first() {
+                                    outline.push(first);
+                                }
+                                EmptyElement::at(p)
+                                    + PathElement::new(outline, c.stroke_width(1))
+                                    + Text::new(
+                                        format!("n={n}"),
+                                        (6, -12),
+                                        ("sans-serif", 10).into_font().color(&c),
+                                    )
+                            }),
+                    )
                     .map_err(err)?;
             }
             let corner = legend_corner(

@@ -294,3 +294,39 @@ fn point_tags_in_a_crowded_plane_do_not_overlap() {
         }
     }
 }
+
+#[test]
+fn reliability_bins_of_few_images_are_hollow_and_carry_their_count() {
+    let dir = tempfile::tempdir().unwrap();
+    // two repeats: the pooled counts are the sums (7 + 5 = 12 images in bin 14)
+    for (iter, few) in [(0u32, 7usize), (1, 5)] {
+        write_run(
+            dir.path(),
+            &Spec::new(TeacherSpec::Human, 0.5, iter, 0.5, 1.0)
+                .eval_set("cinic", 0.5, 1.0, 8.0, None)
+                .calibrated(
+                    "cinic",
+                    Calibration {
+                        mean_confidence: 0.6,
+                        bins: vec![
+                            (6, 480, 0.45, 0.4),
+                            (9, 300, 0.65, 0.6),
+                            (14, few, 0.97, 0.2),
+                        ],
+                        scaled: None,
+                    },
+                ),
+        );
+    }
+    let report = analyze(&AnalyzeOptions::new(dir.path())).unwrap();
+    let rel = svg(&report, "reliability");
+    let counts: Vec<String> = texts(&rel)
+        .into_iter()
+        .filter(|t| t.starts_with("n="))
+        .collect();
+    assert_eq!(counts, ["n=12"], "only the bin of few images is labelled");
+    assert!(
+        rel.contains("hollow: a bin of fewer than 30 images"),
+        "the subtitle says so"
+    );
+}
