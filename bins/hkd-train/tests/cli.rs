@@ -1319,3 +1319,29 @@ fn clap_errors_carry_the_prefix_negative_numbers_reach_the_validator_and_configs
     }
     assert!(!out.exists());
 }
+
+#[test]
+fn a_teacher_with_nan_weights_is_refused_by_tensor_before_the_run_directory_exists() {
+    // a copy of a trained teacher run, the last float of its best weights made NaN
+    let teacher = fixture().root.join("nan-teacher");
+    copy_tree(teacher_run(), &teacher);
+    let weights = teacher.join("best.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let n = bytes.len();
+    bytes[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&weights, bytes).unwrap();
+    let out = fixture().root.join("of-a-nan-teacher");
+    let o = hkd_train(
+        &args_with_teacher(&out, teacher.to_str().unwrap()),
+        &["--epochs", "1", "--max-batches", "1"],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("best.safetensors")
+            && stderr.contains("NaN")
+            && stderr.contains("tensor `"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "no run directory: {stderr}");
+}
