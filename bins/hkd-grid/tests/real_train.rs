@@ -20,6 +20,7 @@ use common::{
 };
 use hkd_rundir::{KlReduction, RunConfig, RunDir, RunSpec};
 use hkd_slurm::{GridDir, TaskState};
+use hkd_test_support::{copy_tree, flip_a_low_bit};
 
 /// The real hkd-train, checked to have every flag hkd-grid knows in-process (a stale build
 /// fails loudly instead of failing every task); `None` (after saying SKIPPED) when it is
@@ -325,29 +326,6 @@ fn a_finished_run_of_another_specification_fails_its_task() {
         std::fs::read(finished.file(RunDir::METRICS)).unwrap(),
         metrics_before
     );
-}
-
-/// Copies a directory tree (files only).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// Flips the lowest bit of the fourth-last byte of a file: one pixel of an images `.npy`,
-/// the lowest mantissa bit of a safetensors file's last float.
-fn flip_a_low_bit(path: &Path) {
-    let mut bytes = std::fs::read(path).unwrap();
-    let at = bytes.len() - 4;
-    bytes[at] ^= 1;
-    std::fs::write(path, bytes).unwrap();
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use hkd_datasets::{Dataset, DatasetParts, write_split};
 use hkd_rundir::{RunConfig, RunSpec};
+use hkd_test_support::{copy_tree, flip_a_low_bit};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hkd-train");
 
@@ -1034,29 +1035,6 @@ fn a_dkd_run_resumes_exactly_through_its_warm_up() {
 }
 
 // ---- provenance, signals and messages (issue 33) ----
-
-/// Copies a directory tree (files only).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// Flips the lowest bit of the last byte but three of a file: in a `.npy` of pixels, one
-/// pixel; in a safetensors file, the lowest mantissa bit of its last float (never NaN).
-fn flip_a_low_bit(path: &Path) {
-    let mut bytes = std::fs::read(path).unwrap();
-    let at = bytes.len() - 4;
-    bytes[at] ^= 1;
-    std::fs::write(path, bytes).unwrap();
-}
 
 /// [`args`] on the dataset at `data`.
 fn args_on(data: &Path, out: &Path) -> Vec<String> {

@@ -180,6 +180,29 @@ pub mod run_0_1 {
     }
 }
 
+/// Copies a directory tree (files and folders).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Flips the lowest bit of the fourth-last byte of a file: in a `.npy` of pixels one
+/// pixel, in a safetensors file the lowest mantissa bit of its last float (never a NaN).
+pub fn flip_a_low_bit(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes.len() - 4;
+    bytes[at] ^= 1;
+    std::fs::write(path, bytes).unwrap();
+}
+
 /// Reads an `.npy` of f32 values (f64 values are converted): (shape, values). Panics
 /// with the path on any error (a test helper).
 pub fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
