@@ -170,6 +170,30 @@ fn weight_grad_channel<T: Elem>(g: &DepthwiseGeom, ch: usize, x: &[T], dy: &[T],
     }
 }
 
+/// `n·c` output planes of `out_len` elements, plane `p` computed in parallel by `plane`
+/// from input plane `p` (of `in_len`) and its channel's k×k filter.
+fn per_plane<T: Elem>(
+    g: &DepthwiseGeom,
+    src: &[T],
+    in_len: usize,
+    w: &[T],
+    out_len: usize,
+    plane: fn(&DepthwiseGeom, &[T], &[T], &mut [T]),
+) -> Vec<T> {
+    let kk = g.k * g.k;
+    let mut out = vec![T::ZERO; g.n * g.c * out_len];
+    out.par_chunks_mut(out_len).enumerate().for_each(|(p, o)| {
+        let ch = p % g.c;
+        plane(
+            g,
+            &src[p * in_len..(p + 1) * in_len],
+            &w[ch * kk..(ch + 1) * kk],
+            o,
+        );
+    });
+    out
+}
+
 fn out_storage<T: Elem>(v: Vec<T>) -> CpuStorage {
     T::to_cpu_storage_owned(v)
 }
@@ -208,19 +232,7 @@ fn fwd<T: Elem>(
 ) -> Result<(CpuStorage, Shape)> {
     let x = slice::<T>(s1, l1, "hkd-depthwise")?;
     let w = slice::<T>(s2, l2, "hkd-depthwise")?;
-    let (img_in, img_out, kk) = (g.h * g.w, g.ho * g.wo, g.k * g.k);
-    let mut y = vec![T::ZERO; g.n * g.c * img_out];
-    y.par_chunks_mut(img_out)
-        .enumerate()
-        .for_each(|(plane, out)| {
-            let ch = plane % g.c;
-            forward_plane(
-                &g,
-                &x[plane * img_in..(plane + 1) * img_in],
-                &w[ch * kk..(ch + 1) * kk],
-                out,
-            );
-        });
+    let y = per_plane(&g, x, g.h * g.w, w, g.ho * g.wo, forward_plane);
     Ok((out_storage(y), Shape::from((g.n, g.c, g.ho, g.wo))))
 }
 
@@ -284,19 +296,7 @@ fn input_grad<T: Elem>(
 ) -> Result<(CpuStorage, Shape)> {
     let dy = slice::<T>(s1, l1, "hkd-depthwise-bwd-input")?;
     let w = slice::<T>(s2, l2, "hkd-depthwise-bwd-input")?;
-    let (img_in, img_out, kk) = (g.h * g.w, g.ho * g.wo, g.k * g.k);
-    let mut dx = vec![T::ZERO; g.n * g.c * img_in];
-    dx.par_chunks_mut(img_in)
-        .enumerate()
-        .for_each(|(plane, out)| {
-            let ch = plane % g.c;
-            input_grad_plane(
-                &g,
-                &dy[plane * img_out..(plane + 1) * img_out],
-                &w[ch * kk..(ch + 1) * kk],
-                out,
-            );
-        });
+    let dx = per_plane(&g, dy, g.ho * g.wo, w, g.h * g.w, input_grad_plane);
     Ok((out_storage(dx), Shape::from((g.n, g.c, g.h, g.w))))
 }
 
