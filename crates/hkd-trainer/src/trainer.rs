@@ -501,11 +501,14 @@ fn config_differences(stored: &RunConfig, given: &RunConfig) -> Vec<String> {
         (Some(was), Some(now)) => {
             // the splits the run reads decide, not the rest of the dataset directory
             let data = was.data_changes(now);
-            if !data.is_empty() {
+            if !data.is_empty() && stored.dataset_hash != given.dataset_hash {
                 out.push(hash_changed(&format!(
                     "the dataset changed: {}",
                     data.join("; ")
                 )));
+            } else {
+                // the same directory hash: the record itself differs (edited or damaged)
+                out.extend(data);
             }
             out.extend(was.teacher_changes(now));
         }
