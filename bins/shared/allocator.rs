@@ -12,6 +12,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// tensors again and again, and memory given back to the OS costs a page fault and a
 /// page clear per 4 KiB when it is reused (~5 % of a resnet8 training step). Call first
 /// thing in `main`.
+#[allow(unsafe_code)] // mi_option_set, below
 pub fn keep_freed_memory() {
     // SAFETY: sets a process-wide allocator option; any value is valid (-1: never purge).
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };

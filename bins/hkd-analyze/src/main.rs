@@ -1,4 +1,5 @@
 //! `hkd-analyze DIR`: tables, figures and the grid's best configuration.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

@@ -2,7 +2,7 @@
 //!
 //! Every command writes our layout (a directory with `dataset.toml`, see docs/datasets.md)
 //! through `hkd_datasets::write_split`; the work itself lives in the library.
-
+#![forbid(unsafe_code)]
 // Doc comments on clap types are --help text, written for the terminal (`<OUT>`,
 // `DIR[:split]`), not rustdoc markup.
 #![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]

@@ -1,5 +1,7 @@
 //! `hkd-eval`: evaluate hkd runs (generalisation, human alignment, calibration,
 //! robustness) and predict logits for `.npy` images. See `docs/evaluation.md`.
+// `unsafe` only in the allocator's one option call (bins/shared/allocator.rs)
+#![deny(unsafe_code)]
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

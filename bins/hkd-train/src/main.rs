@@ -1,5 +1,6 @@
 //! `hkd-train`: train one hkd run (a teacher or a student). See `docs/training.md`.
-
+// `unsafe` only in the allocator's one option call (bins/shared/allocator.rs)
+#![deny(unsafe_code)]
 // Doc comments on clap types are --help text, written for the terminal (`<OUT>`,
 // `DIR[:split]`), not rustdoc markup.
 #![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]

@@ -332,7 +332,7 @@ fn main() -> BoxResult<()> {
             "params": net.num_parameters(),
             "macs_per_image": net.macs_per_image(),
             "reps": reps,
-            "direct_conv": hkd_arch::kernels::direct_conv_isa().unwrap_or("off"),
+            "direct_conv": hkd_kernels::direct_conv_isa().unwrap_or("off"),
         });
         if setup.pair
             && let Some(obj) = line.as_object_mut()

@@ -15,7 +15,7 @@
 //! One JSON object per model and line: `model`, `device`, `train_batch`, `eval_batch`,
 //! `train_img_per_s`, `eval_img_per_s`, `conv_path` (how the convolutions of the training
 //! step run: `Generic`, candle's `Stock` backward, or the CPU `Kernels`; set with
-//! `HKD_ARCH_GENERIC_BACKWARD=1|0`, see `hkd_arch::kernels::Ops`), `cudnn` (whether
+//! `HKD_ARCH_GENERIC_BACKWARD=1|0`, see `hkd_kernels::Ops`), `cudnn` (whether
 //! candle's `cudnn` feature was built in), `params`, `macs_per_image`.
 //!
 //! Built for a GPU by `scripts/cuda-toolchain.sh build` (into `target/cuda/dist/hkd-bench`);
@@ -24,7 +24,8 @@
 use std::time::Duration;
 
 use candle_core::{DType, Device, Tensor};
-use hkd_arch::{Network, kernels};
+use hkd_arch::Network;
+use hkd_kernels as kernels;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 

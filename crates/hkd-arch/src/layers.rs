@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::ArchError;
-use crate::kernels;
+use hkd_kernels as kernels;
 
 type Result<T> = std::result::Result<T, ArchError>;
 
@@ -922,6 +922,17 @@ impl ModuleT for Shortcut {
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         self.forward(x, train).map_err(candle_error)
     }
+}
+
+/// ReLU as a layer: one pass on the CPU kernels' path (its gradient masked by the
+/// output), candle's `relu` elsewhere.
+pub(crate) fn relu(x: &Tensor) -> Result<Tensor> {
+    Ok(kernels::relu(x)?)
+}
+
+/// `a + b` of two equal shapes (a residual sum): one pass on the CPU kernels' path.
+pub(crate) fn residual_add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok(kernels::add(a, b)?)
 }
 
 /// `F.avg_pool2d(x, kernel_size=1, stride=2)` after an optional one-pixel shift:

@@ -13,9 +13,12 @@
 //!   shares.
 //!
 //! See `docs/architectures.md` in the repository for the user-facing description.
+//!
+//! The CPU kernels the layers run are the crate `hkd-kernels`; no `unsafe` here but the
+//! one environment write of [`configure_threads`].
+#![deny(unsafe_code)]
 
 mod error;
-pub mod kernels;
 pub mod layers;
 mod models;
 mod network;

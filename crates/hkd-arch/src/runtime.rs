@@ -80,6 +80,7 @@ fn cuda_device(_index: usize) -> Result<(Device, String), String> {
 /// `CANDLE_NUM_THREADS` (read by candle's matmul and thread pools when they start) and
 /// rayon's global pool (hkd's kernels). `None` or 0 means every core the process may use.
 /// Call it first thing in `main`, before any other thread starts; returns the count.
+#[allow(unsafe_code)] // std::env::set_var, before any other thread exists (below)
 pub fn configure_threads(threads: Option<usize>) -> usize {
     let n = threads.filter(|&n| n > 0).unwrap_or_else(|| {
         std::thread::available_parallelism()

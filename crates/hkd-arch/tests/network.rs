@@ -2,8 +2,8 @@
 //! semantics, gradients, input checks.
 
 use candle_core::{D, DType, Device, Tensor, Var};
-use hkd_arch::kernels::{self, Ops};
 use hkd_arch::{ArchError, BatchNorm2d, Network, Phase, shake_mix};
+use hkd_kernels::{self as kernels, Ops};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -493,21 +493,25 @@ fn networks_can_be_shared_between_threads() {
 const GPU_PATH: Ops = Ops {
     stock: true,
     generic_backward: Some(true),
+    direct_conv: true,
 };
 /// The generic convolution backward with the CPU kernels for everything else.
 const GENERIC_WITH_KERNELS: Ops = Ops {
     stock: false,
     generic_backward: Some(true),
+    direct_conv: true,
 };
 /// The CPU default: the CPU kernels (grouped convolutions: candle's).
 const CPU_KERNELS: Ops = Ops {
     stock: false,
     generic_backward: Some(false),
+    direct_conv: true,
 };
 /// candle's stock operations and autograd only.
 const CANDLE: Ops = Ops {
     stock: true,
     generic_backward: Some(false),
+    direct_conv: true,
 };
 
 /// The logits and every parameter's gradient of sum(logits · r) after one training-mode

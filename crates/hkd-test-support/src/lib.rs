@@ -15,6 +15,7 @@
 //!   legacy formats.
 //! - [`Scratch`]: a scratch directory removed when dropped; [`on_a_terminal`]: a binary
 //!   run on a pseudo-terminal (for the colour rules of the log).
+#![deny(unsafe_code)]
 
 pub mod cifar100;
 mod pickler;
@@ -248,6 +249,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(unsafe_code)] // std::env::set_var, below
     fn a_missing_reference_directory_is_a_loud_skip() {
         if std::env::var("CI").as_deref() == Ok("true") {
             return; // there it panics by design

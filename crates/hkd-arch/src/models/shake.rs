@@ -6,10 +6,10 @@
 use candle_core::{ModuleT, Tensor};
 
 use crate::error::ArchError;
-use crate::kernels;
 use crate::layers::{
     BatchNorm2d, Builder, Conv2d, Conv2dConfig, ConvInit, Ctx, InitScheme, Linear, LinearInit,
-    batch_norm2d, conv2d_no_bias, draw_uniform, global_avg_pool, linear, shake_mix, subsample2,
+    batch_norm2d, conv2d_no_bias, draw_uniform, global_avg_pool, linear, relu, residual_add,
+    shake_mix, subsample2,
 };
 use crate::models::{Args, Family, Input, Model};
 use crate::registry::{check_depth, parse_cxwd, parse_num};
@@ -151,7 +151,7 @@ impl ShakeBlock {
 
     fn forward(&self, x: &Tensor, ctx: &mut Ctx<'_>) -> Result<Tensor> {
         let t = ctx.train;
-        let x_relu = kernels::relu(x)?;
+        let x_relu = relu(x)?;
         let x1 = self.residual_path1.forward(&x_relu, t)?;
         let x2 = self.residual_path2.forward(&x_relu, t)?;
         let alpha_beta = if t {
@@ -176,7 +176,7 @@ impl ShakeBlock {
             Some(sc) => sc.forward(&x_relu, t)?,
             None => x.clone(),
         };
-        Ok(kernels::add(&s, &y)?)
+        residual_add(&s, &y)
     }
 }
 

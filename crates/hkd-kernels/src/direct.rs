@@ -30,8 +30,9 @@
 //! with AVX2 and FMA but no AVX-512 the forward and input-gradient kernels run the same
 //! sums in a register block of three 8-pixel runs × 4 output channels ([`block_avx2`]:
 //! the same bits), and the weight gradient is vectorised over pixels
-//! ([`WeightGrad3x3::run_avx2`]). `HKD_ARCH_DIRECT_CONV=0` switches the kernels off (for
-//! comparisons).
+//! ([`WeightGrad3x3::run_avx2`]). `HKD_ARCH_DIRECT_CONV=0` ([`Ops::direct_conv`](crate::Ops))
+//! switches the kernels off (for comparisons): the convolution module asks before it uses
+//! any of them.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::__m256;
@@ -52,14 +53,12 @@ enum Isa {
     Avx2,
 }
 
-/// Which [`Isa`] the direct convolutions use: `None` where the CPU has neither AVX-512 nor
-/// AVX2 with FMA, or where `HKD_ARCH_DIRECT_CONV=0` switches them off.
+/// Which [`Isa`] the direct convolutions run with on this CPU: `None` where it has neither
+/// AVX-512 nor AVX2 with FMA. (A property of the hardware, the same on every thread; the
+/// switch `Ops::direct_conv` is the convolution module's to ask.)
 fn isa() -> Option<Isa> {
     static ISA: OnceLock<Option<Isa>> = OnceLock::new();
     *ISA.get_or_init(|| {
-        if std::env::var("HKD_ARCH_DIRECT_CONV").is_ok_and(|v| v == "0") {
-            return None;
-        }
         if has_avx512() {
             return Some(Isa::Avx512);
         }
@@ -71,7 +70,7 @@ fn isa() -> Option<Isa> {
     })
 }
 
-/// Whether the direct convolutions through [`block`] may be used.
+/// Whether this CPU can run the direct convolutions through [`block`].
 fn enabled() -> bool {
     isa().is_some()
 }
@@ -104,10 +103,12 @@ fn group_runs(
 }
 
 /// The instruction set of the direct 3×3 convolutions on this CPU (`"avx512"` or
-/// `"avx2"`; the weight gradient's kernel needs AVX-512), `None` where they are not used
-/// (no AVX2 with FMA, or `HKD_ARCH_DIRECT_CONV=0`) and the convolutions take the GEMM path.
+/// `"avx2"`), `None` where they are not used (no AVX2 with FMA, or switched off:
+/// [`Ops::direct_conv`](crate::Ops), `HKD_ARCH_DIRECT_CONV=0`) and the convolutions take
+/// the GEMM path.
 pub fn direct_conv_isa() -> Option<&'static str> {
-    isa().map(|isa| match isa {
+    let on = crate::Ops::current().direct_conv;
+    isa().filter(|_| on).map(|isa| match isa {
         Isa::Avx512 => "avx512",
         Isa::Avx2 => "avx2",
     })

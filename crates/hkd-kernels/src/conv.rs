@@ -32,6 +32,9 @@ struct Geom {
     pad: usize,
     ho: usize,
     wo: usize,
+    /// Whether the direct 3×3 kernels may be used ([`Ops::direct_conv`] of the thread that
+    /// built the op).
+    direct: bool,
 }
 
 impl Geom {
@@ -58,6 +61,7 @@ impl Geom {
             pad,
             ho: (h + 2 * pad - kh) / stride + 1,
             wo: (w + 2 * pad - kw) / stride + 1,
+            direct: Ops::current().direct_conv,
         })
     }
 
@@ -277,7 +281,7 @@ fn direct3x3<T: Elem>(g: &Geom, w: &[T], flip: bool) -> Option<Direct3x3> {
 /// The direct input gradient of a 3×3 convolution with stride 2 and padding 1 of f32
 /// tensors where it applies (even image sizes, output pixels a multiple of 16).
 fn stride2_input_grad<T: Elem>(g: &Geom, w: &[T]) -> Option<Stride2InputGrad> {
-    if (g.kh, g.kw, g.pad, g.stride) != (3, 3, 1, 2) {
+    if !g.direct || (g.kh, g.kw, g.pad, g.stride) != (3, 3, 1, 2) {
         return None;
     }
     let d = Stride2InputGrad::new(T::as_f32(w)?, g.o, g.c, (g.h, g.w))?;
@@ -286,7 +290,8 @@ fn stride2_input_grad<T: Elem>(g: &Geom, w: &[T]) -> Option<Stride2InputGrad> {
 
 /// Whether [`direct3x3`] can take the forward convolution of this geometry (given f32).
 fn direct_fits(g: &Geom) -> bool {
-    g.kh == 3
+    g.direct
+        && g.kh == 3
         && g.kw == 3
         && g.pad == 1
         && (g.same() || g.stride == 2)
@@ -993,7 +998,7 @@ fn conv_bwd_weight<T: Elem>(
     let (k, p, img) = (g.k(), g.p(), g.img());
     let per = g.n.div_ceil(WEIGHT_GRAD_PARTS.min(g.n).max(1)).max(1);
     let parts = g.n.div_ceil(per);
-    let direct = (g.same() && g.kh == 3 && g.kw == 3 && g.pad == 1)
+    let direct = (g.direct && g.same() && g.kh == 3 && g.kw == 3 && g.pad == 1)
         .then(|| WeightGrad3x3::new(g.o, g.c, g.h, g.w))
         .flatten();
     if let (Some(d), Some(xf), Some(dyf)) = (direct, T::as_f32(x), T::as_f32(dy)) {

@@ -38,7 +38,8 @@
 //! `generic`), because candle's own input gradient is `conv_transpose2d`, a direct kernel
 //! on CUDA. Which path a convolution takes is [`conv_path`]'s decision, from the
 //! environment (`HKD_ARCH_STOCK_OPS`, `HKD_ARCH_GENERIC_BACKWARD`) or a thread's
-//! [`with_ops`] override.
+//! [`with_ops`] override, and so is whether 3×3 convolutions use the direct kernels
+//! (`HKD_ARCH_DIRECT_CONV`). Every switch is a field of [`Ops`].
 
 mod batchnorm;
 mod conv;
@@ -82,6 +83,10 @@ pub struct Ops {
     /// none (off the CPU, candle's own backward, with `conv_transpose2d`); `None` (unset,
     /// the default) the generic backward off the CPU only.
     pub generic_backward: Option<bool>,
+    /// `HKD_ARCH_DIRECT_CONV=0` makes it `false`: 3×3 convolutions through im2col + GEMM
+    /// instead of the direct AVX-512/AVX2 kernels (module `direct`), for comparisons. The
+    /// default `true` uses them where the CPU has them ([`direct_conv_isa`]).
+    pub direct_conv: bool,
 }
 
 /// How a convolution is computed ([`conv_path`]).
@@ -106,8 +111,9 @@ thread_local! {
 }
 
 impl Ops {
-    /// The choice of the environment variables `HKD_ARCH_STOCK_OPS` (`1`: stock) and
-    /// `HKD_ARCH_GENERIC_BACKWARD` (`1` or `0`; anything else counts as unset), read once.
+    /// The choice of the environment variables `HKD_ARCH_STOCK_OPS` (`1`: stock),
+    /// `HKD_ARCH_GENERIC_BACKWARD` (`1` or `0`; anything else counts as unset) and
+    /// `HKD_ARCH_DIRECT_CONV` (`0`: off), read once. These are every switch of the kernels.
     pub fn from_env() -> Ops {
         static ENV: OnceLock<Ops> = OnceLock::new();
         *ENV.get_or_init(|| {
@@ -119,6 +125,7 @@ impl Ops {
                     Some("0") => Some(false),
                     _ => None,
                 },
+                direct_conv: var("HKD_ARCH_DIRECT_CONV").as_deref() != Some("0"),
             }
         })
     }

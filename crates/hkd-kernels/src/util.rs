@@ -190,13 +190,13 @@ macro_rules! with_simd {
             }
             // An expression (no `return`): code after the macro in the same function runs.
             // (`unused_unsafe`: the body may itself sit in an unsafe block.)
-            if $crate::kernels::util::has_avx512() {
+            if $crate::util::has_avx512() {
                 // SAFETY: the CPU supports these AVX-512 subsets (checked just above).
                 #[allow(unused_unsafe)]
                 unsafe {
                     avx512(|| $body)
                 }
-            } else if $crate::kernels::util::has_avx2() {
+            } else if $crate::util::has_avx2() {
                 // SAFETY: the CPU supports AVX2 (checked just above).
                 #[allow(unused_unsafe)]
                 unsafe {

@@ -2,7 +2,7 @@
 //! against central finite differences in f64; same input, bit-identical output.
 
 use candle_core::{DType, Device, Tensor, Var};
-use hkd_arch::kernels::{self, ConvPath, Ops};
+use hkd_kernels::{self as kernels, ConvPath, Ops};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -730,7 +730,7 @@ fn eval_channel_affine_input_gradient_matches_candle_autograd() {
     let weights = random(&[3, 5, 4, 6], DType::F64, 42);
     for relu in [false, true] {
         let xv = Var::from_tensor(&x).unwrap();
-        let y = hkd_arch::kernels::channel_affine(xv.as_tensor(), &scale, &shift, relu).unwrap();
+        let y = kernels::channel_affine(xv.as_tensor(), &scale, &shift, relu).unwrap();
         let loss = (y * &weights).unwrap().sum_all().unwrap();
         let ours = loss
             .backward()
@@ -771,16 +771,19 @@ fn eval_channel_affine_input_gradient_matches_candle_autograd() {
 const GENERIC: Ops = Ops {
     stock: false,
     generic_backward: Some(true),
+    direct_conv: true,
 };
 /// The CPU kernels (groups 1); other convolutions use candle's own backward.
 const KERNELS: Ops = Ops {
     stock: false,
     generic_backward: Some(false),
+    direct_conv: true,
 };
 /// candle's stock operations and autograd, nothing of ours.
 const STOCK: Ops = Ops {
     stock: true,
     generic_backward: Some(false),
+    direct_conv: true,
 };
 
 /// f64 gradients of the generic path against the CPU kernels and candle's autograd.
@@ -946,6 +949,7 @@ fn conv_path_follows_the_choice() {
     let unset = Ops {
         stock: false,
         generic_backward: None,
+        direct_conv: true,
     };
     // On the CPU by default: the kernels (grouped convolutions group by group), and
     // candle's own for what they do not cover.
@@ -1011,6 +1015,7 @@ fn depthwise_and_grouped_convolutions_take_the_kernels_and_match_candle() {
     let unset = Ops {
         stock: false,
         generic_backward: None,
+        direct_conv: true,
     };
     for (i, &(n, c, h, w, o, k, s, p, g)) in CPU_GROUPED_CASES.iter().enumerate() {
         let what = |t: &str| format!("case {i} {:?} {t}", (n, c, h, w, o, k, s, p, g));
@@ -1068,4 +1073,36 @@ fn depthwise_convolutions_give_the_same_bits_on_one_and_two_threads() {
         })
     };
     assert_eq!(run(1), run(2));
+}
+
+#[test]
+fn the_direct_kernels_switch_off_through_ops() {
+    // Ops::direct_conv = false (HKD_ARCH_DIRECT_CONV=0) on this thread: no direct kernel,
+    // the GEMM path, the same convolution to f32 rounding; values and input gradients.
+    let off = Ops {
+        direct_conv: false,
+        ..KERNELS
+    };
+    assert_eq!(kernels::with_ops(off, kernels::direct_conv_isa), None);
+    let x = random(&[2, 8, 12, 12], DType::F32, 21);
+    let w = random(&[16, 8, 3, 3], DType::F32, 22);
+    let run = |ops: Ops| {
+        kernels::with_ops(ops, || {
+            let xv = Var::from_tensor(&x).unwrap();
+            let y = kernels::conv2d(xv.as_tensor(), &w, 1, 1, 1).unwrap();
+            let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            (y, g.get(xv.as_tensor()).unwrap().clone())
+        })
+    };
+    let (y_on, dx_on) = run(KERNELS);
+    let (y_off, dx_off) = run(off);
+    assert_close(&y_on, &y_off, 1e-5, "direct vs GEMM: values");
+    assert_close(&dx_on, &dx_off, 1e-4, "direct vs GEMM: input gradient");
+    if kernels::direct_conv_isa().is_some() {
+        // the two paths sum in different orders: some output differs in its last bits,
+        // which shows that the switch took another path
+        assert_ne!(values(&y_on), values(&y_off), "the switch changed nothing");
+    } else {
+        eprintln!("note: no direct kernel on this CPU: only the GEMM path compared");
+    }
 }
