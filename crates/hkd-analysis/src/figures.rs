@@ -10,6 +10,7 @@
 mod calibration;
 mod families;
 mod labels;
+mod legend;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use crate::error::{AnalysisError, Result};
 use crate::load::RunRecord;
 use crate::table::EvalSetColumns;
 use families::Families;
+use legend::{Entry, Layout, Swatch};
 
 /// DejaVu Sans (a Latin/Greek subset; see `assets/fonts/LICENSE-DejaVu.txt`).
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans-subset.ttf");
@@ -88,8 +90,16 @@ fn render(fig: &impl Figure, dir: &Path, name: &str, caption: String) -> Result<
     let mut svg = String::new();
     {
         let area = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+        Layout::clear();
         fig.draw(&area).map_err(plot_err(&svg_path))?;
         area.present().map_err(err).map_err(plot_err(&svg_path))?;
+    }
+    // Legends sit beside the plot areas by construction; this holds it to that.
+    if let Some(overlap) = legend::check(&Layout::recorded()) {
+        return Err(AnalysisError::Plot {
+            path: svg_path,
+            message: format!("{overlap} (a bug in hkd-analysis: please report it)"),
+        });
     }
     hkd_rundir::write_atomic(&svg_path, svg.as_bytes())
         .map_err(|e| AnalysisError::write(&svg_path, e))?;
@@ -142,37 +152,6 @@ fn padded(values: impl IntoIterator<Item = f64>, min_span: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-/// The corner of a chart spanning `x` × `y` whose quarter (the outer 45 % of each axis)
-/// holds the fewest of `points`, for the legend: lower right, upper right, upper left,
-/// lower left in that order of preference when they tie.
-fn legend_corner(
-    points: impl IntoIterator<Item = (f64, f64)>,
-    x: (f64, f64),
-    y: (f64, f64),
-) -> SeriesLabelPosition {
-    let frac = |v: f64, (lo, hi): (f64, f64)| (v - lo) / (hi - lo).max(f64::MIN_POSITIVE);
-    // (right, upper) for each corner, in order of preference.
-    let corners = [(true, false), (true, true), (false, true), (false, false)];
-    let mut counts = [0usize; 4];
-    for (px, py) in points {
-        let (fx, fy) = (frac(px, x), frac(py, y));
-        for (count, &(right, upper)) in counts.iter_mut().zip(&corners) {
-            let in_x = if right { fx >= 0.55 } else { fx <= 0.45 };
-            let in_y = if upper { fy >= 0.55 } else { fy <= 0.45 };
-            if in_x && in_y {
-                *count += 1;
-            }
-        }
-    }
-    let best = (0..4).min_by_key(|&i| (counts[i], i)).unwrap_or(0);
-    match corners[best] {
-        (true, false) => SeriesLabelPosition::LowerRight,
-        (true, true) => SeriesLabelPosition::UpperRight,
-        (false, true) => SeriesLabelPosition::UpperLeft,
-        (false, false) => SeriesLabelPosition::LowerLeft,
-    }
-}
-
 fn color(i: usize) -> RGBColor {
     families::palette(i)
 }
@@ -209,28 +188,27 @@ struct LambdaFigure {
     panels: Vec<Panel>,
 }
 
+/// (rows, columns) for `n` panels: at most 3 a row, and as few empty places as that
+/// allows (4 panels are 2 × 2, not 3 + 1); the last row, when shorter, is centred
+/// ([`titled_panels`]), so no empty panel is drawn.
 fn panel_grid(n: usize) -> (usize, usize) {
-    let cols = n.clamp(1, 3);
-    (n.div_ceil(cols), cols)
+    let cols = match n {
+        0 | 1 => 1,
+        2 | 4 => 2,
+        _ => 3,
+    };
+    (n.max(1).div_ceil(cols), cols)
 }
 
-/// The legend box every figure uses, at `at` (see [`legend_corner`]).
-fn draw_legend<'a, DB, CT>(
-    chart: &mut ChartContext<'a, DB, CT>,
-    at: SeriesLabelPosition,
-) -> DrawResult
-where
-    DB: DrawingBackend + 'a,
-    CT: plotters::coord::CoordTranslate,
-{
-    chart
-        .configure_series_labels()
-        .position(at)
-        .label_font(("sans-serif", 12))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(err)
+/// The legend strip's allowance (see [`legend::allowance`]) for legends of at most `n`
+/// entries of the longest of `labels`, in panels `width` pixels wide.
+fn legend_allowance<'a>(n: usize, labels: impl IntoIterator<Item = &'a str>, width: u32) -> u32 {
+    let longest = labels
+        .into_iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    legend::allowance(n, longest, width)
 }
 
 /// A white figure with a title (`title_size` pt) over a 13–14 pt subtitle, cut into the
@@ -247,7 +225,19 @@ fn titled_panels<DB: DrawingBackend>(
         .map_err(err)?
         .titled(subtitle, ("sans-serif", subtitle_size))
         .map_err(err)?;
-    Ok(area.split_evenly(panel_grid(n)))
+    let (rows, cols) = panel_grid(n);
+    let (w, _) = area.dim_in_pixel();
+    let mut cells = Vec::with_capacity(n);
+    for (r, row) in area.split_evenly((rows, 1)).into_iter().enumerate() {
+        let in_row = (n - r * cols).min(cols);
+        // a short last row: its panels as wide as the others, centred
+        let cell_w = w as i32 / cols as i32;
+        let left = (cols - in_row) as i32 * cell_w / 2;
+        let (_, row_h) = row.dim_in_pixel();
+        let row = row.shrink((left, 0), (cell_w * in_row as i32, row_h));
+        cells.extend(row.split_evenly((1, in_row)));
+    }
+    Ok(cells)
 }
 
 /// The λ figure, when λ is a key and some family has two λ values in one panel. A panel of
@@ -345,7 +335,19 @@ fn lambda_figure(
 impl Figure for LambdaFigure {
     fn size(&self) -> (u32, u32) {
         let (rows, cols) = panel_grid(self.panels.len());
-        (640 * cols as u32 + 40, 460 * rows as u32 + 80)
+        let most = self
+            .panels
+            .iter()
+            .map(|p| p.series.len())
+            .max()
+            .unwrap_or(0);
+        let labels = self
+            .panels
+            .iter()
+            .flat_map(|p| &p.series)
+            .map(|s| s.label.as_str());
+        let legend = legend_allowance(most, labels, 640);
+        (640 * cols as u32 + 40, (460 + legend) * rows as u32 + 80)
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
@@ -365,7 +367,13 @@ impl Figure for LambdaFigure {
                 }),
                 1e-3,
             );
-            let mut chart = ChartBuilder::on(&cell)
+            let entries: Vec<Entry> = panel
+                .series
+                .iter()
+                .map(|s| Entry::new(&s.label, Swatch::Line(s.colour)))
+                .collect();
+            let (chart_area, strip) = legend::chart_and_legend(&cell, &entries)?;
+            let mut chart = ChartBuilder::on(&chart_area)
                 .caption(&panel.title, ("sans-serif", 17))
                 .margin(12)
                 .x_label_area_size(40)
@@ -389,11 +397,7 @@ impl Figure for LambdaFigure {
                 let pts: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0 + off, p.1)).collect();
                 chart
                     .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                    .map_err(err)?
-                    .label(&s.label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                    });
+                    .map_err(err)?;
                 chart
                     .draw_series(s.points.iter().filter_map(|p| {
                         p.2.map(|sd| {
@@ -405,10 +409,8 @@ impl Figure for LambdaFigure {
                     .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
                     .map_err(err)?;
             }
-            // Where the lines leave room: with few λ values the legend box covers a
-            // quarter of the panel.
-            let corner = legend_corner(all().map(|p| (p.0, p.1)), (x0, x1), (y0, y1));
-            draw_legend(&mut chart, corner)?;
+            Layout::record_plot(&chart);
+            legend::draw(&strip, &entries)?;
         }
         Ok(())
     }
@@ -423,7 +425,9 @@ struct CurvesFigure {
 
 impl Figure for CurvesFigure {
     fn size(&self) -> (u32, u32) {
-        (1100, 760)
+        // two rows of panels, each with room for a legend of 4 entries of up to 24
+        // characters in a 550-pixel panel
+        (1100, 760 + 2 * legend::allowance(4, 24, 550))
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
@@ -434,13 +438,8 @@ impl Figure for CurvesFigure {
         let first = m.iter().map(|e| e.epoch).min().unwrap_or(1);
         let last = m.iter().map(|e| e.epoch).max().unwrap_or(1).max(first + 1);
         type Getter<'a> = Box<dyn Fn(&EpochMetrics) -> Option<f64> + 'a>;
-        /// Title, y axis, lines, legend position.
-        type CurvePanel<'a> = (
-            &'a str,
-            &'a str,
-            Vec<(String, Getter<'a>)>,
-            SeriesLabelPosition,
-        );
+        /// Title, y axis, lines.
+        type CurvePanel<'a> = (&'a str, &'a str, Vec<(String, Getter<'a>)>);
         let line = |label: &str, g: fn(&EpochMetrics) -> f64| -> (String, Getter<'_>) {
             (label.to_owned(), Box::new(move |e| Some(g(e))))
         };
@@ -463,12 +462,7 @@ impl Figure for CurvesFigure {
             loss_lines.push((label, Box::new(move |e: &EpochMetrics| e.part(&name))));
         }
         let panels: [CurvePanel; 4] = [
-            (
-                "training loss parts",
-                "loss (epoch mean)",
-                loss_lines,
-                SeriesLabelPosition::UpperRight,
-            ),
+            ("training loss parts", "loss (epoch mean)", loss_lines),
             (
                 "accuracy",
                 "top-1 accuracy",
@@ -476,31 +470,44 @@ impl Figure for CurvesFigure {
                     line("validation", |e| e.val_acc),
                     line("training (augmented)", |e| e.train_acc),
                 ],
-                SeriesLabelPosition::LowerRight,
             ),
             (
                 "validation cross-entropy",
                 "CE, nats",
                 vec![line("validation", |e| e.val_loss)],
-                SeriesLabelPosition::UpperRight,
             ),
-            (
-                "learning rate",
-                "lr",
-                vec![line("lr", |e| e.lr)],
-                SeriesLabelPosition::UpperRight,
-            ),
+            ("learning rate", "lr", vec![line("lr", |e| e.lr)]),
         ];
-        for ((title, y_desc, lines, legend_at), cell) in panels.iter().zip(cells.iter()) {
+        for ((title, y_desc, lines), cell) in panels.iter().zip(cells.iter()) {
             let present: Vec<&(String, Getter)> = lines
                 .iter()
                 .filter(|(_, g)| m.iter().any(|e| g(e).is_some()))
                 .collect();
+            let best = (*title == "accuracy")
+                .then(|| m.iter().find(|e| e.epoch == self.best_epoch))
+                .flatten();
+            // a panel of one line needs no legend (its title says what it is)
+            let mut entries: Vec<Entry> = Vec::new();
+            if present.len() > 1 || best.is_some() {
+                entries.extend(
+                    present
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (label, _))| Entry::new(label, Swatch::Line(color(i)))),
+                );
+            }
+            if let Some(b) = best {
+                entries.push(Entry::new(
+                    format!("best epoch {}", b.epoch),
+                    Swatch::Dot(color(0)),
+                ));
+            }
+            let (chart_area, strip) = legend::chart_and_legend(cell, &entries)?;
             let (y0, y1) = padded(
                 present.iter().flat_map(|(_, g)| m.iter().filter_map(g)),
                 1e-4,
             );
-            let mut chart = ChartBuilder::on(cell)
+            let mut chart = ChartBuilder::on(&chart_area)
                 .caption(*title, ("sans-serif", 16))
                 .margin(10)
                 .x_label_area_size(36)
@@ -517,7 +524,7 @@ impl Figure for CurvesFigure {
                 .light_line_style(WHITE.mix(0.0))
                 .draw()
                 .map_err(err)?;
-            for (i, (label, g)) in present.iter().enumerate() {
+            for (i, (_, g)) in present.iter().enumerate() {
                 let c = color(i);
                 let pts: Vec<(u32, f64)> = m
                     .iter()
@@ -525,28 +532,19 @@ impl Figure for CurvesFigure {
                     .collect();
                 chart
                     .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-                    .map_err(err)?
-                    .label(label.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                    });
+                    .map_err(err)?;
             }
-            if *title == "accuracy"
-                && let Some(b) = m.iter().find(|e| e.epoch == self.best_epoch)
-            {
+            if let Some(b) = best {
                 chart
                     .draw_series(std::iter::once(Circle::new(
                         (b.epoch, b.val_acc),
                         5,
                         color(0).filled(),
                     )))
-                    .map_err(err)?
-                    .label(format!("best epoch {}", b.epoch))
-                    .legend(move |(x, y)| Circle::new((x + 9, y), 4, color(0).filled()));
+                    .map_err(err)?;
             }
-            if present.len() > 1 || *title == "accuracy" {
-                draw_legend(&mut chart, legend_at.clone())?;
-            }
+            Layout::record_plot(&chart);
+            legend::draw(&strip, &entries)?;
         }
         Ok(())
     }
@@ -650,7 +648,9 @@ fn plane_figure(
 impl Figure for PlaneFigure {
     fn size(&self) -> (u32, u32) {
         let (rows, cols) = panel_grid(self.panels.len());
-        (560 * cols as u32 + 40, 460 * rows as u32 + 80)
+        let labels = self.legend.iter().map(|(l, _)| l.as_str());
+        let legend = legend_allowance(self.legend.len(), labels, 560);
+        (560 * cols as u32 + 40, (460 + legend) * rows as u32 + 80)
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
@@ -675,7 +675,14 @@ impl Figure for PlaneFigure {
                 }),
                 1e-3,
             );
-            let mut chart = ChartBuilder::on(&cell)
+            let entries: Vec<Entry> = self
+                .legend
+                .iter()
+                .filter(|(_, c)| points.iter().any(|p| p.colour == *c))
+                .map(|(label, c)| Entry::new(label, Swatch::Dot(*c)))
+                .collect();
+            let (chart_area, strip) = legend::chart_and_legend(&cell, &entries)?;
+            let mut chart = ChartBuilder::on(&chart_area)
                 .caption(set, ("sans-serif", 17))
                 .margin(12)
                 .x_label_area_size(40)
@@ -691,7 +698,7 @@ impl Figure for PlaneFigure {
                 .light_line_style(WHITE.mix(0.0))
                 .draw()
                 .map_err(err)?;
-            for (label, c) in &self.legend {
+            for (_, c) in &self.legend {
                 let c = *c;
                 let mine: Vec<&PlanePoint> = points.iter().filter(|p| p.colour == c).collect();
                 if mine.is_empty() {
@@ -711,9 +718,7 @@ impl Figure for PlaneFigure {
                     .map_err(err)?;
                 chart
                     .draw_series(mine.iter().map(|p| Circle::new((p.x, p.y), 5, c.filled())))
-                    .map_err(err)?
-                    .label(label)
-                    .legend(move |(x, y)| Circle::new((x + 9, y), 5, c.filled()));
+                    .map_err(err)?;
             }
             // tags where they overlap neither each other nor the points
             let tagged: Vec<&PlanePoint> = points.iter().filter(|p| !p.tag.is_empty()).collect();
@@ -741,8 +746,8 @@ impl Figure for PlaneFigure {
                         + Text::new(p.tag.clone(), (dx, dy), ("sans-serif", 10).into_font())
                 }))
                 .map_err(err)?;
-            let corner = legend_corner(points.iter().map(|p| (p.x, p.y)), (x0, x1), (y0, y1));
-            draw_legend(&mut chart, corner)?;
+            Layout::record_plot(&chart);
+            legend::draw(&strip, &entries)?;
         }
         Ok(())
     }
@@ -850,32 +855,20 @@ pub fn draw_figures(
 mod tests {
     use super::*;
 
-    fn corner_name(p: SeriesLabelPosition) -> &'static str {
-        match p {
-            SeriesLabelPosition::LowerRight => "lower right",
-            SeriesLabelPosition::UpperRight => "upper right",
-            SeriesLabelPosition::UpperLeft => "upper left",
-            SeriesLabelPosition::LowerLeft => "lower left",
-            _ => "other",
-        }
-    }
-
     #[test]
-    fn the_legend_goes_where_the_points_are_not() {
-        let range = ((0.0, 1.0), (0.0, 1.0));
-        let at =
-            |pts: &[(f64, f64)]| corner_name(legend_corner(pts.iter().copied(), range.0, range.1));
-        // No points, or none in any corner: the default, lower right.
-        assert_eq!(at(&[]), "lower right");
-        assert_eq!(at(&[(0.5, 0.5)]), "lower right");
-        // A line that ends low on the right (KL at λ = 1 in the study): not lower right.
-        assert_eq!(at(&[(0.0, 0.8), (0.5, 0.7), (1.0, 0.1)]), "upper right");
-        // Lines high on the right and low on the left: upper left is free.
+    fn panels_fill_their_rows() {
+        // (rows, columns): never a row with two empty places, 4 panels as 2 × 2
+        let grids: Vec<(usize, usize)> = (1..=7).map(panel_grid).collect();
         assert_eq!(
-            at(&[(0.0, 0.1), (0.2, 0.2), (0.8, 0.9), (1.0, 0.8), (1.0, 0.2)]),
-            "upper left"
+            grids,
+            [(1, 1), (1, 2), (1, 3), (2, 2), (2, 3), (2, 3), (3, 3)]
         );
-        // Everything but the lower left is taken.
-        assert_eq!(at(&[(1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]), "lower left");
+        for n in 1..=9 {
+            let (rows, cols) = panel_grid(n);
+            assert!(
+                rows * cols >= n && rows * cols - n < cols,
+                "{n} panels: {rows} × {cols}"
+            );
+        }
     }
 }

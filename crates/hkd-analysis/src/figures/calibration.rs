@@ -8,9 +8,11 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
 
 use super::families::Families;
-use super::{
-    DrawResult, Figure, draw_legend, err, legend_corner, padded, panel_grid, titled_panels,
-};
+use super::legend::{self, Entry, Layout, Swatch};
+use super::{DrawResult, Figure, err, legend_allowance, padded, panel_grid, titled_panels};
+
+/// The legend's name for the diagonal.
+const REFERENCE: &str = "perfect calibration";
 use crate::load::RunRecord;
 use crate::table::EvalSetColumns;
 
@@ -153,7 +155,7 @@ pub(super) fn reliability_figure(
 
 /// The vertices of marker `kind` (circle, triangle, square, diamond, then again) around
 /// `c`, in pixels: one element type for every shape, in the plot and in the legend.
-fn marker_shape(kind: usize, c: (i32, i32)) -> Vec<(i32, i32)> {
+pub(super) fn marker_shape(kind: usize, c: (i32, i32)) -> Vec<(i32, i32)> {
     let at = |v: &[(i32, i32)]| v.iter().map(|&(x, y)| (c.0 + x, c.1 + y)).collect();
     match kind % 4 {
         0 => at(&[
@@ -179,7 +181,20 @@ fn marker_shape(kind: usize, c: (i32, i32)) -> Vec<(i32, i32)> {
 impl Figure for ReliabilityFigure {
     fn size(&self) -> (u32, u32) {
         let (rows, cols) = panel_grid(self.panels.len());
-        (520 * cols as u32 + 40, 500 * rows as u32 + 80)
+        let most = self
+            .panels
+            .iter()
+            .map(|(_, l)| l.len() + 1)
+            .max()
+            .unwrap_or(0);
+        let labels = self
+            .panels
+            .iter()
+            .flat_map(|(_, l)| l)
+            .map(|l| l.label.as_str())
+            .chain([REFERENCE]);
+        let legend = legend_allowance(most, labels, 520);
+        (520 * cols as u32 + 40, (500 + legend) * rows as u32 + 80)
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
@@ -190,7 +205,15 @@ impl Figure for ReliabilityFigure {
             self.panels.len(),
         )?;
         for ((set, lines), cell) in self.panels.iter().zip(cells) {
-            let mut chart = ChartBuilder::on(&cell)
+            let entries: Vec<Entry> = std::iter::once(Entry::new(REFERENCE, Swatch::Reference))
+                .chain(
+                    lines
+                        .iter()
+                        .map(|l| Entry::new(&l.label, Swatch::LineMarker(l.colour, l.marker))),
+                )
+                .collect();
+            let (chart_area, strip) = legend::chart_and_legend(&cell, &entries)?;
+            let mut chart = ChartBuilder::on(&chart_area)
                 .caption(set, ("sans-serif", 17))
                 .margin(12)
                 .x_label_area_size(40)
@@ -213,21 +236,13 @@ impl Figure for ReliabilityFigure {
                     4,
                     BLACK.mix(0.45).stroke_width(1),
                 ))
-                .map_err(err)?
-                .label("perfect calibration")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.45)));
+                .map_err(err)?;
             for line in lines {
                 let c = line.colour;
                 let kind = line.marker;
                 chart
                     .draw_series(LineSeries::new(line.points.clone(), c.stroke_width(2)))
-                    .map_err(err)?
-                    .label(&line.label)
-                    .legend(move |(x, y)| {
-                        EmptyElement::at((x, y))
-                            + PathElement::new(vec![(0, 0), (18, 0)], c.stroke_width(2))
-                            + Polygon::new(marker_shape(kind, (9, 0)), c.filled())
-                    });
+                    .map_err(err)?;
                 // a marker shape per configuration of the family, so that they can be told
                 // apart
                 let few = |n: usize| n < FEW_IMAGES;
@@ -266,12 +281,8 @@ impl Figure for ReliabilityFigure {
                     )
                     .map_err(err)?;
             }
-            let corner = legend_corner(
-                lines.iter().flat_map(|l| l.points.iter().copied()),
-                (0.0, 1.0),
-                (0.0, 1.0),
-            );
-            draw_legend(&mut chart, corner)?;
+            Layout::record_plot(&chart);
+            legend::draw(&strip, &entries)?;
         }
         Ok(())
     }

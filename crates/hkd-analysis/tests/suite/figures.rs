@@ -209,3 +209,36 @@ fn without_lambda_or_eval_only_the_curves_are_drawn() {
     assert_eq!(names, ["human_resnet8"]);
     check_png(&report.figures[0].png);
 }
+
+/// The third study's archived runs (docs/results/study3/archive: every file of 34 real runs
+/// but the weights) draw every figure of a study — λ-free planes over four sets, the
+/// reliability diagrams, each group's curves — and drawing checks each one: a legend that
+/// meets a plot area (and so could cover a point) fails the figure.
+#[test]
+fn the_third_studys_figures_draw_with_every_legend_clear_of_the_data() {
+    let archive =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results/study3/archive/students");
+    assert!(archive.is_dir(), "{} is committed", archive.display());
+    let out = tempfile::tempdir().unwrap();
+    let mut opts = AnalyzeOptions::new(&archive);
+    opts.out = Some(out.path().to_path_buf());
+    opts.write_grid_best = false;
+    opts.html = false;
+    let report = analyze(&opts).unwrap();
+    assert!(report.runs >= 34, "{} runs", report.runs);
+    let names: Vec<String> = report.figures.iter().map(|f| stem(&f.png)).collect();
+    for expected in [
+        "acc_ce_plane",
+        "acc_human_ce_plane",
+        "reliability",
+        "reliability_temperature_scaled",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+    for f in &report.figures {
+        check_png(&f.png);
+    }
+}
