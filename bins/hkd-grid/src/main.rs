@@ -1,6 +1,6 @@
 //! `hkd-grid`: expand an hkd grid config into Slurm jobs (or local runs), submit them,
 //! show their status, resubmit failed tasks, and run pipelines. See `docs/grid.md`.
-
+#![forbid(unsafe_code)]
 // Doc comments on clap types are --help text, written for the terminal (`<OUT>`,
 // `DIR[:split]`), not rustdoc markup.
 #![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
@@ -261,8 +261,13 @@ fn cmd_grid(config_path: &Path, args: &LaunchArgs) -> Result<ExitCode> {
         runner: runner()?,
         on_local_event: &print_local_event,
     };
-    let report = launch(&dir, &mut manifest, executor.as_ref(), &tasks, &options)?;
-    finish_launch(&dir, &manifest, &report, args.dry_run)
+    let live = (executor.kind() == ExecutorKind::Local && !args.dry_run).then(LiveView::start);
+    if let Some(live) = &live {
+        live.watch(None, dir.path());
+    }
+    let report = launch(&dir, &mut manifest, executor.as_ref(), &tasks, &options);
+    drop(live);
+    finish_launch(&dir, &manifest, &report?, args.dry_run)
 }
 
 fn finish_launch(
@@ -442,72 +447,187 @@ fn stage_statuses(dir: &Path) -> Result<Vec<StageStatuses>> {
     }
 }
 
-/// `status --watch`: looks every `interval` seconds until no task is pending or running.
-fn cmd_watch(dir: &Path, interval: f64) -> Result<ExitCode> {
-    use std::io::{IsTerminal, Write};
-    if !(interval.is_finite() && interval > 0.0) {
-        eprintln!("hkd-grid: error: --interval {interval}: expected a number of seconds > 0");
-        return Ok(ExitCode::from(runtime::EXIT_USAGE));
+/// The per-task view of `status --watch` and of a local grid while it runs: on a terminal,
+/// `status`'s tables redrawn in place; otherwise a plain line per task whose state or
+/// progress changed since the last look.
+struct Watch {
+    terminal: bool,
+    seen: std::collections::HashMap<(Option<String>, usize), (String, String)>,
+}
+
+impl Watch {
+    fn new(terminal: bool) -> Watch {
+        Watch {
+            terminal,
+            seen: std::collections::HashMap::new(),
+        }
     }
-    let terminal = std::io::stdout().is_terminal();
-    let mut seen: std::collections::HashMap<(Option<String>, usize), (String, String)> =
-        std::collections::HashMap::new();
-    loop {
-        let stages = stage_statuses(dir)?;
-        let mut out = std::io::stdout().lock();
-        if terminal {
+
+    /// Shows `stages` once; `footer` ends a redrawn screen.
+    fn show(
+        &mut self,
+        out: &mut impl std::io::Write,
+        stages: &[StageStatuses],
+        footer: &str,
+    ) -> std::io::Result<()> {
+        if self.terminal {
             // clear the screen and go home, then the tables as `status` prints them
             write!(out, "\x1b[2J\x1b[H")?;
-            for (stage, statuses) in &stages {
+            for (stage, statuses) in stages {
                 if let Some((name, grid_dir)) = stage {
                     writeln!(out, "== stage {name} ({})", grid_dir.display())?;
                 }
                 writeln!(out, "{}", table(statuses))?;
             }
-            writeln!(
-                out,
-                "{}: every {interval} s, Ctrl-C to stop",
-                hkd_slurm::manifest::now()
-            )?;
+            writeln!(out, "{}: {footer}", hkd_slurm::manifest::now())?;
         } else {
-            for (stage, statuses) in &stages {
+            for (stage, statuses) in stages {
                 for s in statuses {
                     let now = (s.kind.to_string(), s.detail.clone());
-                    let name = stage.as_ref().map(|(n, _)| n.clone());
-                    let key = (name, s.index);
-                    if seen.get(&key) != Some(&now) {
-                        let prefix = stage
-                            .as_ref()
-                            .map(|(n, _)| format!("{n}: "))
-                            .unwrap_or_default();
-                        writeln!(out, "{prefix}task {}: {}: {}", s.index, now.0, now.1)?;
-                        seen.insert(key, now);
+                    let key = (stage.as_ref().map(|(n, _)| n.clone()), s.index);
+                    if self.seen.get(&key) != Some(&now) {
+                        writeln!(
+                            out,
+                            "{}task {}: {}: {}",
+                            stage_prefix(stage),
+                            s.index,
+                            now.0,
+                            now.1
+                        )?;
+                        self.seen.insert(key, now);
                     }
                 }
             }
         }
-        out.flush()?;
-        let active = stages.iter().flat_map(|(_, s)| s).any(|s| {
-            matches!(
-                s.kind,
-                hkd_slurm::status::StatusKind::Pending | hkd_slurm::status::StatusKind::Running
-            )
-        });
-        if !active {
-            if !terminal {
-                for (stage, statuses) in &stages {
-                    let prefix = stage
-                        .as_ref()
-                        .map(|(n, _)| format!("{n}: "))
-                        .unwrap_or_default();
-                    writeln!(out, "{prefix}{}", hkd_slurm::status::summary(statuses))?;
-                }
+        out.flush()
+    }
+
+    /// The counts per stage, for the end of a plain (not redrawn) view.
+    fn summary(
+        &self,
+        out: &mut impl std::io::Write,
+        stages: &[StageStatuses],
+    ) -> std::io::Result<()> {
+        if !self.terminal {
+            for (stage, statuses) in stages {
+                let prefix = stage_prefix(stage);
+                writeln!(out, "{prefix}{}", hkd_slurm::status::summary(statuses))?;
             }
+        }
+        out.flush()
+    }
+}
+
+/// `"name: "` for a pipeline stage's lines, nothing for a lone grid's.
+fn stage_prefix(stage: &Option<(String, PathBuf)>) -> String {
+    stage
+        .as_ref()
+        .map(|(n, _)| format!("{n}: "))
+        .unwrap_or_default()
+}
+
+/// Whether any task of `stages` is pending or running.
+fn any_active(stages: &[StageStatuses]) -> bool {
+    stages.iter().flat_map(|(_, s)| s).any(|s| {
+        matches!(
+            s.kind,
+            hkd_slurm::status::StatusKind::Pending | hkd_slurm::status::StatusKind::Running
+        )
+    })
+}
+
+/// `status --watch`: looks every `interval` seconds until no task is pending or running.
+fn cmd_watch(dir: &Path, interval: f64) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    if !(interval.is_finite() && interval > 0.0) {
+        eprintln!("hkd-grid: error: --interval {interval}: expected a number of seconds > 0");
+        return Ok(ExitCode::from(runtime::EXIT_USAGE));
+    }
+    let mut watch = Watch::new(std::io::stdout().is_terminal());
+    let footer = format!("every {interval} s, Ctrl-C to stop");
+    loop {
+        let stages = stage_statuses(dir)?;
+        watch.show(&mut std::io::stdout().lock(), &stages, &footer)?;
+        if !any_active(&stages) {
+            watch.summary(&mut std::io::stdout().lock(), &stages)?;
             return Ok(ExitCode::SUCCESS);
         }
-        drop(out);
         std::thread::sleep(std::time::Duration::from_secs_f64(interval));
     }
+}
+
+/// The grid a [`LiveView`] shows: its pipeline stage (if any) and directory.
+type LiveTarget = std::sync::Arc<std::sync::Mutex<Option<(Option<String>, PathBuf)>>>;
+
+/// The live view of a local grid while it runs, on stderr: [`Watch`] every second over
+/// the grid (or the pipeline stage) that [`LiveView::watch`] last named, until dropped.
+struct LiveView {
+    target: LiveTarget,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LiveView {
+    /// Starts the view; `HKD_GRID_LIVE=0` turns it off (the per-task lines remain).
+    fn start() -> LiveView {
+        use std::io::IsTerminal;
+        use std::sync::atomic::Ordering;
+        let target = LiveTarget::default();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let off = std::env::var("HKD_GRID_LIVE").is_ok_and(|v| v == "0");
+        let thread = (!off).then(|| {
+            let (target, stop) = (target.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut watch = Watch::new(std::io::stderr().is_terminal());
+                let show = |watch: &mut Watch| {
+                    let current = target.lock().map(|t| t.clone()).unwrap_or(None);
+                    let Some((stage, dir)) = current else { return };
+                    // a grid being written or a manifest mid-update: look again next time
+                    let Ok(statuses) = statuses_of_dir(&dir) else {
+                        return;
+                    };
+                    let stages = [(stage.map(|s| (s, dir.clone())), statuses)];
+                    let _ = watch.show(&mut std::io::stderr().lock(), &stages, "running here");
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    show(&mut watch);
+                    for _ in 0..10 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                }
+                // the final state, so that the last change is shown too
+                show(&mut watch);
+            })
+        });
+        LiveView {
+            target,
+            stop,
+            thread,
+        }
+    }
+
+    /// Watch the grid in `dir` (of pipeline stage `stage`) from now on.
+    fn watch(&self, stage: Option<&str>, dir: &Path) {
+        if let Ok(mut t) = self.target.lock() {
+            *t = Some((stage.map(str::to_owned), dir.to_path_buf()));
+        }
+    }
+}
+
+impl Drop for LiveView {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn statuses_of_dir(dir: &Path) -> Result<Vec<hkd_slurm::TaskStatus>> {
+    statuses_of(&GridDir::open(dir)?)
 }
 
 fn cmd_cancel(dir: &Path) -> Result<ExitCode> {
@@ -598,11 +718,17 @@ fn cmd_resubmit(
 fn cmd_pipeline(file: &Path, profile: Option<&str>, args: &LaunchArgs) -> Result<ExitCode> {
     let pipeline = Pipeline::load_profile(file, profile)?;
     let workdir = std::env::current_dir().context("cannot read the current directory")?;
+    let local = choose_executor(args.executor.unwrap_or(pipeline.executor), args.dry_run)?.kind()
+        == ExecutorKind::Local;
+    let live = (local && !args.dry_run).then(LiveView::start);
     let on_stage = |name: &str, dir: &Path, tasks: usize| {
         eprintln!(
             "hkd-grid: stage `{name}`: {tasks} tasks -> {}",
             dir.display()
         );
+        if let Some(live) = &live {
+            live.watch(Some(name), dir);
+        }
     };
     let find = |name, sub: Option<&str>| BinaryInfo::find(name, sub);
     let options = PipelineOptions {
@@ -626,7 +752,9 @@ fn cmd_pipeline(file: &Path, profile: Option<&str>, args: &LaunchArgs) -> Result
         find_binary: &find,
     };
     dependency(&options.after)?;
-    let run = run_pipeline(&pipeline, &options)?;
+    let run = run_pipeline(&pipeline, &options);
+    drop(live);
+    let run = run?;
     eprintln!("hkd-grid: executor: {}", run.executor.reason());
     for stage in &run.record.stages {
         if !stage.job_ids.is_empty() {

@@ -551,4 +551,22 @@ fn status_watch_follows_a_running_local_grid_epoch_by_epoch() {
         text.trim_end().ends_with("3 tasks: 3 done"),
         "the watch ends with the grid: {text}"
     );
+    // The grid itself shows the same view while it runs, on its stderr (a file here: a
+    // line per change): task 0's epochs as they pass, task 2 queued, then done.
+    let own = work.stderr_of(0);
+    assert!(
+        own.contains("task 2: pending: queued in the local grid"),
+        "{own}"
+    );
+    let own_epochs: std::collections::BTreeSet<&str> = own
+        .lines()
+        .filter(|l| l.starts_with("task 0: running: running locally, run at epoch "))
+        .filter_map(|l| l.split("run at epoch ").nth(1))
+        .filter_map(|r| r.split(',').next())
+        .collect();
+    assert!(
+        own_epochs.len() >= 2,
+        "several epochs of task 0 in the grid's own view: {own}"
+    );
+    assert!(own.contains("task 0: done: run finished"), "{own}");
 }
