@@ -82,8 +82,9 @@ study2 *args: (build-for "pipeline")
 # The third HKD study (issue 29; configs/study3.toml, then configs/study3-objectives.toml):
 # ε = 0.001 human targets against matched label smoothing (α = 0.0623) and shuffled human
 # labels with 8 paired repeats, then DKD (non-target term, both terms) and DIST from the
-# human distributions, each with its shuffled control. ~2.5 h + ~3.5 h on 2 cores,
-# resumable (run it again). Needs `just data-real`.
+# human distributions, each with its shuffled control, then the decisive pair (hard, human,
+# shuffled) 5x longer with 4 repeats and FGSM/PGD (configs/study3-long.toml).
+# ~2.5 h + ~3.5 h + ~4 h on 2 cores, resumable (run it again). Needs `just data-real`.
 # Finished runs are archived without their weights in docs/results/study3/archive (commit
 # it) and restored from there first, so the study resumes in a fresh checkout.
 study3 *args: (build-for "pipeline")
@@ -92,15 +93,27 @@ study3 *args: (build-for "pipeline")
     target/release/hkd-grid pipeline configs/study3.toml {{args}}
     target/release/hkd-grid pipeline configs/study3-objectives.toml {{args}}
     scripts/study-archive.sh archive runs/study3 docs/results/study3/archive
+    scripts/study-archive.sh restore docs/results/study3/archive-long runs/study3-long
+    target/release/hkd-grid pipeline configs/study3-long.toml {{args}}
+    scripts/study-archive.sh archive runs/study3-long docs/results/study3/archive-long
 
 # Archive the third study's finished, evaluated runs (without weights) for the repository
 study3-archive:
     scripts/study-archive.sh archive runs/study3 docs/results/study3/archive
+    {{ if path_exists("runs/study3-long") == "true" { "scripts/study-archive.sh archive runs/study3-long docs/results/study3/archive-long" } else { "echo 'no runs/study3-long yet: the long regime has nothing to archive'" } }}
 
 # The second study's tables in docs/results.md (and docs/results/study2/), and the check
 # that every number the prose cites is in a generated table
 study2-report:
     python3 scripts/study2-report.py
+
+# Tables 6-8 come from runs/study3/analysis/runs.csv where it exists, else from the
+# committed docs/results/study3/runs.csv; the self-test must fail on a planted wrong sign
+# and a planted wrong cell.
+# The third study's tables in docs/results.md, the check of every cited cell, its self-test
+study3-report *args:
+    python3 scripts/study3-report.py {{ if args == "" { if path_exists("runs/study3/analysis/runs.csv") == "true" { "--runs runs/study3/analysis/runs.csv" } else { "--runs docs/results/study3/runs.csv" } } else { args } }}
+    python3 scripts/study3-report.py --self-test
 
 # The tables of docs/results.md (and docs/results/) from the analyses of both studies
 study-report:
