@@ -935,6 +935,12 @@ pub(crate) fn residual_add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(kernels::add(a, b)?)
 }
 
+/// `F.max_pool2d(x, 2)`: one pass each way on the CPU kernels' path (the gradient to each
+/// window's first maximum, as PyTorch's), candle's `max_pool2d(2)` elsewhere.
+pub(crate) fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    Ok(kernels::max_pool2x2(x)?)
+}
+
 /// `F.avg_pool2d(x, kernel_size=1, stride=2)` after an optional one-pixel shift:
 /// offset 0 picks x[:, :, 0::2, 0::2]; offset 1 is `F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))`
 /// subsampled the same way, i.e. x[:, :, 1::2, 1::2] with zeros past the border.

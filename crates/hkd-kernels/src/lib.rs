@@ -47,6 +47,7 @@ mod depthwise;
 mod direct;
 mod elementwise;
 mod generic;
+mod pool;
 mod util;
 
 use std::cell::Cell;
@@ -58,6 +59,7 @@ pub use batchnorm::{batch_norm_train, batch_norm_train_add_relu, channel_affine,
 pub use conv::{BatchMoments, conv_path, conv2d, conv2d_affine, conv2d_stats};
 pub use direct::direct_conv_isa;
 pub use elementwise::{add, add_relu, relu, shake_mix, subsample2};
+pub use pool::max_pool2x2;
 
 /// Whether `t` is handled by the kernels of this module: on the CPU, in f32 or f64, and
 /// stock operations are not forced ([`Ops::stock`]: `HKD_ARCH_STOCK_OPS=1`, read once,

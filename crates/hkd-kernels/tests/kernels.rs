@@ -1106,3 +1106,51 @@ fn the_direct_kernels_switch_off_through_ops() {
         eprintln!("note: no direct kernel on this CPU: only the GEMM path compared");
     }
 }
+
+/// 2×2 max pooling against candle's `max_pool2d(2)`: values and gradients bit for bit on
+/// inputs without ties (odd sizes drop the last row and column, which get no gradient), and
+/// on ties the gradient goes to the first maximum only, as PyTorch's kernel gives it
+/// (candle gives it to every tied element).
+#[test]
+fn max_pool2x2_matches_candle_and_gives_a_tie_to_the_first_maximum() {
+    for dtype in [DType::F32, DType::F64] {
+        for shape in [[2, 3, 8, 8], [3, 2, 5, 7], [1, 4, 2, 2], [64, 3, 4, 4]] {
+            let x = Var::from_tensor(&random(&shape, dtype, 11)).unwrap();
+            let y = kernels::max_pool2x2(x.as_tensor()).unwrap();
+            let ys = x.as_tensor().max_pool2d(2).unwrap();
+            assert_close(&y, &ys, 0.0, "max_pool2x2");
+            let r = random(y.dims(), dtype, 12);
+            let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let gs = (&ys * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            assert_close(
+                g.get(x.as_tensor()).unwrap(),
+                gs.get(x.as_tensor()).unwrap(),
+                0.0,
+                &format!("max_pool2x2 gradient {shape:?}"),
+            );
+        }
+    }
+    // One plane, windows [1 1; 0 1] and [0 2; 2 2]: the maxima are tied.
+    let x = Tensor::from_vec(
+        vec![1f32, 1., 0., 2., 0., 1., 2., 2.],
+        (1, 1, 2, 4),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let x = Var::from_tensor(&x).unwrap();
+    let y = kernels::max_pool2x2(x.as_tensor()).unwrap();
+    assert_eq!(values(&y), [1.0, 2.0]);
+    let g = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(
+        values(g.get(x.as_tensor()).unwrap()),
+        [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+        "each window's gradient at its first maximum in row-major order"
+    );
+    // A NaN wins its window, forward and backward (PyTorch propagates it).
+    let x = Tensor::from_vec(vec![1f32, f32::NAN, 3., 0.], (1, 1, 2, 2), &Device::Cpu).unwrap();
+    let x = Var::from_tensor(&x).unwrap();
+    let y = kernels::max_pool2x2(x.as_tensor()).unwrap();
+    assert!(values(&y)[0].is_nan());
+    let g = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(values(g.get(x.as_tensor()).unwrap()), [0.0, 1.0, 0.0, 0.0]);
+}

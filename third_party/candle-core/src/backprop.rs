@@ -356,10 +356,21 @@ impl Tensor {
                         // that the element is the maximum, then we apply this mask to the
                         // upsampled gradient (taking into account that multiple max may exist so
                         // we scale the gradient for this case).
-                        let node_upsampled = node.upsample_nearest2d(h, w)?;
-                        let mask = arg.eq(&node_upsampled)?.to_dtype(arg.dtype())?;
+                        // hkd: each window's gradient is split among its maxima (candle
+                        // 0.11.1 multiplied it by their share of the window instead: a
+                        // quarter of the gradient for the one maximum of a 2x2 window), and
+                        // the rows and columns no window covers (odd sizes) get none (candle
+                        // upsampled the output to the whole input, shifting the windows).
+                        let (_, _, ho, wo) = node.dims4()?;
+                        let (ch, cw) = (ho * kernel_size.0, wo * kernel_size.1);
+                        let covered = arg.narrow(2, 0, ch)?.narrow(3, 0, cw)?;
+                        let node_upsampled = node.upsample_nearest2d(ch, cw)?;
+                        let mask = covered.eq(&node_upsampled)?.to_dtype(arg.dtype())?;
                         let avg = mask.avg_pool2d_with_stride(*kernel_size, *stride)?;
-                        let grad_arg = ((grad * avg)?.upsample_nearest2d(h, w)? * mask)?;
+                        let maxima = (avg * (kernel_size.0 * kernel_size.1) as f64)?;
+                        let grad_arg = ((grad / maxima)?.upsample_nearest2d(ch, cw)? * mask)?
+                            .pad_with_zeros(2, 0, h - ch)?
+                            .pad_with_zeros(3, 0, w - cw)?;
                         grads.accumulate(arg, &grad_arg)?;
                     }
                     Op::UpsampleNearest1D { arg, target_size } => {

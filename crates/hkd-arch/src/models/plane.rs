@@ -8,7 +8,7 @@ use candle_core::{ModuleT, Tensor};
 use crate::error::ArchError;
 use crate::layers::{
     BatchNorm2d, Builder, Conv2d, Conv2dConfig, ConvInit, Ctx, InitScheme, Linear, LinearInit,
-    batch_norm2d, conv2d, linear,
+    batch_norm2d, conv2d, linear, max_pool2x2,
 };
 use crate::models::{Args, Family, Input, Model};
 use crate::registry::parse_num;
@@ -188,7 +188,7 @@ impl Model for Plane {
         for f in &self.features {
             x = match f {
                 Feature::ConvBnRelu(conv, bn) => bn.after_conv(conv, &x, t, true)?,
-                Feature::MaxPool => x.max_pool2d(2)?,
+                Feature::MaxPool => max_pool2x2(&x)?,
             };
         }
         let n = x.dim(0)?;

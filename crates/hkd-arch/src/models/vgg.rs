@@ -12,7 +12,7 @@ use candle_core::{ModuleT, Tensor};
 use crate::error::ArchError;
 use crate::layers::{
     BatchNorm2d, Builder, Conv2d, Conv2dConfig, ConvInit, Ctx, InitScheme, Linear, LinearInit,
-    batch_norm2d, conv2d, global_avg_pool, linear,
+    batch_norm2d, conv2d, global_avg_pool, linear, max_pool2x2,
 };
 use crate::models::{Args, Family, Input, Model};
 use crate::registry::parse_num;
@@ -116,7 +116,7 @@ impl Model for Vgg {
             }
             // pool0..pool2 always; pool3 only for 64x64 inputs; pool4 is the global pool.
             if i < 3 || (i == 3 && h == 64) {
-                x = x.max_pool2d(2)?;
+                x = max_pool2x2(&x)?;
             }
         }
         Ok(self.classifier.forward_t(&global_avg_pool(&x)?, t)?)
