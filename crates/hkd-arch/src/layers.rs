@@ -5,7 +5,7 @@
 //! Layers are made as in candle-nn, `conv2d(in, out, k, Conv2dConfig { stride, padding,
 //! ..Default::default() }, vb.pp("conv1"))`, and implement [`candle_nn::ModuleT`]
 //! (`forward_t(x, train)`). Each is a small struct, so faster kernels can replace a layer's
-//! internals without touching the networks; the CPU kernels of [`crate::kernels`] are
+//! internals without touching the networks; the CPU kernels of [`hkd_kernels`] are
 //! what they use.
 //!
 //! A *counting* build (`BuildState::counting`) makes the same layers without their

@@ -214,6 +214,8 @@ impl Families {
             .map(|g| {
                 let parts: Vec<String> = named
                     .iter()
+                    // an empty value is a key this configuration's objective does not have
+                    .filter(|&&k| !g.key(k).unwrap_or("").is_empty())
                     .filter(|&&k| ALWAYS_NAMED.contains(&k) || g.key(k).unwrap_or("") != modes[k])
                     .map(|&k| {
                         let v = g.key(k).unwrap_or("");

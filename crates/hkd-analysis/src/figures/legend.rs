@@ -71,17 +71,42 @@ fn flow(widths: &[i32], width: i32) -> (Vec<(i32, i32)>, i32) {
     (at, rows)
 }
 
-fn text_widths<DB: DrawingBackend>(
+/// Each entry's label as drawn, and its width in pixels, in a strip `width` pixels wide: a
+/// label wider than the strip is cut and ends in `...` (`fig/legend.csv` has every name whole).
+fn fitted<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     entries: &[Entry],
-) -> Result<Vec<i32>, String> {
+    width: i32,
+) -> Result<Vec<(String, i32)>, String> {
     let font: TextStyle = ("sans-serif", FONT_SIZE).into_font().into();
+    let measure = |t: &str| {
+        area.estimate_text_size(t, &font)
+            .map(|(w, _)| w as i32)
+            .map_err(err)
+    };
+    let room = width - 2 * PAD - SWATCH - 6;
     entries
         .iter()
         .map(|e| {
-            area.estimate_text_size(&e.label, &font)
-                .map(|(w, _)| w as i32)
-                .map_err(err)
+            let w = measure(&e.label)?;
+            if w <= room {
+                return Ok((e.label.clone(), w));
+            }
+            // the longest prefix (whole characters) that fits with the ellipsis
+            let chars: Vec<char> = e.label.chars().collect();
+            let (mut lo, mut hi) = (0, chars.len());
+            while lo < hi {
+                let mid = (lo + hi).div_ceil(2);
+                let t: String = chars[..mid].iter().chain(['.'; 3].iter()).collect();
+                if measure(&t)? <= room {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            let t: String = chars[..lo].iter().chain(['.'; 3].iter()).collect();
+            let w = measure(&t)?;
+            Ok((t, w))
         })
         .collect()
 }
@@ -94,8 +119,9 @@ fn strip_height<DB: DrawingBackend>(
     if entries.is_empty() {
         return Ok(0);
     }
-    let (w, _) = area.dim_in_pixel();
-    let (_, rows) = flow(&text_widths(area, entries)?, w as i32);
+    let w = area.dim_in_pixel().0 as i32;
+    let widths: Vec<i32> = fitted(area, entries, w)?.iter().map(|l| l.1).collect();
+    let (_, rows) = flow(&widths, w);
     Ok(rows * ROW + 2 * PAD)
 }
 
@@ -132,10 +158,19 @@ pub(super) fn draw<DB: DrawingBackend>(
     if entries.is_empty() {
         return Ok(());
     }
-    let (w, _) = strip.dim_in_pixel();
-    let (at, _) = flow(&text_widths(strip, entries)?, w as i32);
+    let w = strip.dim_in_pixel().0 as i32;
+    let labels = fitted(strip, entries, w)?;
+    let widths: Vec<i32> = labels.iter().map(|l| l.1).collect();
+    let (at, _) = flow(&widths, w);
     let font = ("sans-serif", FONT_SIZE).into_font();
-    for (e, &(x, row)) in entries.iter().zip(&at) {
+    for ((e, (label, lw)), &(x, row)) in entries.iter().zip(&labels).zip(&at) {
+        if x + SWATCH + 6 + lw > w - PAD + 1 {
+            return Err(format!(
+                "legend entry `{label}` runs past its strip ({} > {} px; a bug in hkd-analysis)",
+                x + SWATCH + 6 + lw,
+                w - PAD
+            ));
+        }
         let y = PAD + row * ROW + ROW / 2;
         let line = |c: RGBColor| PathElement::new(vec![(x, y), (x + SWATCH, y)], c.stroke_width(2));
         match e.swatch {
@@ -165,7 +200,7 @@ pub(super) fn draw<DB: DrawingBackend>(
         }
         strip
             .draw(&Text::new(
-                e.label.clone(),
+                label.clone(),
                 (x + SWATCH + 6, y - FONT_SIZE as i32 / 2 - 1),
                 font.clone(),
             ))
@@ -253,6 +288,27 @@ mod tests {
         // a label wider than the strip still gets a row of its own
         assert_eq!(flow(&[900], 200), (vec![(PAD, 0)], 1));
         assert_eq!(flow(&[], 200).1, 0);
+    }
+
+    #[test]
+    fn a_label_wider_than_its_strip_is_cut_to_fit() {
+        super::super::ensure_font().unwrap();
+        let mut svg = String::new();
+        let area = SVGBackend::with_string(&mut svg, (300, 60)).into_drawing_area();
+        let long = "teacher=human, objective=dkd, T=4.0, ce_weight=1.0, alpha_tckd=0.0, \
+                    beta_nckd=8.0, warmup_epochs=3";
+        let entries = [
+            Entry::new("hard", Swatch::Dot(BLACK)),
+            Entry::new(long, Swatch::Dot(BLACK)),
+        ];
+        let labels = fitted(&area, &entries, 300).unwrap();
+        assert_eq!(labels[0].0, "hard");
+        let (cut, w) = &labels[1];
+        assert!(cut.ends_with("...") && cut.len() < long.len(), "{cut}");
+        assert!(long.starts_with(cut.trim_end_matches('.')), "{cut}");
+        assert!(*w <= 300 - 2 * PAD - SWATCH - 6, "{w} px");
+        // and it draws inside the strip (draw refuses an entry that runs past it)
+        draw(&area, &entries).unwrap();
     }
 
     #[test]
