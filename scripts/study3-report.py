@@ -42,6 +42,8 @@ from reportlib import die, num  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 RUNS_CSV = ROOT / "runs/study3/analysis/runs.csv"
 OUT = ROOT / "docs/results/study3"
+# copied from the analysis's fig/ to docs/results/study3/fig with its runs.csv
+FIGURES = ["acc_human_ce_plane.png", "acc_ce_plane.png", "reliability_temperature_scaled.png"]
 REPORT = ROOT / "docs/results.md"
 BEGIN, END = "<!-- study3:begin -->", "<!-- study3:end -->"
 PROSE_HEADING = "# Third study"
@@ -93,6 +95,10 @@ SECONDARY_ENDPOINTS = [
     ("cinic CE, TS", "eval_cinic_ts_ce", 1.0, 3),
     ("held-out ECE", "eval_test2k_ece", 1.0, 3),
 ]
+# A comparison joins the primary family (and Holm's adjustment) from this many pairs on;
+# with fewer, its primary endpoints are listed in table 8 as exploratory (with 2 pairs r is
+# ±1 whatever the data, and a paired interval has 1 degree of freedom).
+MIN_PAIRS = 4
 COMPARISONS = [
     ("human", "hard"),
     ("human", "shuffled"),
@@ -294,7 +300,8 @@ def build_tables(arms):
                     out.append((f"{a} {MINUS} {b}", label, c, digits))
         return out
 
-    primary = family(PRIMARY_ENDPOINTS)
+    primary = [x for x in family(PRIMARY_ENDPOINTS) if x[2]["n"] >= MIN_PAIRS]
+    preliminary = [x for x in family(PRIMARY_ENDPOINTS) if x[2]["n"] < MIN_PAIRS]
     adjusted = holm([c["p"] for _, _, c, _ in primary])
     tables[7] = (
         "The primary family: Δ = A − B, paired and Welch 95 % intervals, the test of record, "
@@ -306,9 +313,10 @@ def build_tables(arms):
           c["test"], fmt_p(c["p"]), fmt_p(h)]
          for (cmp, ep, c, d), h in zip(primary, adjusted)],
         2)
-    secondary = family(SECONDARY_ENDPOINTS)
+    secondary = preliminary + family(SECONDARY_ENDPOINTS)
     tables[8] = (
-        "Secondary endpoints (exploratory: no adjustment, not part of any claim's test)",
+        f"Secondary endpoints, and the primary endpoints of comparisons with fewer than "
+        f"{MIN_PAIRS} pairs (exploratory: no adjustment, not part of any claim's test)",
         ["comparison", "endpoint", "pairs", "Δ [95 % CI, test of record]", "test", "p"],
         [[cmp, ep, str(c["n"]),
           interval(c["delta"], c["paired"] if c["test"] == "paired" else c["welch"], d),
@@ -341,7 +349,7 @@ NUMBER = rf"[+{MINUS}]?\d+\.\d+"
 # A citation may wrap across lines: any run of whitespace stands for one space.
 CITATION = re.compile(
     rf"(?P<text>(?:{NUMBER}(?:\s+\[{NUMBER},\s+{NUMBER}\])?|<\s+0\.001))"
-    r"\s+\(table\s+(?P<table>\d+):\s+(?P<row>[^/()]+?)\s+/\s+(?P<col>[^()]+?)\)")
+    r"\s+\(table\s+(?P<table>\d+):\s+(?P<row>[^/]+?)\s+/\s+(?P<col>[^()]+?)\)")
 
 
 def squash(s):
@@ -445,6 +453,13 @@ def main(argv):
     if runs.resolve() != (OUT / "runs.csv").resolve():
         shutil.copyfile(runs, OUT / "runs.csv.tmp")
         (OUT / "runs.csv.tmp").replace(OUT / "runs.csv")
+        # the figures docs/results.md shows, drawn by the same analysis
+        for name in FIGURES:
+            src = runs.parent / "fig" / name
+            if src.is_file():
+                (OUT / "fig").mkdir(exist_ok=True)
+                shutil.copyfile(src, OUT / "fig" / (name + ".tmp"))
+                (OUT / "fig" / (name + ".tmp")).replace(OUT / "fig" / name)
     print(f"{sys.argv[0]}: wrote tables 6–8 of docs/results.md from {runs} "
           f"({sum(len(v) for v in arms.values())} runs in {len(arms)} arms)")
     problems = check(new)
