@@ -570,3 +570,65 @@ fn status_watch_follows_a_running_local_grid_epoch_by_epoch() {
     );
     assert!(own.contains("task 0: done: run finished"), "{own}");
 }
+
+/// A local pipeline's directory answers `status` while its first stage runs (the stage is
+/// recorded before it starts, not when the local executor returns from it).
+#[test]
+fn status_of_a_running_local_pipeline_shows_its_running_stage() {
+    const TEST: &str = "status_of_a_running_local_pipeline_shows_its_running_stage";
+    let Some(work) = new_work(TEST) else {
+        return;
+    };
+    let mut reaper = Reaper::default();
+    let pipe = work.tmp.path().join("pipe.toml");
+    std::fs::write(
+        &pipe,
+        "name = \"pipe\"\nexecutor = \"local\"\n[[stage]]\nname = \"lr\"\nconfig = \"sig.toml\"\n",
+    )
+    .unwrap();
+    let grids = work.tmp.path().join("grids");
+    let mut child = hkd_grid()
+        .current_dir(work.tmp.path())
+        .env("HKD_BIN_DIR", &work.bin_dir)
+        .env("HKD_GRID_LIVE", "0")
+        .args([
+            "pipeline",
+            pipe.to_str().unwrap(),
+            "--jobs",
+            "2",
+            "--grids-dir",
+        ])
+        .arg(&grids)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    reaper.pids.push(child.id() as i32);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let dir = std::fs::read_dir(&grids)
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|g| g.unwrap().path());
+        if let Some(dir) = dir.filter(|d| d.join("pipeline.json").is_file()) {
+            let out = hkd_grid()
+                .args(["status", "--json"])
+                .arg(&dir)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            if text.contains("running locally") {
+                assert!(out.status.success(), "{text}");
+                break text;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pipeline directory answered status with a running task while the stage ran"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.contains("\"lr\""), "the stage is named: {status}");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(300)), 0);
+}

@@ -408,6 +408,16 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &PipelineOptions<'_>) -> Resul
         let mut launch_options = options.launch.clone();
         launch_options.dependency = dependency;
         let tasks: Vec<usize> = (0..manifest.tasks.len()).collect();
+        // recorded before it runs, so that `status DIR` shows a local pipeline's stage
+        // while it runs (the local executor returns when the stage has finished)
+        record.stages.push(StageRecord {
+            name: stage.name.clone(),
+            grid_dir: stage_dir.path().to_path_buf(),
+            after: stage.after.clone(),
+            job_ids: Vec::new(),
+            failed_tasks: Vec::new(),
+        });
+        record.write(&dir)?;
         let report = launch(
             &stage_dir,
             &mut manifest,
@@ -417,13 +427,10 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &PipelineOptions<'_>) -> Resul
         )?;
         let failed: Vec<usize> = report.failed_local().iter().map(|o| o.index).collect();
         ids_by_stage.insert(stage.name.clone(), report.job_ids());
-        record.stages.push(StageRecord {
-            name: stage.name.clone(),
-            grid_dir: stage_dir.path().to_path_buf(),
-            after: stage.after.clone(),
-            job_ids: report.job_ids(),
-            failed_tasks: failed.clone(),
-        });
+        if let Some(last) = record.stages.last_mut() {
+            last.job_ids = report.job_ids();
+            last.failed_tasks = failed.clone();
+        }
         record.write(&dir)?;
         reports.push(report);
         if !failed.is_empty() {
