@@ -41,6 +41,7 @@ from reportlib import die, num  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS_CSV = ROOT / "runs/study3/analysis/runs.csv"
+LONG_RUNS_CSV = ROOT / "runs/study3-long/analysis/runs.csv"
 OUT = ROOT / "docs/results/study3"
 # copied from the analysis's fig/ to docs/results/study3/fig with its runs.csv
 FIGURES = ["acc_human_ce_plane.png", "acc_ce_plane.png", "reliability_temperature_scaled.png"]
@@ -94,6 +95,19 @@ SECONDARY_ENDPOINTS = [
     ("cinic acc", "eval_cinic_acc", 1.0, 3),
     ("cinic CE, TS", "eval_cinic_ts_ce", 1.0, 3),
     ("held-out ECE", "eval_test2k_ece", 1.0, 3),
+]
+# The longer regime (configs/study3-long.toml): its arms, its family (both comparisons on
+# the primary endpoints, Holm over the 6), and its robustness endpoints (val, 8/255 and
+# 2/255, FGSM and 5-step PGD on 500 images), exploratory.
+LONG_ARMS = ["hard", "human", "shuffled"]
+LONG_COMPARISONS = [("human", "hard"), ("human", "shuffled")]
+ROBUSTNESS_ENDPOINTS = [
+    ("val acc", "val_acc", 1.0, 3),
+    ("train8k acc", "eval_train8k_acc", 1.0, 3),
+    ("val acc, FGSM 2/255", "eval_val_fgsm_eps2_255_acc", 1.0, 3),
+    ("val acc, FGSM 8/255", "eval_val_fgsm_eps8_255_acc", 1.0, 3),
+    ("val acc, PGD 2/255", "eval_val_pgd_eps2_255_acc", 1.0, 3),
+    ("val acc, PGD 8/255", "eval_val_pgd_eps8_255_acc", 1.0, 3),
 ]
 # A comparison joins the primary family (and Holm's adjustment) from this many pairs on;
 # with fewer, its primary endpoints are listed in table 8 as exploratory (with 2 pairs r is
@@ -272,6 +286,75 @@ def values(arm_rows, column):
     return out
 
 
+def family(arms, comparisons, endpoints):
+    """(comparison, endpoint, statistics, digits) of each comparison with 2 or more pairs."""
+    out = []
+    for a, b in comparisons:
+        if a not in arms or b not in arms:
+            continue
+        for label, column, _, digits in endpoints:
+            c = compare(values(arms[a], column), values(arms[b], column))
+            if c is not None:
+                out.append((f"{a} {MINUS} {b}", label, c, digits))
+    return out
+
+
+def primary_table(title, primary):
+    """A family's table with Holm's adjustment over its rows."""
+    adjusted = holm([c["p"] for _, _, c, _ in primary])
+    return (
+        title,
+        ["comparison", "endpoint", "pairs", "Δ [95 % CI, paired]", "Δ [95 % CI, Welch]", "r",
+         "test", "p", "Holm p"],
+        [[cmp, ep, str(c["n"]), interval(c["delta"], c["paired"], d),
+          interval(c["delta"], c["welch"], d), f"{c['r']:+.2f}".replace("-", MINUS),
+          c["test"], fmt_p(c["p"]), fmt_p(h)]
+         for (cmp, ep, c, d), h in zip(primary, adjusted)],
+        2)
+
+
+def exploratory_table(title, rows):
+    """Comparisons without adjustment, each with its test of record's interval."""
+    return (
+        title,
+        ["comparison", "endpoint", "pairs", "Δ [95 % CI, test of record]", "test", "p"],
+        [[cmp, ep, str(c["n"]),
+          interval(c["delta"], c["paired"] if c["test"] == "paired" else c["welch"], d),
+          c["test"], fmt_p(c["p"])]
+         for cmp, ep, c, d in rows],
+        2)
+
+
+def build_long_tables(arms):
+    """Tables 9-11: the longer regime (configs/study3-long.toml), its own family."""
+    tables = {}
+    rows = []
+    for name, what in ARMS:
+        rs = arms.get(name, [])
+        if not rs or name not in LONG_ARMS:
+            continue
+        col = lambda c: [v for v in values(rs, c).values()]  # noqa: E731
+        rows.append([name, str(len(rs)), mean_sd(col("val_acc")),
+                     mean_sd(col("eval_test2k_human_ce")), mean_sd(col("eval_test2k_ts_human_ce")),
+                     mean_sd(col("eval_cinic_ce")), mean_sd(col("final_train_acc")),
+                     mean_sd(col("eval_train8k_acc")),
+                     mean_sd(col("eval_val_fgsm_eps8_255_acc")),
+                     mean_sd(col("eval_val_pgd_eps8_255_acc"))])
+    tables[9] = ("The longer regime (150 epochs), every arm (mean ± sample sd over repeats)",
+                 ["arm", "runs", "val acc", "held-out human CE", "held-out human CE, TS",
+                  "cinic CE", "train acc (augmented, last epoch)", "train8k acc (evaluated)",
+                  "val acc, FGSM 8/255", "val acc, PGD 8/255"],
+                 rows, 1)
+    primary = family(arms, LONG_COMPARISONS, PRIMARY_ENDPOINTS)
+    tables[10] = primary_table(
+        "The longer regime's primary family (declared with configs/study3-long.toml, before "
+        "its runs): Δ = A − B, Holm over these rows", primary)
+    tables[11] = exploratory_table(
+        "The longer regime's robustness and accuracy (exploratory)",
+        family(arms, LONG_COMPARISONS, ROBUSTNESS_ENDPOINTS))
+    return tables
+
+
 def build_tables(arms):
     """{table number: (title, header, rows)}; the first `key` columns of each row label it."""
     tables = {}
@@ -289,40 +372,16 @@ def build_tables(arms):
                   "held-out human CE, TS", "cinic CE", "train acc (augmented, last epoch)"],
                  rows, 1)
 
-    def family(endpoints):
-        out = []
-        for a, b in COMPARISONS:
-            if a not in arms or b not in arms:
-                continue
-            for label, column, _, digits in endpoints:
-                c = compare(values(arms[a], column), values(arms[b], column))
-                if c is not None:
-                    out.append((f"{a} {MINUS} {b}", label, c, digits))
-        return out
-
-    primary = [x for x in family(PRIMARY_ENDPOINTS) if x[2]["n"] >= MIN_PAIRS]
-    preliminary = [x for x in family(PRIMARY_ENDPOINTS) if x[2]["n"] < MIN_PAIRS]
-    adjusted = holm([c["p"] for _, _, c, _ in primary])
-    tables[7] = (
+    primary = [x for x in family(arms, COMPARISONS, PRIMARY_ENDPOINTS) if x[2]["n"] >= MIN_PAIRS]
+    preliminary = [x for x in family(arms, COMPARISONS, PRIMARY_ENDPOINTS)
+                   if x[2]["n"] < MIN_PAIRS]
+    tables[7] = primary_table(
         "The primary family: Δ = A − B, paired and Welch 95 % intervals, the test of record, "
-        "p and Holm-adjusted p over the family",
-        ["comparison", "endpoint", "pairs", "Δ [95 % CI, paired]", "Δ [95 % CI, Welch]", "r",
-         "test", "p", "Holm p"],
-        [[cmp, ep, str(c["n"]), interval(c["delta"], c["paired"], d),
-          interval(c["delta"], c["welch"], d), f"{c['r']:+.2f}".replace("-", MINUS),
-          c["test"], fmt_p(c["p"]), fmt_p(h)]
-         for (cmp, ep, c, d), h in zip(primary, adjusted)],
-        2)
-    secondary = preliminary + family(SECONDARY_ENDPOINTS)
-    tables[8] = (
+        "p and Holm-adjusted p over the family", primary)
+    tables[8] = exploratory_table(
         f"Secondary endpoints, and the primary endpoints of comparisons with fewer than "
         f"{MIN_PAIRS} pairs (exploratory: no adjustment, not part of any claim's test)",
-        ["comparison", "endpoint", "pairs", "Δ [95 % CI, test of record]", "test", "p"],
-        [[cmp, ep, str(c["n"]),
-          interval(c["delta"], c["paired"] if c["test"] == "paired" else c["welch"], d),
-          c["test"], fmt_p(c["p"])]
-         for cmp, ep, c, d in secondary],
-        2)
+        preliminary + family(arms, COMPARISONS, SECONDARY_ENDPOINTS))
     return tables
 
 
@@ -421,6 +480,12 @@ def self_test(text):
     planted = text[:m.start("row")] + other + text[m.end("row"):]
     if not check(planted):
         die(f"the check passed a planted wrong cell (row `{m.group('row')}` -> `{other}`)")
+    # the longer regime's tables, from the short regime's hard/human/shuffled rows standing
+    # in for its runs (the same columns): one row per arm, 6 tests in its family
+    _, arms = read_runs(RUNS_CSV if RUNS_CSV.is_file() else OUT / "runs.csv")
+    long_tables = build_long_tables({a: arms[a] for a in LONG_ARMS if a in arms})
+    if [r[0] for r in long_tables[9][2]] != LONG_ARMS or len(long_tables[10][2]) != 6:
+        die(f"the longer regime's tables came out wrong: {long_tables}")
     print(f"{sys.argv[0]}: self-test: the check passes on docs/results.md and fails on a "
           f"planted wrong sign ({m.group('text')} -> {flipped}) and a planted wrong cell "
           f"(row `{other}`)")
@@ -443,6 +508,12 @@ def main(argv):
         runs = Path(argv[argv.index("--runs") + 1])
     _, arms = read_runs(runs)
     tables = build_tables(arms)
+    # the longer regime, once its analysis (or the committed copy of its runs) exists
+    long_runs = Path(argv[argv.index("--long") + 1]) if "--long" in argv else next(
+        (p for p in (LONG_RUNS_CSV, OUT / "long-runs.csv") if p.is_file()), None)
+    if long_runs is not None:
+        _, long_arms = read_runs(long_runs)
+        tables.update(build_long_tables(long_arms))
     if BEGIN not in text or END not in text:
         die(f"docs/results.md has no {BEGIN} … {END} lines to write the tables between")
     new = text[:text.index(BEGIN) + len(BEGIN)] + "\n" + render(tables) + "\n" + text[text.index(END):]
@@ -460,8 +531,12 @@ def main(argv):
                 (OUT / "fig").mkdir(exist_ok=True)
                 shutil.copyfile(src, OUT / "fig" / (name + ".tmp"))
                 (OUT / "fig" / (name + ".tmp")).replace(OUT / "fig" / name)
-    print(f"{sys.argv[0]}: wrote tables 6–8 of docs/results.md from {runs} "
-          f"({sum(len(v) for v in arms.values())} runs in {len(arms)} arms)")
+    if long_runs is not None and long_runs.resolve() != (OUT / "long-runs.csv").resolve():
+        shutil.copyfile(long_runs, OUT / "long-runs.csv.tmp")
+        (OUT / "long-runs.csv.tmp").replace(OUT / "long-runs.csv")
+    print(f"{sys.argv[0]}: wrote tables {min(tables)}–{max(tables)} of docs/results.md from "
+          f"{runs} ({sum(len(v) for v in arms.values())} runs in {len(arms)} arms)"
+          + (f" and {long_runs}" if long_runs is not None else ""))
     problems = check(new)
     for p in problems:
         print(f"{sys.argv[0]}: {p}", file=sys.stderr)
