@@ -211,6 +211,33 @@ fn legend_allowance<'a>(n: usize, labels: impl IntoIterator<Item = &'a str>, wid
     legend::allowance(n, longest, width)
 }
 
+/// `subtitle` in lines no wider than `max` pixels, broken after its `; ` separators (a
+/// part wider than a line gets a line of its own).
+fn wrap_subtitle<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    subtitle: &str,
+    size: u32,
+    max: i32,
+) -> Result<Vec<String>, String> {
+    let font: TextStyle = ("sans-serif", size).into_font().into();
+    let width = |t: &str| {
+        area.estimate_text_size(t, &font)
+            .map(|(w, _)| w as i32)
+            .map_err(err)
+    };
+    let mut lines: Vec<String> = Vec::new();
+    for part in subtitle.split("; ") {
+        match lines.last_mut() {
+            Some(line) if width(&format!("{line}; {part}"))? <= max => {
+                line.push_str("; ");
+                line.push_str(part);
+            }
+            _ => lines.push(part.to_string()),
+        }
+    }
+    Ok(lines)
+}
+
 /// A white figure with a title (`title_size` pt) over a 13–14 pt subtitle, cut into the
 /// cells of [`panel_grid`] for `n` panels, row by row.
 fn titled_panels<DB: DrawingBackend>(
@@ -220,11 +247,15 @@ fn titled_panels<DB: DrawingBackend>(
     n: usize,
 ) -> Result<Vec<DrawingArea<DB, Shift>>, String> {
     area.fill(&WHITE).map_err(err)?;
-    let area = area
+    let mut area = area
         .titled(title, ("sans-serif", title_size))
-        .map_err(err)?
-        .titled(subtitle, ("sans-serif", subtitle_size))
         .map_err(err)?;
+    let (w, _) = area.dim_in_pixel();
+    for line in wrap_subtitle(&area, subtitle, subtitle_size, w as i32 - 24)? {
+        area = area
+            .titled(&line, ("sans-serif", subtitle_size))
+            .map_err(err)?;
+    }
     let (rows, cols) = panel_grid(n);
     let (w, _) = area.dim_in_pixel();
     let mut cells = Vec::with_capacity(n);
@@ -854,6 +885,29 @@ pub fn draw_figures(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_subtitle_wraps_after_its_separators() {
+        ensure_font().unwrap();
+        let mut svg = String::new();
+        let area = SVGBackend::with_string(&mut svg, (400, 100)).into_drawing_area();
+        let sub = "15 equal-width confidence bins, pooled over repeats; below the diagonal is \
+                   over-confident; hollow: a bin of fewer than 30 images";
+        let lines = wrap_subtitle(&area, sub, 13, 376).unwrap();
+        assert!(lines.len() >= 2, "{lines:?}");
+        assert_eq!(lines.join("; "), sub, "nothing lost or reordered");
+        let font: TextStyle = ("sans-serif", 13).into_font().into();
+        for l in &lines {
+            let (w, _) = area.estimate_text_size(l, &font).unwrap();
+            // a single part may be wider than a line; these parts are not
+            assert!(w <= 376, "`{l}` is {w} px");
+        }
+        // a short subtitle stays one line
+        assert_eq!(
+            wrap_subtitle(&area, "mean ± sd", 13, 376).unwrap(),
+            ["mean ± sd"]
+        );
+    }
 
     #[test]
     fn panels_fill_their_rows() {

@@ -193,22 +193,22 @@ impl Families {
             .collect();
         // one representative group per family
         let reps: Vec<&GroupSummary> = members.iter().map(|&g| &groups[g]).collect();
+        // A key tells families apart where it takes two or more values among the families
+        // that have it (an empty value: the configuration's objective has no such key), so
+        // DKD's β, the same for every DKD family, does not lengthen their names.
+        let present = |k: &str| -> Vec<&str> {
+            reps.iter()
+                .map(|g| g.key(k).unwrap_or(""))
+                .filter(|v| !v.is_empty())
+                .collect()
+        };
         let named: Vec<&str> = family_keys
             .iter()
             .copied()
-            .filter(|k| {
-                reps.iter()
-                    .map(|g| g.key(k).unwrap_or(""))
-                    .collect::<BTreeSet<_>>()
-                    .len()
-                    > 1
-            })
+            .filter(|&k| present(k).into_iter().collect::<BTreeSet<_>>().len() > 1)
             .collect();
         let teachers = teacher_names(groups, runs, run_groups);
-        let modes: BTreeMap<&str, &str> = named
-            .iter()
-            .map(|&k| (k, modal(reps.iter().map(|g| g.key(k).unwrap_or("")))))
-            .collect();
+        let modes: BTreeMap<&str, &str> = named.iter().map(|&k| (k, modal(present(k)))).collect();
         let mut names: Vec<String> = reps
             .iter()
             .map(|g| {

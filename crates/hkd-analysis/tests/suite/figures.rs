@@ -241,4 +241,20 @@ fn the_third_studys_figures_draw_with_every_legend_clear_of_the_data() {
     for f in &report.figures {
         check_png(&f.png);
     }
+    // names hold only what tells families apart: no key the configuration's objective
+    // lacks (`D=,`), none the same for every family that has it (DKD's β and T)
+    let legend = std::fs::read_to_string(out.path().join("fig/legend.csv")).unwrap();
+    let labels: Vec<&str> = legend.lines().skip(1).collect();
+    assert!(
+        labels.iter().any(|l| l.contains("objective=dkd")),
+        "{legend}"
+    );
+    for bad in ["=,", "=\"", "beta_nckd=", "temperature=", "warmup_epochs="] {
+        assert!(
+            labels
+                .iter()
+                .all(|l| !l.split(",\"").next().unwrap().contains(bad)),
+            "`{bad}` in a name: {legend}"
+        );
+    }
 }
