@@ -4,7 +4,7 @@
 //! A **family** is a configuration up to λ and the student: every grouping key but `lambda`
 //! and `student` (the λ figures' x axis and panels). Families are numbered in table order
 //! (the order of `average_results.csv`), and family `i` is drawn in colour `i` everywhere.
-//! A family's name holds the keys that tell families apart: the teacher and D whenever they
+//! A family's name holds the keys that tell families apart: the teacher, D and the objective whenever they
 //! vary, any other key only where it differs from the most common value among families;
 //! a teacher run is named by its architecture (`teacher=resnet20`, with what differs
 //! between teachers of one architecture: `teacher=resnet20 (λ=0.5)`), not its full slug.
@@ -24,7 +24,7 @@ const NOT_FAMILY: [&str; 2] = ["lambda", "student"];
 
 /// Keys named in a family's name whenever they vary (not only where they differ from the
 /// most common value).
-const ALWAYS_NAMED: [&str; 2] = ["teacher", "distil_fn"];
+const ALWAYS_NAMED: [&str; 3] = ["teacher", "distil_fn", "objective"];
 
 /// Colour `i` of the palette: Okabe–Ito-like colour-blind-safe colours, then plotters'
 /// Palette99.
