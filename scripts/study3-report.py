@@ -263,12 +263,30 @@ def table(header, rows):
 
 # ---- the tables ----------------------------------------------------------------------
 
+# the columns every table reads; a runs.csv without one is not hkd-analyze's
+REQUIRED_COLUMNS = ["teacher", "iter", "train_split", "objective", "label_smoothing",
+                    "val_acc", "final_train_acc", "eval_test2k_human_ce",
+                    "eval_test2k_ts_human_ce", "eval_cinic_ce"]
+
+
 def read_runs(path):
     if not path.is_file():
         die(f"{path} not found; run `just study3` first (it restores the archived runs, "
             "trains what is missing and analyses), or pass --runs docs/results/study3/runs.csv")
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        header = reader.fieldnames or []
+    # refuse what is not hkd-analyze's runs.csv before anything is written
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        die(f"{path}: no column {', '.join(f'`{c}`' for c in missing)}; expected the "
+            "runs.csv that hkd-analyze writes (truncated or another file?)")
+    if not rows:
+        die(f"{path}: no runs")
+    for n, r in enumerate(rows, start=2):
+        if not (r.get("iter") or "").isdigit():
+            die(f"{path}, line {n}: iter `{r.get('iter')}` is not a whole number")
     arms = {}
     for r in rows:
         a = arm_of(r)
