@@ -64,39 +64,31 @@ fn gradients_of_a_tensor_used_several_times_are_summed() {
 /// quarter for the one maximum of a 2x2 window); patched, the maxima split it. The CPU
 /// layers use `hkd_kernels::max_pool2x2` (the whole gradient to the first maximum, as
 /// PyTorch's); this is the path off the CPU kernels (CUDA, stock operations).
+/// candle's `max_pool2d(2)` of `x` (one 2-D plane) and the gradient of Σ r·y to `x`, both
+/// flattened.
+fn max_pool_and_gradient(x: Tensor, r: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let x = Var::from_tensor(&x.unsqueeze(0).unwrap().unsqueeze(0).unwrap()).unwrap();
+    let y = x.as_tensor().max_pool2d(2).unwrap();
+    let r = Tensor::new(r, &Device::Cpu)
+        .unwrap()
+        .reshape(y.shape())
+        .unwrap();
+    let grads = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    (flat(&y), flat(grads.get(&x).unwrap()))
+}
+
 #[test]
 fn max_pool_gives_each_window_its_whole_gradient() {
     // windows [1 4; 2 3] (one maximum) and [5 5; 0 1] (two)
-    let x = Tensor::new(&[[[[1f32, 4., 5., 5.], [2., 3., 0., 1.]]]], &Device::Cpu).unwrap();
-    let x = Var::from_tensor(&x).unwrap();
-    let y = x.as_tensor().max_pool2d(2).unwrap();
-    let r = Tensor::new(&[[[[8f32, 6.]]]], &Device::Cpu).unwrap();
-    let grads = (y * r).unwrap().sum_all().unwrap().backward().unwrap();
-    let g = grads
-        .get(&x)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let x = Tensor::new(&[[1f32, 4., 5., 5.], [2., 3., 0., 1.]], &Device::Cpu).unwrap();
+    let (y, g) = max_pool_and_gradient(x, &[8., 6.]);
+    assert_eq!(y, [4., 5.]);
     assert_eq!(g, [0., 8., 3., 3., 0., 0., 0., 0.]);
     // 3 x 3: one window (rows and columns 0-1); the third row and column, larger but in no
     // window, get nothing, and the window's maximum (4) all of it (stock candle: a quarter).
-    let x = Tensor::new(
-        &[[[[1f32, 4., 9.], [2., 3., 9.], [9., 9., 9.]]]],
-        &Device::Cpu,
-    )
-    .unwrap();
-    let x = Var::from_tensor(&x).unwrap();
-    let y = x.as_tensor().max_pool2d(2).unwrap();
-    assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), [4.]);
-    let grads = (y * 8.0).unwrap().sum_all().unwrap().backward().unwrap();
-    let g = grads
-        .get(&x)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let x = Tensor::new(&[[1f32, 4., 9.], [2., 3., 9.], [9., 9., 9.]], &Device::Cpu).unwrap();
+    let (y, g) = max_pool_and_gradient(x, &[8.]);
+    assert_eq!(y, [4.]);
     assert_eq!(g, [0., 8., 0., 0., 0., 0., 0., 0., 0.]);
 }
